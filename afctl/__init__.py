@@ -1,0 +1,1 @@
+"""Command-line companion of the analysis facility program."""

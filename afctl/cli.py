@@ -1,0 +1,87 @@
+"""`afctl`: offline preview, validation and schema of the facility's stacks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from components.config import ConfigError, FacilityConfig, build_config
+from components.program import StackConfigError
+
+from . import plan, report
+from .runner import run_program
+from .stackfile import read_stack
+
+EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2
+
+
+def _fail_config(error: ConfigError) -> int:
+    for line in error.lines():
+        print(line, file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def _load(stack: str) -> tuple[dict, set[str], FacilityConfig]:
+    values, secret = read_stack(stack)
+    return values, secret, build_config(values, secret)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    _, _, cfg = _load(args.stack)
+    groups = ", ".join(f"{n} x{g.count}" for n, g in sorted(cfg.cluster.node_groups.items()))
+    print(f"{args.stack}: valid ({cfg.cluster.mode} cluster at {cfg.site.name}; node groups {groups})")
+    return EXIT_OK
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    values, secret, cfg = _load(args.stack)
+    result = run_program(args.stack, values, secret)
+    out = Path(args.out) if args.out else Path("build") / args.stack
+    plan.write_plan(result, out)
+    custom = [r for r in result.registrations if r.custom]
+    print(report.tree(result.registrations))
+    print()
+    print(report.quota_table(cfg))
+    print()
+    kinds = Counter(r.type for r in custom)
+    print(f"{len(custom)} resources ({len(kinds)} types), {len(result.files)} rendered files -> {out}")
+    return EXIT_OK
+
+
+def cmd_schema(_: argparse.Namespace) -> int:
+    schema = FacilityConfig.model_json_schema(by_alias=True)
+    schema["title"] = "Analysis facility stack config (Pulumi namespace af)"
+    print(json.dumps(schema, indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="afctl", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+    preview = sub.add_parser("preview", help="run the program offline under mocks and write the plan")
+    preview.add_argument("stack")
+    preview.add_argument("--out", help="output directory (default build/STACK)")
+    preview.set_defaults(func=cmd_preview)
+    validate = sub.add_parser("validate", help="check a stack's config only")
+    validate.add_argument("stack")
+    validate.set_defaults(func=cmd_validate)
+    schema = sub.add_parser("schema", help="print the JSON Schema of the config")
+    schema.set_defaults(func=cmd_schema)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        return _fail_config(exc)
+    except StackConfigError as exc:
+        return _fail_config(exc.config_error)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Run the real Pulumi program in-process under the recording mocks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import runpy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import empty_pb2
+from pulumi.runtime import config as runtime_config
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.mocks import MockEngine, MockSettings
+from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.sync_await import _sync_await
+
+from components import rendered
+from components.config.errors import NAMESPACE
+from components.config.loader import PROJECT_ROOT
+
+from .mocks import RecordingMonitor, Registration
+
+PROJECT = "analysis-facility"
+
+
+@dataclass
+class RunResult:
+    stack: str
+    registrations: list[Registration]
+    outputs: dict[str, Any]
+    files: dict[str, str]
+
+
+def config_strings(values: dict[str, Any]) -> dict[str, str]:
+    """Config as the engine passes it: namespaced keys, structured values as JSON text."""
+    return {
+        f"{NAMESPACE}:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in values.items()
+    }
+
+
+def _configure(monitor: RecordingMonitor, stack: str) -> None:
+    runtime_settings.ROOT.set(None)
+    runtime_settings.configure(
+        MockSettings(
+            monitor=monitor,
+            monitor_features=set(monitor.GetDeploymentInfo(empty_pb2.Empty()).supportedFeatures),
+            engine=MockEngine(logging.getLogger("afctl.engine")),
+            project=PROJECT,
+            stack=stack,
+            dry_run=False,
+            organization="organization",
+            callbacks=None,
+        )
+    )
+
+
+def run_program(
+    stack: str,
+    values: dict[str, Any],
+    secret_keys: set[str],
+    program: Path = PROJECT_ROOT / "__main__.py",
+) -> RunResult:
+    """Register every resource the program declares for `stack`; return what was recorded.
+    Raises whatever the program raises (a `StackConfigError` for bad config)."""
+    monitor = RecordingMonitor()
+    _configure(monitor, stack)
+    runtime_config.set_all_config(config_strings(values), [f"{NAMESPACE}:{k}" for k in sorted(secret_keys)])
+    rendered.reset()
+    _sync_await(run_in_stack(lambda: runpy.run_path(str(program), run_name="__main__")))
+
+    async def resolve() -> dict[str, str]:
+        texts = {}
+        for key, output in sorted(rendered.published().items()):
+            if await output.is_secret():
+                raise RuntimeError(f"rendered file {key} holds a secret; publish a redacted copy")
+            texts[key] = await output.future()
+        return texts
+
+    files = _sync_await(resolve())
+    return RunResult(stack, list(monitor.registrations), monitor.stack_outputs, files)

@@ -1,0 +1,64 @@
+"""Shared building blocks of the config models: strictness, naming and common value types."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+# Patterns double as JSON Schema and as the "allowed" text of the error contract.
+DNS_LABEL_PATTERN = r"^[a-z]([-a-z0-9]{0,30}[a-z0-9])?$"
+FQDN_PATTERN = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+PATTERN_HELP = {
+    DNS_LABEL_PATTERN: (
+        "a DNS label: lowercase letters, digits and '-', starting with a letter, "
+        "ending with a letter or digit, at most 32 characters"
+    ),
+    FQDN_PATTERN: "a fully qualified lowercase DNS name such as af.example.org",
+    SHA256_PATTERN: "64 lowercase hexadecimal digits (a SHA-256 digest)",
+}
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys are errors, keys are camelCase, docstrings
+    of attributes become the JSON Schema descriptions users read."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=False,
+        frozen=True,
+        use_attribute_docstrings=True,
+        str_strip_whitespace=True,
+        hide_input_in_errors=False,
+    )
+
+
+DnsLabel = Annotated[str, Field(pattern=DNS_LABEL_PATTERN)]
+Fqdn = Annotated[str, Field(pattern=FQDN_PATTERN, max_length=253)]
+Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
+
+
+def _restricted_cidr(value: str) -> str:
+    net = ipaddress.ip_network(value, strict=True)
+    if net.prefixlen == 0:
+        raise ValueError("a CIDR narrower than the whole internet (not 0.0.0.0/0 or ::/0)")
+    return str(net)
+
+
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError as exc:
+        raise ValueError(f"a network in CIDR notation with host bits zero ({exc})") from None
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+"""A network in CIDR notation, host bits zero."""
+
+RestrictedCidr = Annotated[str, AfterValidator(_cidr), AfterValidator(_restricted_cidr)]
+"""A CIDR that is not the whole internet: for admin access."""

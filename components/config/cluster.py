@@ -1,0 +1,120 @@
+"""`af:cluster`: how Kubernetes comes to exist, and the node groups it is made of."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, NonNegativeInt, PositiveInt, SecretStr
+
+from .base import Cidr, DnsLabel, Sha256, StrictModel
+
+NodeRole = Literal["system", "interactive", "batch", "cache"]
+
+GPU_TAINT_KEY = "nvidia.com/gpu"
+
+
+class Taint(StrictModel):
+    """A Kubernetes node taint."""
+
+    key: str = Field(pattern=r"^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+    """Taint key, for example `nvidia.com/gpu`."""
+    value: str = ""
+    """Taint value, for example `present`."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+    """What the taint does to pods that do not tolerate it."""
+
+    def render(self) -> str:
+        """The `key=value:Effect` form kubelet and k3s take."""
+        return f"{self.key}={self.value}:{self.effect}" if self.value else f"{self.key}:{self.effect}"
+
+
+class GpuSpec(StrictModel):
+    """GPUs on each node of a group."""
+
+    count: PositiveInt
+    """GPUs per node."""
+    model: DnsLabel
+    """GPU model, for example `a100`; becomes the `nvidia.com/gpu.product` selector."""
+
+
+class NodeGroup(StrictModel):
+    """A set of identical worker nodes."""
+
+    flavor: str
+    """Flavor name from `af:site.flavors`."""
+    count: NonNegativeInt
+    """Number of nodes."""
+    roles: list[NodeRole] = Field(default_factory=lambda: ["system"], min_length=1)
+    """Workloads the group hosts: system services, notebooks, batch workers, caches."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Extra Kubernetes node labels."""
+    taints: list[Taint] = Field(default_factory=list)
+    """Kubernetes node taints; GPU groups must carry `nvidia.com/gpu`."""
+    volume_gib: NonNegativeInt = 0
+    """Size of an extra Cinder volume per node (0: none), mounted at `/var/lib/af-data`."""
+    volume_type: str | None = None
+    """Cinder volume type of that volume; omit for the site default."""
+    gpu: GpuSpec | None = None
+    """GPUs per node, when the flavor has them."""
+
+
+class ControlPlane(StrictModel):
+    """The Kubernetes control plane."""
+
+    count: Literal[1, 3] = 1
+    """Control-plane nodes: 1, or 3 for an HA etcd quorum."""
+    flavor: str
+    """Flavor name from `af:site.flavors`."""
+
+
+class K3s(StrictModel):
+    """The Kubernetes distribution installed by cloud-init (mode `openstack`)."""
+
+    distribution: Literal["k3s"] = "k3s"
+    """Distribution; k3s is the one supported."""
+    version: str = Field(default="v1.36.2+k3s1", pattern=r"^v1\.\d+\.\d+\+k3s\d+$")
+    """Pinned release tag."""
+    sha256: Sha256 = "65a55ec56c24eab44383086166ec620a491952b7e23941a49ddca6e8a4c4b4de"
+    """SHA-256 of that release's amd64 `k3s` binary (its `sha256sum-amd64.txt`)."""
+
+
+class Magnum(StrictModel):
+    """A cluster made by OpenStack Magnum (mode `magnum`)."""
+
+    image: str | None = None
+    """Glance image of the template (Fedora CoreOS for Magnum); omit to use `af:site.image`."""
+    kube_tag: str = Field(default="v1.30.4", pattern=r"^v1\.\d+\.\d+$")
+    """Kubernetes version label of the cluster template."""
+    network_driver: Literal["calico", "flannel"] = "calico"
+    """CNI the template installs."""
+    docker_volume_gib: PositiveInt = 50
+    """Container storage volume per node, in GiB."""
+
+
+class Existing(StrictModel):
+    """A cluster that already exists (mode `existing`)."""
+
+    kubeconfig: SecretStr
+    """Kubeconfig of the cluster; a Pulumi secret (`pulumi config set --secret --path`)."""
+
+
+class Cluster(StrictModel):
+    """The Kubernetes cluster every platform layer is deployed on."""
+
+    mode: Literal["openstack", "magnum", "existing"] = "openstack"
+    """`openstack`: VMs bootstrapped by cloud-init; `magnum`: a Magnum cluster;
+    `existing`: a cluster given by kubeconfig."""
+    control_plane: ControlPlane
+    """Control-plane size and flavor (ignored in mode `existing`)."""
+    node_groups: dict[DnsLabel, NodeGroup] = Field(min_length=1)
+    """Worker node groups by name."""
+    k3s: K3s = Field(default_factory=K3s)
+    """Distribution pin for mode `openstack`."""
+    magnum: Magnum = Field(default_factory=Magnum)
+    """Template settings for mode `magnum`."""
+    existing: Existing | None = None
+    """The kubeconfig for mode `existing`."""
+    pod_cidr: Cidr = "10.42.0.0/16"
+    """Pod network."""
+    service_cidr: Cidr = "10.43.0.0/16"
+    """Service network."""

@@ -1,0 +1,194 @@
+"""From a stack's `af:*` values and its profiles to a validated `FacilityConfig`.
+
+Pure apart from reading profile files; the Pulumi runtime is read in `pulumi_source`."""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from .base import PATTERN_HELP
+from .errors import ConfigError, Problem, key_path, problem, show_value
+from .facility import FacilityConfig, cross_checks
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROFILES_DIR = PROJECT_ROOT / "stacks"
+_PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*(/[a-z0-9][a-z0-9-]*)*$")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
+
+
+def _mapping_no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_no_duplicates)
+
+
+def load_yaml(path: Path) -> Any:
+    with path.open(encoding="utf-8") as handle:
+        return yaml.load(handle, Loader=_StrictLoader)
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key; anything else (lists included) is replaced by the override."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def available_profiles(profiles_dir: Path = PROFILES_DIR) -> list[str]:
+    return sorted(str(p.relative_to(profiles_dir).with_suffix("")) for p in profiles_dir.rglob("*.yaml"))
+
+
+def _load_profiles(names: Any, profiles_dir: Path) -> tuple[dict[str, Any], list[Problem]]:
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return {}, [problem(("profiles",), names, "a list of profile names from stacks/")]
+    merged: dict[str, Any] = {}
+    found: list[Problem] = []
+    known = available_profiles(profiles_dir)
+    for index, name in enumerate(names):
+        path = profiles_dir / f"{name}.yaml"
+        if not _PROFILE_NAME.match(name) or not path.is_file():
+            found.append(problem(("profiles", index), name, f"one of {', '.join(known)}"))
+            continue
+        try:
+            data = load_yaml(path)
+        except yaml.YAMLError as exc:
+            found.append(problem(("profiles", index), name, f"a readable YAML profile ({exc})".replace("\n", " ")))
+            continue
+        if not isinstance(data, dict):
+            found.append(problem(("profiles", index), name, "a profile that is a mapping of af sections"))
+            continue
+        merged = deep_merge(merged, data)
+    return merged, found
+
+
+def _unwrap(annotation: Any) -> Any:
+    """The model class inside `X | None`, `list[X]`, `dict[str, X]`, `Annotated[X, ...]`."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = args[0] if len(args) == 1 else annotation
+            if len(args) != 1:
+                return annotation
+        else:
+            return annotation
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The model class that validates the mapping at `loc`, to name the keys it knows."""
+    current: Any = FacilityConfig
+    index = 0
+    while index < len(loc):
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        by_alias = {(f.alias or n): f for n, f in current.model_fields.items()}
+        field = by_alias.get(str(loc[index]))
+        if field is None:
+            return None
+        annotation = _unwrap(field.annotation)
+        origin = typing.get_origin(annotation)
+        if origin in (list, dict):
+            annotation = _unwrap(typing.get_args(annotation)[-1])
+            index += 1  # skip the list index or the mapping key
+        current = annotation
+        index += 1
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _allowed_text(error: Mapping[str, Any]) -> str:
+    kind, msg, ctx = error["type"], error["msg"], error.get("ctx") or {}
+    if kind == "missing":
+        return "a value: this key is required"
+    if kind == "extra_forbidden":
+        parent = _model_at(tuple(error["loc"][:-1]))
+        if parent is not None:
+            keys = sorted(f.alias or n for n, f in parent.model_fields.items())
+            return f"one of the keys {', '.join(keys)}"
+        return "no such key (see `afctl schema`)"
+    if kind == "string_pattern_mismatch":
+        return PATTERN_HELP.get(ctx.get("pattern", ""), f"text matching {ctx.get('pattern')}")
+    for prefix in ("Value error, ", "Input should be ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix) :]
+    return msg
+
+
+def translate(exc: ValidationError) -> list[Problem]:
+    """pydantic's errors in the contract's words."""
+    found = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        if loc and loc[-1] == "[key]":
+            # A mapping key failed (for example a node group name): report the key itself.
+            value = error["input"]
+            found.append(Problem(key_path(loc[:-1]) + f".{value}", show_value(value), _allowed_text(error)))
+            continue
+        value = "nothing" if error["type"] == "missing" else show_value(error["input"])
+        found.append(Problem(key_path(loc), value, _allowed_text(error)))
+    return found
+
+
+def _secret_fields(model: BaseModel, loc: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    """Locations of every secret value present in the validated config."""
+    found = []
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        here = (*loc, field.alias or name)
+        if isinstance(value, SecretStr):
+            found.append(here)
+        elif isinstance(value, BaseModel):
+            found.extend(_secret_fields(value, here))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, BaseModel):
+                    found.extend(_secret_fields(item, (*here, key)))
+    return found
+
+
+def build_config(
+    stack_values: Mapping[str, Any],
+    secret_keys: set[str] = frozenset(),  # type: ignore[assignment]
+    profiles_dir: Path = PROFILES_DIR,
+) -> FacilityConfig:
+    """Merge profiles below the stack's values, validate, run the cross checks.
+
+    `stack_values` are the stack's `af:*` keys without the namespace; `secret_keys` the
+    top-level ones Pulumi holds as secrets. Raises `ConfigError` listing every problem."""
+    base, found = _load_profiles(stack_values.get("profiles", []), profiles_dir)
+    merged = deep_merge(base, stack_values)
+    try:
+        cfg = FacilityConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(found + translate(exc)) from None
+    found += cross_checks(cfg)
+    for loc in _secret_fields(cfg):
+        if loc[0] not in secret_keys:
+            path = key_path(loc)
+            found.append(Problem(path, "plaintext", f"a Pulumi secret: pulumi config set --secret --path '{path}' …"))
+    if found:
+        raise ConfigError(found)
+    return cfg

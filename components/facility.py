@@ -1,0 +1,44 @@
+"""The whole facility: one component per layer, wired together."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_openstack as openstack
+
+from .cluster import Cluster
+from .config import FacilityConfig
+from .network import Network
+
+
+class Facility(pulumi.ComponentResource):
+    """Infrastructure (network, VMs, Kubernetes) and, above it, the platform layers.
+    `k8s_provider` is what every layer deploys with."""
+
+    cluster: Cluster
+    kubeconfig: pulumi.Output[str]
+    api_endpoint: pulumi.Output[str]
+    ingress_address: pulumi.Output[str]
+
+    def __init__(self, name: str, cfg: FacilityConfig, stack: str, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("af:index:Facility", name, None, opts)
+        prefix = f"af-{stack}"
+        network = None
+        openstack_provider = None
+        if cfg.cluster.mode != "existing":
+            # Credentials come from the operator's environment (OS_CLOUD or OS_* variables).
+            openstack_provider = openstack.Provider(
+                f"{name}-openstack", region=cfg.site.region, opts=pulumi.ResourceOptions(parent=self)
+            )
+            network = Network(
+                f"{name}-network", cfg.site, prefix, openstack_provider, opts=pulumi.ResourceOptions(parent=self)
+            )
+        self.cluster = Cluster(
+            f"{name}-cluster", cfg, prefix, openstack_provider, network, opts=pulumi.ResourceOptions(parent=self)
+        )
+        self.k8s_provider = self.cluster.provider
+        self.kubeconfig = self.cluster.kubeconfig
+        self.api_endpoint = self.cluster.api_endpoint
+        self.ingress_address = self.cluster.ingress_address
+        self.register_outputs(
+            {"kubeconfig": self.kubeconfig, "apiEndpoint": self.api_endpoint, "ingressAddress": self.ingress_address}
+        )
