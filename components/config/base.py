@@ -57,8 +57,18 @@ def _cidr(value: str) -> str:
         raise ValueError(f"a network in CIDR notation with host bits zero ({exc})") from None
 
 
+def _node_cidr(value: str) -> str:
+    net = ipaddress.ip_network(value)
+    if net.version != 4 or net.prefixlen > 26:
+        raise ValueError("an IPv4 network of /26 or larger (fixed control-plane addresses plus a DHCP pool)")
+    return value
+
+
 Cidr = Annotated[str, AfterValidator(_cidr)]
 """A network in CIDR notation, host bits zero."""
+
+NodeCidr = Annotated[str, AfterValidator(_cidr), AfterValidator(_node_cidr)]
+"""The VMs' private IPv4 subnet."""
 
 RestrictedCidr = Annotated[str, AfterValidator(_cidr), AfterValidator(_restricted_cidr)]
 """A CIDR that is not the whole internet: for admin access."""

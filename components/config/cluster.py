@@ -108,7 +108,7 @@ class Cluster(StrictModel):
     """Control-plane size and flavor (ignored in mode `existing`)."""
     node_groups: dict[DnsLabel, NodeGroup] = Field(min_length=1)
     """Worker node groups by name."""
-    k3s: K3s = Field(default_factory=K3s)
+    k3s: K3s = Field(default_factory=K3s, alias="k3s")
     """Distribution pin for mode `openstack`."""
     magnum: Magnum = Field(default_factory=Magnum)
     """Template settings for mode `magnum`."""

@@ -144,8 +144,7 @@ def translate(exc: ValidationError) -> list[Problem]:
         loc = tuple(error["loc"])
         if loc and loc[-1] == "[key]":
             # A mapping key failed (for example a node group name): report the key itself.
-            value = error["input"]
-            found.append(Problem(key_path(loc[:-1]) + f".{value}", show_value(value), _allowed_text(error)))
+            found.append(Problem(key_path(loc[:-1]), show_value(error["input"]), _allowed_text(error)))
             continue
         value = "nothing" if error["type"] == "missing" else show_value(error["input"])
         found.append(Problem(key_path(loc), value, _allowed_text(error)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, NonNegativeInt, PositiveInt
 
-from .base import Cidr, DnsLabel, Fqdn, RestrictedCidr, StrictModel
+from .base import DnsLabel, Fqdn, NodeCidr, RestrictedCidr, StrictModel
 
 
 class Flavor(StrictModel):
@@ -56,7 +56,7 @@ class Site(StrictModel):
     """Networks allowed to reach SSH (22) and the Kubernetes API (6443); never 0.0.0.0/0."""
     dns_name: Fqdn
     """DNS name of the facility's entry point; the hub and the API certificate use it."""
-    node_cidr: Cidr = "10.10.0.0/24"
+    node_cidr: NodeCidr = "10.10.0.0/24"
     """Private subnet the VMs live on."""
     dns_nameservers: list[str] = Field(default_factory=lambda: ["131.154.1.1"])
     """Resolvers handed to VMs by DHCP."""
