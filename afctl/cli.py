@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from components.config import ConfigError, FacilityConfig, build_config
+from components.config.loader import PROJECT_ROOT
 from components.program import StackConfigError
 
 from . import plan, report
@@ -24,20 +25,20 @@ def _fail_config(error: ConfigError) -> int:
     return EXIT_CONFIG
 
 
-def _load(stack: str) -> tuple[dict, set[str], FacilityConfig]:
-    values, secret = read_stack(stack)
+def _load(args: argparse.Namespace) -> tuple[dict, set[str], FacilityConfig]:
+    values, secret = read_stack(args.stack, Path(args.project_dir))
     return values, secret, build_config(values, secret)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    _, _, cfg = _load(args.stack)
+    _, _, cfg = _load(args)
     groups = ", ".join(f"{n} x{g.count}" for n, g in sorted(cfg.cluster.node_groups.items()))
     print(f"{args.stack}: valid ({cfg.cluster.mode} cluster at {cfg.site.name}; node groups {groups})")
     return EXIT_OK
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    values, secret, cfg = _load(args.stack)
+    values, secret, cfg = _load(args)
     result = run_program(args.stack, values, secret)
     out = Path(args.out) if args.out else Path("build") / args.stack
     plan.write_plan(result, out)
@@ -60,6 +61,11 @@ def cmd_schema(_: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="afctl", description=__doc__)
+    top.add_argument(
+        "--project-dir",
+        default=str(PROJECT_ROOT),
+        help="where the Pulumi.<stack>.yaml files are (default: this project)",
+    )
     sub = top.add_subparsers(dest="command", required=True)
     preview = sub.add_parser("preview", help="run the program offline under mocks and write the plan")
     preview.add_argument("stack")
