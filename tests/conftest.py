@@ -1,0 +1,52 @@
+"""Shared fixtures: shipped stacks previewed once per session under the recording mocks."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from afctl.mocks import Registration
+from afctl.runner import RunResult, run_program
+from afctl.stackfile import available_stacks, read_stack
+
+SHIPPED_STACKS = available_stacks()
+IN_CI = os.environ.get("CI") == "true"
+
+
+def preview_values(stack: str, values: dict[str, Any], secret: set[str]) -> RunResult:
+    result = run_program(stack, values, secret)
+    # A run that registered nothing would make every graph assertion vacuous.
+    assert any(r.custom for r in result.registrations), f"{stack}: no resource registered"
+    return result
+
+
+@pytest.fixture(scope="session")
+def shipped() -> Callable[[str], RunResult]:
+    cache: dict[str, RunResult] = {}
+
+    def get(stack: str) -> RunResult:
+        if stack not in cache:
+            values, secret = read_stack(stack)
+            cache[stack] = preview_values(stack, values, secret)
+        return cache[stack]
+
+    return get
+
+
+def stack_values(stack: str) -> tuple[dict[str, Any], set[str]]:
+    values, secret = read_stack(stack)
+    return copy.deepcopy(values), set(secret)
+
+
+def of_type(result: RunResult, type_: str) -> list[Registration]:
+    return [r for r in result.registrations if r.type == type_]
+
+
+def by_name(result: RunResult, name: str) -> Registration:
+    matches = [r for r in result.registrations if r.name == name]
+    assert len(matches) == 1, f"expected one resource named {name}, found {len(matches)}"
+    return matches[0]
