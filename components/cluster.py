@@ -213,7 +213,8 @@ class Cluster(pulumi.ComponentResource):
                     key_pair=key_pair.name,
                     network_id=network.network_id,
                     subnet_id=network.subnet_id,
-                    security_group_ids=[network.nodes_group.id, network.public_group.id],
+                    # No floating IP reaches workers; ingress arrives through the control plane's.
+                    security_group_ids=[network.nodes_group.id],
                     server_group_policy="soft-anti-affinity",
                     availability_zone=site.availability_zone,
                     volume_gib=group.volume_gib,

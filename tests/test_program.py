@@ -111,6 +111,13 @@ def test_no_world_open_ssh_or_api(shipped, stack):
     for port in (SSH_PORT, API_PORT):
         sources = {r.inputs.get("remoteIpPrefix") for r in rules if r.inputs.get("portRangeMin") == port}
         assert sources == set(cfg.site.admin_cidrs), port
+    # Only control-plane ports (where the floating IP lands) are in the public group.
+    if cfg.cluster.mode == "openstack":
+        ports = of_type(result, "openstack:networking/port:Port")
+        exposed = {
+            p.name for p in ports if any(g.startswith("af-network-public-") for g in p.inputs["securityGroupIds"])
+        }
+        assert exposed == {f"af-cluster-control-plane-{i}-port" for i in range(cfg.cluster.control_plane.count)}
     internal = [r for r in rules if "remoteGroupId" in r.inputs]
     assert internal and all(r.inputs["remoteGroupId"].startswith("af-network-nodes-") for r in internal)
 
