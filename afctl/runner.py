@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import runpy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,15 @@ def _configure(monitor: RecordingMonitor, stack: str) -> None:
     )
 
 
+def run_mocked(stack: str, body: Callable[[], object]) -> RecordingMonitor:
+    """Run `body` as the program of `stack` inside a stack resource under fresh recording mocks.
+    Shared by `run_program` and the benchmarks' bare-SDK baseline, so both pay the same setup."""
+    monitor = RecordingMonitor()
+    _configure(monitor, stack)
+    _sync_await(run_in_stack(body))
+    return monitor
+
+
 def run_program(
     stack: str,
     values: dict[str, Any],
@@ -64,11 +74,9 @@ def run_program(
 ) -> RunResult:
     """Register every resource the program declares for `stack`; return what was recorded.
     Raises whatever the program raises (a `StackConfigError` for bad config)."""
-    monitor = RecordingMonitor()
-    _configure(monitor, stack)
     runtime_config.set_all_config(config_strings(values), [f"{NAMESPACE}:{k}" for k in sorted(secret_keys)])
     rendered.reset()
-    _sync_await(run_in_stack(lambda: runpy.run_path(str(program), run_name="__main__")))
+    monitor = run_mocked(stack, lambda: runpy.run_path(str(program), run_name="__main__"))
 
     async def resolve() -> dict[str, str]:
         texts = {}
