@@ -35,15 +35,16 @@ def node_labels(group_name: str, group: NodeGroup) -> dict[str, str]:
 def _user_data(
     component: str,
     filename: str | None,
-    values: list[pulumi.Input[str]],
+    values: pulumi.Output[list[str]],
     build: Callable[[list[str]], NodeBootstrap],
 ) -> pulumi.Output[str]:
-    """Secret user-data for the VM; a redacted copy published for the preview when named."""
-    resolved = pulumi.Output.all(*values)
+    """Secret user-data for the VM; a redacted copy published for the preview when named.
+    `values` is resolved once and shared by many VMs: each extra Output per VM costs the SDK
+    time that grows with the number of outstanding Outputs."""
     if filename:
-        preview = resolved.apply(lambda v: render_user_data(build(v).redacted()))
+        preview = values.apply(lambda v: render_user_data(build(v).redacted()))
         rendered.publish(component, filename, pulumi.Output.unsecret(preview))
-    return pulumi.Output.secret(resolved.apply(lambda v: render_user_data(build(v))))
+    return pulumi.Output.secret(values.apply(lambda v: render_user_data(build(v))))
 
 
 class Cluster(pulumi.ComponentResource):
@@ -117,17 +118,18 @@ class Cluster(pulumi.ComponentResource):
         ca_names = sorted(pki.ca_certs)
         ssh_keys = list(site.ssh_public_keys)
 
-        def server(index: int) -> pulumi.Output[str]:
-            values = [
-                fip.address,
-                pki.join_password,
-                pki.service_account_key,
-                *(pki.ca_certs[c] for c in ca_names),
-                *(pki.ca_keys[c] for c in ca_names),
-            ]
+        token = pulumi.Output.all(pki.ca_certs["server-ca"], pki.join_password).apply(lambda v: [join_token(*v)])
+        server_values = pulumi.Output.all(
+            fip.address,
+            token,
+            pki.service_account_key,
+            *(pki.ca_certs[c] for c in ca_names),
+            *(pki.ca_keys[c] for c in ca_names),
+        )
 
+        def server(index: int) -> pulumi.Output[str]:
             def build(v: list[str]) -> NodeBootstrap:
-                address, password, sa_key = v[0], v[1], v[2]
+                address, (join,), sa_key = v[0], v[1], v[2]
                 certs = dict(zip(ca_names, v[3 : 3 + len(ca_names)], strict=True))
                 keys = dict(zip(ca_names, v[3 + len(ca_names) :], strict=True))
                 first = index == 0
@@ -135,7 +137,7 @@ class Cluster(pulumi.ComponentResource):
                     node_name=f"{prefix}-control-plane-{index}",
                     k3s=cluster.k3s,
                     server_url=server_url,
-                    token=join_token(certs["server-ca"], password),
+                    token=join,
                     taints=[CONTROL_PLANE_TAINT],
                     ssh_public_keys=ssh_keys,
                     server=True,
@@ -150,7 +152,7 @@ class Cluster(pulumi.ComponentResource):
 
             # One file per role: the node that initialises the cluster and one that joins it.
             filename = f"cloud-init/control-plane-{index}.yaml" if index < 2 else None
-            return _user_data("cluster", filename, values, build)
+            return _user_data("cluster", filename, server_values, build)
 
         control_plane = NodePool(
             f"{name}-control-plane",
@@ -193,7 +195,7 @@ class Cluster(pulumi.ComponentResource):
                         node_name=f"{prefix}-{group_name}-{index}",
                         k3s=cluster.k3s,
                         server_url=server_url,
-                        token=join_token(v[0], v[1]),
+                        token=v[0],
                         labels=labels,
                         taints=taints,
                         data_volume=group.volume_gib > 0,
@@ -201,7 +203,7 @@ class Cluster(pulumi.ComponentResource):
                     )
 
                 filename = f"cloud-init/{group_name}.yaml" if index == 0 else None
-                return _user_data("cluster", filename, [pki.ca_certs["server-ca"], pki.join_password], build)
+                return _user_data("cluster", filename, token, build)
 
             NodePool(
                 f"{name}-{group_name}",
