@@ -7,7 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from components.config.errors import NAMESPACE, ConfigError, Problem
+import yaml
+
+from components.config.errors import NAMESPACE, ConfigError, Problem, show_value
 from components.config.loader import PROJECT_ROOT, load_yaml
 
 PLACEHOLDER = "offline-preview-secret"
@@ -41,9 +43,17 @@ def read_stack(stack: str, project_dir: Path = PROJECT_ROOT) -> tuple[dict[str, 
     path = stack_file(stack, project_dir)
     if not path.is_file():
         known = ", ".join(available_stacks(project_dir)) or "none"
-        raise ConfigError([Problem("stack", repr(stack), f"a stack with a Pulumi.<stack>.yaml file ({known})")])
-    data = load_yaml(path) or {}
+        raise ConfigError([Problem("stack", show_value(stack), f"a stack with a Pulumi.<stack>.yaml file ({known})")])
+    try:
+        data = load_yaml(path) or {}
+    except yaml.YAMLError as exc:
+        reason = " ".join(str(exc).split())
+        raise ConfigError([Problem(path.name, "unreadable YAML", f"a readable YAML stack file ({reason})")]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(path.name, show_value(data), "a mapping with a config: section")])
     config = data.get("config") or {}
+    if not isinstance(config, dict):
+        raise ConfigError([Problem(f"{path.name}:config", show_value(config), "a mapping of af:* keys")])
     values: dict[str, Any] = {}
     secret: set[str] = set()
     for full_key, raw in config.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,15 +13,21 @@ NAMESPACE = "af"
 _MAX_VALUE_CHARS = 60
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_./-]+$")
+
+
+def _segment(part: str | int, first: bool) -> str:
+    if isinstance(part, int):
+        return f"[{part}]"
+    if _PLAIN_KEY.match(part):
+        return part if first else f".{part}"
+    # Keep one problem on one line whatever the user typed as a key.
+    return "[" + json.dumps(part).replace(" ", "\\u0020") + "]"
+
+
 def key_path(loc: tuple[str | int, ...]) -> str:
     """`("cluster", "nodeGroups", "cpu", "count")` -> `af:cluster.nodeGroups.cpu.count`."""
-    if not loc:
-        return f"{NAMESPACE}:"
-    head, *rest = loc
-    path = f"{NAMESPACE}:{head}"
-    for part in rest:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
+    return f"{NAMESPACE}:" + "".join(_segment(part, index == 0) for index, part in enumerate(loc))
 
 
 def show_value(value: Any) -> str:

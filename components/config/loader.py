@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from pathlib import Path
 from typing import Any
 
@@ -137,8 +137,9 @@ def _allowed_text(error: Mapping[str, Any]) -> str:
     return msg
 
 
-def translate(exc: ValidationError) -> list[Problem]:
-    """pydantic's errors in the contract's words."""
+def translate(exc: ValidationError, secret_keys: Set[str] = frozenset()) -> list[Problem]:
+    """pydantic's errors in the contract's words. Values under a secret key are never echoed:
+    a kubeconfig set without `--path` must not end up in a CI log."""
     found = []
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
@@ -146,7 +147,12 @@ def translate(exc: ValidationError) -> list[Problem]:
             # A mapping key failed (for example a node group name): report the key itself.
             found.append(Problem(key_path(loc[:-1]), show_value(error["input"]), _allowed_text(error)))
             continue
-        value = "nothing" if error["type"] == "missing" else show_value(error["input"])
+        if error["type"] == "missing":
+            value = "nothing"
+        elif loc and loc[0] in secret_keys:
+            value = "[secret]"
+        else:
+            value = show_value(error["input"])
         found.append(Problem(key_path(loc), value, _allowed_text(error)))
     return found
 
@@ -182,7 +188,7 @@ def build_config(
     try:
         cfg = FacilityConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(found + translate(exc)) from None
+        raise ConfigError(found + translate(exc, secret_keys)) from None
     found += cross_checks(cfg)
     for loc in _secret_fields(cfg):
         if loc[0] not in secret_keys:
