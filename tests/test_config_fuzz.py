@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import re
 import tempfile
-import types
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from afctl import cli
 from afctl.stackfile import read_stack
 from components.config import ConfigError, FacilityConfig, Usage, build_config, deep_merge, usage
 from components.config.errors import key_path
-from components.config.loader import PROFILES_DIR, load_yaml
+from components.config.loader import PROFILES_DIR, _unwrap, load_yaml
 from components.program import StackConfigError
 
 Loc = tuple[str | int, ...]
@@ -78,20 +77,6 @@ def base(stack: str) -> dict[str, Any]:
 
 
 # --- what the schema says about a location -------------------------------------------------------
-
-
-def _unwrap(annotation: Any) -> Any:
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is typing.Annotated:
-            annotation = typing.get_args(annotation)[0]
-        elif origin in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(annotation) if a is not type(None)]
-            if len(args) != 1:
-                return annotation
-            annotation = args[0]
-        else:
-            return annotation
 
 
 @dataclass(frozen=True)

@@ -90,18 +90,20 @@ def test_no_secret_in_plan_or_files(shipped, stack):
     assert not any(PLACEHOLDER in text for text in texts)
 
 
-def test_secure_config_values_stay_secret(tmp_path):
-    (tmp_path / "Pulumi.ext.yaml").write_text(
+def _existing_stack(directory: Path, kubeconfig: str) -> None:
+    (directory / "Pulumi.ext.yaml").write_text(
         "config:\n"
         "  af:profiles: [sites/infn-cloud-bari, experiments/generic]\n"
         "  af:cluster:\n"
         "    mode: existing\n"
         "    controlPlane: {flavor: large}\n"
         "    nodeGroups: {cpu: {flavor: xlarge, count: 2}}\n"
-        "    existing:\n"
-        "      kubeconfig:\n"
-        "        secure: v1:AAAABBBBCCCC\n"
+        f"    existing: {{kubeconfig: {kubeconfig}}}\n"
     )
+
+
+def test_secure_config_values_stay_secret(tmp_path):
+    _existing_stack(tmp_path, "{secure: 'v1:AAAABBBBCCCC'}")
     out = tmp_path / "plan"
     assert main(["--project-dir", str(tmp_path), "preview", "ext", "--out", str(out)]) == 0
     text = (out / "plan.json").read_text()
@@ -110,15 +112,7 @@ def test_secure_config_values_stay_secret(tmp_path):
 
 
 def test_plaintext_secret_in_stack_file_is_refused(tmp_path, capsys):
-    (tmp_path / "Pulumi.ext.yaml").write_text(
-        "config:\n"
-        "  af:profiles: [sites/infn-cloud-bari, experiments/generic]\n"
-        "  af:cluster:\n"
-        "    mode: existing\n"
-        "    controlPlane: {flavor: large}\n"
-        "    nodeGroups: {cpu: {flavor: xlarge, count: 2}}\n"
-        "    existing: {kubeconfig: 'apiVersion: v1'}\n"
-    )
+    _existing_stack(tmp_path, "'apiVersion: v1'")
     assert main(["--project-dir", str(tmp_path), "validate", "ext"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
