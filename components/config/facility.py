@@ -150,10 +150,7 @@ def _identity_problems(cfg: FacilityConfig) -> list[Problem]:
 
 def cross_checks(cfg: FacilityConfig) -> list[Problem]:
     """Checks between sections that single-field validation cannot see."""
-    return [
-        *_mode_problems(cfg),
-        *_flavor_problems(cfg),
-        *_gpu_problems(cfg),
-        *(_quota_problems(cfg) if not _flavor_problems(cfg) else []),
-        *_identity_problems(cfg),
-    ]
+    flavors = _flavor_problems(cfg)
+    # Quota arithmetic needs every flavor to be known.
+    quota = [] if flavors else _quota_problems(cfg)
+    return [*_mode_problems(cfg), *flavors, *_gpu_problems(cfg), *quota, *_identity_problems(cfg)]
