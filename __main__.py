@@ -17,3 +17,5 @@ pulumi.export("ingressAddress", facility.ingress_address)
 pulumi.export("dnsName", config.site.dns_name)
 if facility.cluster.ssh_private_key is not None:
     pulumi.export("sshPrivateKey", facility.cluster.ssh_private_key)
+if facility.hub_url is not None:
+    pulumi.export("hubUrl", facility.hub_url)

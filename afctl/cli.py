@@ -26,8 +26,16 @@ def _fail_config(error: ConfigError) -> int:
 
 
 def _load(args: argparse.Namespace) -> tuple[dict, set[str], FacilityConfig]:
-    values, secret = read_stack(args.stack, Path(args.project_dir))
-    return values, secret, build_config(values, secret)
+    """The stack's values, offline: secrets only an operator can set are stood in for, with a note."""
+    filled: list[str] = []
+    values, secret = read_stack(args.stack, Path(args.project_dir), filled)
+    cfg = build_config(values, secret)
+    for path in filled:
+        print(
+            f"note: {path} is not set; the offline preview uses a placeholder (set it before pulumi up)",
+            file=sys.stderr,
+        )
+    return values, secret, cfg
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@ would see it, and answer with deterministic fake IDs, addresses and credentials.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 from dataclasses import dataclass
@@ -67,6 +68,9 @@ def _computed(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         return {"certRequestPem": _pem("CERTIFICATE REQUEST", seed)}
     if typ in ("random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString"):
         return {"result": digest("password", seed, length=int(inputs.get("length", 32)))}
+    if typ == "random:index/randomBytes:RandomBytes":
+        raw = bytes.fromhex(digest("bytes", seed, length=2 * int(inputs.get("length", 32))))
+        return {"hex": raw.hex(), "base64": base64.b64encode(raw).decode()}
     if typ == "openstack:networking/floatingIp:FloatingIp":
         return {"address": fake_address(seed)}
     if typ == "openstack:containerinfra/cluster:Cluster":

@@ -1,6 +1,8 @@
 """Read `Pulumi.<stack>.yaml` the way the Pulumi CLI hands it to the program, offline:
 secure values cannot be decrypted here, so each becomes a placeholder and its key is marked
-secret, exactly as the engine marks it."""
+secret, exactly as the engine marks it. Secrets only an operator can supply (the IAM client
+secret) are not in the repository at all; where the config needs one, a placeholder stands
+in for it too, and the caller is told which."""
 
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ from typing import Any
 import yaml
 
 from components.config.errors import NAMESPACE, ConfigError, Problem, show_value
-from components.config.loader import PROJECT_ROOT, load_yaml
+from components.config.loader import PROJECT_ROOT, STAND_IN, load_yaml, stand_in_secrets
 
-PLACEHOLDER = "offline-preview-secret"
+PLACEHOLDER = STAND_IN
 
 
 def stack_file(stack: str, project_dir: Path = PROJECT_ROOT) -> Path:
@@ -38,8 +40,11 @@ def _replace_secure(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
-def read_stack(stack: str, project_dir: Path = PROJECT_ROOT) -> tuple[dict[str, Any], set[str]]:
-    """The stack's `af:*` values (namespace stripped) and the keys that hold secrets."""
+def read_stack(
+    stack: str, project_dir: Path = PROJECT_ROOT, stood_in: list[str] | None = None
+) -> tuple[dict[str, Any], set[str]]:
+    """The stack's `af:*` values (namespace stripped) and the keys that hold secrets. The key
+    paths of unset deploy secrets given a placeholder are appended to `stood_in`."""
     path = stack_file(stack, project_dir)
     if not path.is_file():
         known = ", ".join(available_stacks(project_dir)) or "none"
@@ -63,4 +68,7 @@ def read_stack(stack: str, project_dir: Path = PROJECT_ROOT) -> tuple[dict[str, 
         values[name], is_secret = _replace_secure(raw)
         if is_secret:
             secret.add(name)
+    values, secret, filled = stand_in_secrets(values, secret)
+    if stood_in is not None:
+        stood_in.extend(filled)
     return values, secret

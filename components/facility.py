@@ -7,6 +7,8 @@ import pulumi_openstack as openstack
 
 from .cluster import Cluster
 from .config import FacilityConfig
+from .cvmfs import Cvmfs
+from .hub import Hub
 from .network import Network
 
 
@@ -18,6 +20,9 @@ class Facility(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     api_endpoint: pulumi.Output[str]
     ingress_address: pulumi.Output[str]
+    cvmfs: Cvmfs | None
+    hub: Hub | None
+    hub_url: str | None
 
     def __init__(self, name: str, cfg: FacilityConfig, stack: str, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("af:index:Facility", name, None, opts)
@@ -39,6 +44,15 @@ class Facility(pulumi.ComponentResource):
         self.kubeconfig = self.cluster.kubeconfig
         self.api_endpoint = self.cluster.api_endpoint
         self.ingress_address = self.cluster.ingress_address
+        layer = pulumi.ResourceOptions(parent=self)
+        self.cvmfs = Cvmfs(f"{name}-cvmfs", cfg, self.k8s_provider, layer) if cfg.cvmfs.enabled else None
+        self.hub = Hub(f"{name}-hub", cfg, self.k8s_provider, self.cvmfs, layer) if cfg.hub.enabled else None
+        self.hub_url = self.hub.url if self.hub else None
         self.register_outputs(
-            {"kubeconfig": self.kubeconfig, "apiEndpoint": self.api_endpoint, "ingressAddress": self.ingress_address}
+            {
+                "kubeconfig": self.kubeconfig,
+                "apiEndpoint": self.api_endpoint,
+                "ingressAddress": self.ingress_address,
+                "hubUrl": self.hub_url,
+            }
         )

@@ -32,16 +32,14 @@ from components.config import (
 )
 from components.config.cluster import ControlPlane, Existing, K3s, Magnum
 from components.config.errors import key_path, show_value
+from components.config.identity import Identity, Roles
+from components.config.interactive import Cvmfs, Hub
 from components.config.layers import (
     Autoscaler,
     Cache,
     Condor,
-    Cvmfs,
     Gateway,
-    Hub,
-    Identity,
     Offload,
-    Roles,
     size_bytes,
 )
 from components.config.loader import PROFILES_DIR, available_profiles
@@ -93,7 +91,21 @@ def base() -> dict[str, Any]:
             },
         },
         "identity": {"issuer": "https://iam.example.org/", "clientId": "af"},
+        # The hub's own checks are exercised from hub_base().
+        "hub": {"enabled": False},
     }
+
+
+def hub_base() -> dict[str, Any]:
+    """`base()` with the hub on: a login group, an interactive CPU group, an ACME contact.
+    The IAM client secret is a secret key: pass `HUB_SECRET` as the secret keys."""
+    cfg = edit(base(), "hub", {"tls": {"acmeEmail": "ops@example.org"}})
+    cfg = edit(cfg, "identity.roles", {"login": ["/users"], "admin": ["/admins"], "gpu": ["/users/gpu"]})
+    cfg = edit(cfg, "identity.clientSecret", "from-pulumi-secret")
+    return edit(cfg, "cluster.nodeGroups.cpu.roles", ["batch", "interactive"])
+
+
+HUB_SECRET = {"identity"}
 
 
 def _loc(path: str) -> list[str | int]:
@@ -194,11 +206,13 @@ def test_cluster_models_good() -> None:
 
 def test_layer_models_good() -> None:
     identity = Identity.model_validate(
-        {"issuer": "https://iam.example.org/", "clientId": "af", "roles": {"login": ["users"], "gpu": ["users/gpu"]}}
+        {"issuer": "https://iam.example.org/", "clientId": "af", "roles": {"login": ["/users"], "gpu": ["/users/gpu"]}}
     )
-    assert identity.roles == Roles(login=["users"], gpu=["users/gpu"])
+    assert identity.roles == Roles(login=["/users"], gpu=["/users/gpu"])
+    assert identity.roles.all_groups() == ["/users", "/users/gpu"]
+    assert identity.endpoint("token") == "https://iam.example.org/token"
     assert "wlcg.groups" in identity.scopes
-    assert Hub().enabled and Hub.model_validate({"notebookImage": f"img@sha256:{'a' * 64}"}).home_gib == 10
+    assert Hub().enabled and Hub.model_validate({"notebookImage": f"img:1.0@sha256:{'a' * 64}"}).home_gib == 10
     assert Cvmfs.model_validate({"repositories": ["cms.cern.ch", "unpacked.cern.ch"]}).repositories[0] == "cms.cern.ch"
     cache = Cache.model_validate({"enabled": True, "ram": "1g", "blockSize": "64k", "origin": "xrootd.example.org"})
     assert size_bytes(cache.ram) == 1 << 30 and size_bytes(cache.block_size) == 64 << 10
@@ -214,7 +228,7 @@ def test_facility_defaults_and_every_section() -> None:
     cfg = build_config(
         {
             **base(),
-            "hub": {"idleCullMinutes": 60},
+            "hub": {"enabled": False, "idleCullMinutes": 60},
             "cvmfs": {"squidProxy": True},
             "cache": {"enabled": True, "servers": 2},
             "condor": {"enabled": True},
@@ -402,10 +416,10 @@ BAD_CASES: list[tuple[str, str, Any, str, str]] = [
         "af:hub.notebookImage",
         "never `latest`",
     ),
-    ("hub-unpinned", "hub.notebookImage", "quay.io/jupyter/scipy-notebook", "af:hub.notebookImage", "text matching"),
+    ("hub-unpinned", "hub.notebookImage", "quay.io/jupyter/scipy-notebook", "af:hub.notebookImage", "pinned by tag"),
     ("hub-cull", "hub.idleCullMinutes", 0, "af:hub.idleCullMinutes", "greater than 0"),
     ("hub-enabled", "hub.enabled", "maybe", "af:hub.enabled", "a valid boolean"),
-    ("hub-unknown", "hub.image", "x", "af:hub.image", "chartVersion, enabled, homeGib"),
+    ("hub-unknown", "hub.image", "x", "af:hub.image", "chartVersion, cpuGuaranteeFraction, enabled"),
     # Cvmfs
     (
         "cvmfs-repo",
@@ -472,7 +486,6 @@ BAD_CASES: list[tuple[str, str, Any, str, str]] = [
     ("root-snake", "node_groups", {}, "af:node_groups", "one of the keys"),
     ("root-missing-site", "site", DELETE, "af:site", REQUIRED),
     ("root-missing-cluster", "cluster", DELETE, "af:cluster", REQUIRED),
-    ("root-hub-without-identity", "identity", DELETE, "af:identity", "an identity provider: hub needs OIDC login"),
     ("root-profiles-not-list", "profiles", "experiments/cms", "af:profiles", "a list of profile names"),
 ]
 
@@ -531,11 +544,17 @@ def test_every_problem_is_reported_sorted_one_per_line() -> None:
 
 
 def test_every_cross_check_problem_is_reported_together() -> None:
-    cfg = edit(base(), "identity", DELETE)
+    cfg = edit(edit(base(), "identity", DELETE), "hub.enabled", True)
     cfg = edit(cfg, "cluster.nodeGroups.gpu.taints", [])
     cfg = edit(cfg, "cluster.nodeGroups.gpu.gpu.count", 1)
     paths = [p.path for p in problems_of(cfg)]
-    assert paths == ["af:cluster.nodeGroups.gpu.gpu.count", "af:cluster.nodeGroups.gpu.taints", "af:identity"]
+    assert paths == [
+        "af:cluster.nodeGroups",  # no CPU group runs notebooks
+        "af:cluster.nodeGroups.gpu.gpu.count",
+        "af:cluster.nodeGroups.gpu.taints",
+        "af:hub.tls.acmeEmail",
+        "af:identity",
+    ]
 
 
 def test_profile_problems_are_reported_with_validation_problems() -> None:
@@ -639,7 +658,7 @@ def test_mode_existing_without_kubeconfig() -> None:
 
 
 def test_hub_enabled_without_identity() -> None:
-    found = only_problem(edit(base(), "identity", DELETE), "af:identity", "an identity provider")
+    found = only_problem(edit(hub_base(), "identity", DELETE), "af:identity", "an identity provider")
     assert found.allowed == "an identity provider: hub needs OIDC login"
 
 
@@ -766,7 +785,8 @@ def profiles_dir(tmp_path: Path) -> Path:
 
 
 def _stack(profiles: list[str], **sections: Any) -> dict[str, Any]:
-    return {"profiles": profiles, "cluster": {"nodeGroups": {"cpu": {"flavor": "big", "count": 1}}}, **sections}
+    cluster = {"nodeGroups": {"cpu": {"flavor": "big", "count": 1}}}
+    return {"profiles": profiles, "cluster": cluster, "hub": {"enabled": False}, **sections}
 
 
 def test_profiles_merge_in_order_later_wins(profiles_dir: Path) -> None:

@@ -72,11 +72,13 @@ def test_changing_one_group_count_touches_only_that_group(group, delta):
 
 
 def _mock_secrets(result) -> set[str]:
-    """Every secret value the mocks handed to the program (keys, passwords)."""
+    """Every secret value the mocks handed to the program (keys, passwords, random bytes)."""
     secrets = set()
     for r in result.registrations:
         computed = _computed(r.type, r.name, r.inputs)
-        secrets |= {v for k, v in computed.items() if k in {"privateKeyPem", "privateKeyOpenssh", "result"}}
+        secrets |= {
+            v for k, v in computed.items() if k in {"privateKeyPem", "privateKeyOpenssh", "result", "hex", "base64"}
+        }
     assert secrets
     return secrets
 

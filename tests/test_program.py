@@ -154,10 +154,10 @@ def test_magnum_mode_builds_template_cluster_and_node_groups(shipped):
 
 
 def test_existing_mode_builds_no_cloud_resources():
-    values, _ = stack_values("dev")
+    values, secret = stack_values("dev")
     values["cluster"]["mode"] = "existing"
     values["cluster"]["existing"] = {"kubeconfig": PLACEHOLDER}
-    result = preview_values("existing", values, {"cluster"})
+    result = preview_values("existing", values, secret | {"cluster"})
     assert [r for r in result.registrations if r.type.startswith(("openstack:", "pulumi:providers:openstack"))] == []
     (provider,) = of_type(result, K8S_PROVIDER)
     assert provider.inputs["kubeconfig"] == "[secret]"

@@ -12,6 +12,7 @@ from pydantic.alias_generators import to_camel
 DNS_LABEL_PATTERN = r"^[a-z]([-a-z0-9]{0,30}[a-z0-9])?$"
 FQDN_PATTERN = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+IMAGE_PATTERN = r"^[^:@\s]+:[^:@\s]+(@sha256:[0-9a-f]{64})?$"
 
 PATTERN_HELP = {
     DNS_LABEL_PATTERN: (
@@ -20,6 +21,7 @@ PATTERN_HELP = {
     ),
     FQDN_PATTERN: "a fully qualified lowercase DNS name such as af.example.org",
     SHA256_PATTERN: "64 lowercase hexadecimal digits (a SHA-256 digest)",
+    IMAGE_PATTERN: "an image pinned by tag, name:tag or name:tag@sha256:<digest>",
 }
 
 

@@ -70,4 +70,5 @@ class ConfigError(Exception):
 
 
 def problem(loc: tuple[str | int, ...], value: Any, allowed: str) -> Problem:
-    return Problem(key_path(loc), show_value(value), allowed)
+    """A problem at `loc`; `None` means the key is absent."""
+    return Problem(key_path(loc), "nothing" if value is None else show_value(value), allowed)

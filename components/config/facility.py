@@ -9,8 +9,10 @@ from pydantic import Field
 from .base import StrictModel
 from .cluster import GPU_TAINT_KEY, Cluster
 from .errors import Problem, problem
-from .layers import Autoscaler, Cache, Condor, Cvmfs, Hub, Identity, Offload
-from .site import Site
+from .identity import WLCG_GROUPS_CLAIM, Identity
+from .interactive import Cvmfs, Hub
+from .layers import Autoscaler, Cache, Condor, Offload
+from .site import Flavor, Site
 
 
 class FacilityConfig(StrictModel):
@@ -143,9 +145,101 @@ def _mode_problems(cfg: FacilityConfig) -> list[Problem]:
 
 def _identity_problems(cfg: FacilityConfig) -> list[Problem]:
     needs = [name for name, on in (("hub", cfg.hub.enabled),) if on]
-    if needs and cfg.identity is None:
-        return [problem(("identity",), None, f"an identity provider: {', '.join(needs)} needs OIDC login")]
-    return []
+    identity = cfg.identity
+    if identity is None:
+        if needs:
+            return [problem(("identity",), None, f"an identity provider: {', '.join(needs)} needs OIDC login")]
+        return []
+    found: list[Problem] = []
+    loc = ("identity",)
+    if "openid" not in identity.scopes:
+        found.append(problem((*loc, "scopes"), identity.scopes, "scopes that include openid (the login is OIDC)"))
+    if identity.groups_claim == WLCG_GROUPS_CLAIM:
+        if WLCG_GROUPS_CLAIM not in identity.scopes:
+            found.append(
+                problem((*loc, "scopes"), identity.scopes, "scopes that include wlcg.groups, the groups claim")
+            )
+        for role, groups in identity.roles:
+            for index, group in enumerate(groups):
+                if not group.startswith("/"):
+                    found.append(
+                        problem(
+                            (*loc, "roles", role, index),
+                            group,
+                            f"a WLCG group path such as /{group} (the wlcg.groups claim starts each with /)",
+                        )
+                    )
+    if cfg.hub.enabled:
+        if identity.client_secret is None:
+            found.append(
+                problem(
+                    (*loc, "clientSecret"),
+                    None,
+                    "the IAM client secret: pulumi config set --secret --path 'af:identity.clientSecret' …",
+                )
+            )
+        if not identity.roles.login:
+            found.append(
+                problem((*loc, "roles", "login"), [], "at least one group: the hub admits members of these only")
+            )
+    return found
+
+
+def _hub_problems(cfg: FacilityConfig) -> list[Problem]:
+    """The certificate source is complete, and every profile fits a node that can run it."""
+    hub = cfg.hub
+    if not hub.enabled:
+        return []
+    found: list[Problem] = []
+    tls = hub.tls
+    if tls.mode == "cert-manager" and tls.acme_email is None:
+        found.append(problem(("hub", "tls", "acmeEmail"), None, "a contact address for the ACME account"))
+    if tls.mode == "provided":
+        for key, value in (("certificate", tls.certificate), ("privateKey", tls.private_key)):
+            if value is None:
+                found.append(problem(("hub", "tls", key), None, "the PEM certificate and key when mode is provided"))
+    if cfg.cluster.mode == "existing":
+        return found  # node sizes are unknown
+    interactive = {
+        name: (group, cfg.site.flavors.get(group.flavor))
+        for name, group in cfg.cluster.node_groups.items()
+        if "interactive" in group.roles
+    }
+    cpu_flavors = [f for g, f in interactive.values() if g.gpu is None and f is not None]
+    if not cpu_flavors:
+        found.append(
+            problem(("cluster", "nodeGroups"), sorted(cfg.cluster.node_groups), "a CPU node group for notebooks")
+        )
+    for index, profile in enumerate(hub.profiles):
+        if cpu_flavors and not any(fits(profile.cpu, profile.memory_gib, f) for f in cpu_flavors):
+            found.append(
+                problem(
+                    ("hub", "profiles", index),
+                    f"{profile.name}: {profile.cpu} cores, {profile.memory_gib} GiB",
+                    f"a size that fits an interactive CPU node with room for system pods ({FIT_RULE})",
+                )
+            )
+    gpu = hub.gpu_profile
+    for name, (group, flavor) in sorted(interactive.items()):
+        if group.gpu is None or flavor is None:
+            continue
+        if gpu.gpus > group.gpu.count or not fits(gpu.cpu, gpu.memory_gib, flavor):
+            found.append(
+                problem(
+                    ("hub", "gpuProfile"),
+                    f"{gpu.gpus} GPUs, {gpu.cpu} cores, {gpu.memory_gib} GiB",
+                    f"a size that fits a node of GPU group {name} ({group.gpu.count} GPUs; {FIT_RULE})",
+                )
+            )
+    return found
+
+
+FIT_RULE = "at most the flavor's vCPUs less half a core and 90% of its RAM"
+
+
+def fits(cpu: float, memory_gib: float, flavor: Flavor) -> bool:
+    """A pod of this size fits a node of the flavor next to the node's own system pods."""
+    return cpu <= flavor.vcpus - 0.5 and memory_gib <= flavor.ram_gib * 0.9
 
 
 def cross_checks(cfg: FacilityConfig) -> list[Problem]:
@@ -153,4 +247,4 @@ def cross_checks(cfg: FacilityConfig) -> list[Problem]:
     flavors = _flavor_problems(cfg)
     # Quota arithmetic needs every flavor to be known.
     quota = [] if flavors else _quota_problems(cfg)
-    return [*_mode_problems(cfg), *flavors, *_gpu_problems(cfg), *quota, *_identity_problems(cfg)]
+    return [*_mode_problems(cfg), *flavors, *_gpu_problems(cfg), *quota, *_identity_problems(cfg), *_hub_problems(cfg)]

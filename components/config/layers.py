@@ -1,4 +1,4 @@
-"""Config of the platform layers above the cluster. Each layer's issue extends its model;
+"""Config of the data, batch and offload layers. Each layer's issue extends its model;
 what is here is already validated so stacks can declare it today."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, HttpUrl, NonNegativeInt, PositiveInt, SecretStr, field_validator
+from pydantic import Field, HttpUrl, NonNegativeInt, PositiveInt, field_validator
 
 from .base import DnsLabel, StrictModel
 
@@ -20,90 +20,6 @@ def size_bytes(text: str) -> int:
     if not match:
         raise ValueError("a size such as 64k, 512m or 4g")
     return int(match.group(1)) * _SIZE_FACTORS[match.group(2)]
-
-
-class Roles(StrictModel):
-    """Which IAM groups may do what; declared once, read by the hub, HTCondor and the cache."""
-
-    login: list[str] = Field(default_factory=list)
-    """Groups whose members may log in to the hub."""
-    admin: list[str] = Field(default_factory=list)
-    """Groups whose members administer the hub."""
-    gpu: list[str] = Field(default_factory=list)
-    """Groups entitled to GPU notebook profiles and GPU batch slots."""
-    batch: list[str] = Field(default_factory=list)
-    """Groups that may submit to the HTCondor pool."""
-    cache: list[str] = Field(default_factory=list)
-    """Groups that may read through the XCache."""
-
-
-class Identity(StrictModel):
-    """The OIDC provider (INDIGO-IAM) users and services authenticate with."""
-
-    issuer: HttpUrl
-    """Issuer URL of the IAM instance, for example `https://iam.cloud.infn.it/`."""
-    client_id: str = Field(min_length=1)
-    """OIDC client id registered for this facility."""
-    client_secret: SecretStr | None = None
-    """OIDC client secret; a Pulumi secret."""
-    scopes: list[str] = Field(
-        default_factory=lambda: [
-            "openid",
-            "profile",
-            "email",
-            "offline_access",
-            "wlcg",
-            "wlcg.groups",
-        ]
-    )
-    """Scopes requested at login."""
-    groups_claim: str = "wlcg.groups"
-    """Token claim that lists the user's groups."""
-    roles: Roles = Field(default_factory=Roles)
-    """Group-to-role mapping."""
-
-
-class Hub(StrictModel):
-    """JupyterHub, the single entry point for physicists."""
-
-    enabled: bool = True
-    """Deploy the hub."""
-    chart_version: str = Field(default="4.2.0", pattern=r"^\d+\.\d+\.\d+$")
-    """Pinned zero-to-jupyterhub chart version."""
-    notebook_image: str = Field(
-        default="quay.io/jupyter/scipy-notebook:2025-03-17", pattern=r"^[^:@\s]+(:[^:\s]+|@sha256:[0-9a-f]{64})$"
-    )
-    """Default single-user image, pinned by tag or digest."""
-    idle_cull_minutes: PositiveInt = 120
-    """Stop notebook servers idle for this long."""
-    home_gib: PositiveInt = 10
-    """Persistent home volume per user, in GiB."""
-
-    @field_validator("notebook_image")
-    @classmethod
-    def _pinned(cls, value: str) -> str:
-        if value.endswith(":latest"):
-            raise ValueError("an image pinned to a version tag or digest, never `latest`")
-        return value
-
-
-class Cvmfs(StrictModel):
-    """CVMFS repositories mounted read-only for experiment software."""
-
-    enabled: bool = True
-    """Deploy the CVMFS CSI driver."""
-    repositories: list[str] = Field(default_factory=lambda: ["grid.cern.ch"])
-    """Repositories to mount, for example `cms.cern.ch`."""
-    squid_proxy: bool = False
-    """Run a local squid in front of the Stratum-1s."""
-
-    @field_validator("repositories")
-    @classmethod
-    def _repo_names(cls, value: list[str]) -> list[str]:
-        for repo in value:
-            if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", repo):
-                raise ValueError(f"repository names such as cms.cern.ch (not {repo!r})")
-        return value
 
 
 class Cache(StrictModel):

@@ -4,10 +4,11 @@ Pure apart from reading profile files; the Pulumi runtime is read in `pulumi_sou
 
 from __future__ import annotations
 
+import copy
 import re
 import types
 import typing
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from .facility import FacilityConfig, cross_checks
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROFILES_DIR = PROJECT_ROOT / "stacks"
+STAND_IN = "offline-preview-secret"
 _PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*(/[a-z0-9][a-z0-9-]*)*$")
 
 
@@ -174,9 +176,53 @@ def _secret_fields(model: BaseModel, loc: tuple[str | int, ...] = ()) -> list[tu
     return found
 
 
+def _hub_on(merged: Mapping[str, Any]) -> bool:
+    hub = merged.get("hub")
+    return not (isinstance(hub, Mapping) and hub.get("enabled") is False)
+
+
+def _provided_tls(merged: Mapping[str, Any]) -> bool:
+    tls = (merged.get("hub") or {}).get("tls") if isinstance(merged.get("hub"), Mapping) else None
+    return _hub_on(merged) and isinstance(tls, Mapping) and tls.get("mode") == "provided"
+
+
+# Secrets only the operator can supply (IAM issues the client secret), with when the merged
+# config needs them: the offline preview stands in for these.
+DEPLOY_SECRETS: tuple[tuple[tuple[str, ...], Callable[[Mapping[str, Any]], bool]], ...] = (
+    (("identity", "clientSecret"), _hub_on),
+    (("hub", "tls", "privateKey"), _provided_tls),
+)
+
+
+def stand_in_secrets(
+    stack_values: Mapping[str, Any], secret_keys: Set[str], profiles_dir: Path = PROFILES_DIR
+) -> tuple[dict[str, Any], set[str], list[str]]:
+    """For the offline preview: the stack's values with a placeholder for each deploy secret
+    the merged config needs but nobody set, the secret keys, and the key paths filled."""
+    base, _ = _load_profiles(stack_values.get("profiles", []), profiles_dir)
+    merged = deep_merge(base, stack_values)
+    values, secrets, filled = copy.deepcopy(dict(stack_values)), set(secret_keys), []
+    for path, needed in DEPLOY_SECRETS:
+        section: Any = merged
+        for key in path[:-1]:
+            section = section.get(key) if isinstance(section, Mapping) else None
+        if not isinstance(section, Mapping) or path[-1] in section or not needed(merged):
+            continue
+        target = values
+        for key in path[:-1]:
+            target = target.setdefault(key, {})
+            if not isinstance(target, dict):
+                break
+        else:
+            target[path[-1]] = STAND_IN
+            secrets.add(path[0])
+            filled.append(key_path(path))
+    return values, secrets, filled
+
+
 def build_config(
     stack_values: Mapping[str, Any],
-    secret_keys: set[str] = frozenset(),  # type: ignore[assignment]
+    secret_keys: Set[str] = frozenset(),
     profiles_dir: Path = PROFILES_DIR,
 ) -> FacilityConfig:
     """Merge profiles below the stack's values, validate, run the cross checks.

@@ -1,0 +1,219 @@
+"""Helm values of the zero-to-jupyterhub chart, rendered from the config: a pure function.
+
+No secret is ever in the values: the hub reads its client secret, cookie secret and crypt key
+from environment variables filled from a Kubernetes Secret named here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .cluster import LABEL_PREFIX
+from .config import GPU_TAINT_KEY, FacilityConfig, NodeGroup
+from .config.interactive import GpuProfile, NotebookProfile
+from .cvmfs import CLAIM, MOUNT
+from .hubfiles import text
+
+HUB_SECRET = "af-hub-secrets"
+"""Kubernetes Secret with keys `client-secret`, `cookie-secret`, `crypt-key`."""
+TLS_SECRET = "af-hub-tls"
+CLUSTER_ISSUER = "af-acme"
+TOKEN_SCRIPT = "/opt/af/af_token.py"
+BEARER_TOKEN_FILE = "/tmp/af-bearer-token"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+SYSTEM_NODES = {f"{LABEL_PREFIX}/role-system": "true"}
+INTERACTIVE_NODES = {f"{LABEL_PREFIX}/role-interactive": "true"}
+
+
+@dataclass(frozen=True)
+class HubSite:
+    """What the values need beyond the config: where the hub is reached, and whether CVMFS is
+    mounted (the claim exists in the hub's namespace)."""
+
+    host: str
+    cvmfs: bool
+
+
+def _quantity_gib(value: float) -> str:
+    """KubeSpawner byte specification (binary G)."""
+    return f"{value:g}G"
+
+
+def _cores(value: float) -> float:
+    return round(value, 3)
+
+
+def cpu_profile(profile: NotebookProfile, guarantee_fraction: float) -> dict[str, Any]:
+    """A KubeSpawner profile for a CPU size, on interactive nodes (GPU nodes are tainted)."""
+    return {
+        "display_name": profile.display_name,
+        "slug": profile.name,
+        "description": profile.description,
+        "default": profile.default,
+        "kubespawner_override": {
+            "cpu_limit": _cores(profile.cpu),
+            "cpu_guarantee": _cores(profile.cpu * guarantee_fraction),
+            "mem_limit": _quantity_gib(profile.memory_gib),
+            "mem_guarantee": _quantity_gib(profile.memory_gib),
+            "node_selector": dict(INTERACTIVE_NODES),
+        },
+    }
+
+
+def gpu_profile(group_name: str, group: NodeGroup, shape: GpuProfile, guarantee_fraction: float) -> dict[str, Any]:
+    """A KubeSpawner profile pinned to one GPU node group: it asks for the GPUs and tolerates
+    the GPU taint; nothing else does."""
+    assert group.gpu is not None
+    model = group.gpu.model.upper()
+    return {
+        "display_name": f"GPU: {shape.gpus}x {model} ({group_name})",
+        "slug": f"gpu-{group_name}",
+        "description": f"{shape.gpus} {model} GPU, {shape.cpu:g} cores, {shape.memory_gib:g} GiB",
+        "default": False,
+        "kubespawner_override": {
+            "cpu_limit": _cores(shape.cpu),
+            "cpu_guarantee": _cores(shape.cpu * guarantee_fraction),
+            "mem_limit": _quantity_gib(shape.memory_gib),
+            "mem_guarantee": _quantity_gib(shape.memory_gib),
+            "extra_resource_limits": {GPU_RESOURCE: str(shape.gpus)},
+            "extra_resource_guarantees": {GPU_RESOURCE: str(shape.gpus)},
+            "node_selector": {f"{LABEL_PREFIX}/node-group": group_name},
+            "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+        },
+    }
+
+
+def gpu_groups(cfg: FacilityConfig) -> dict[str, NodeGroup]:
+    """GPU node groups that run notebooks."""
+    return {
+        name: group
+        for name, group in sorted(cfg.cluster.node_groups.items())
+        if group.gpu is not None and "interactive" in group.roles
+    }
+
+
+def profile_entries(cfg: FacilityConfig) -> list[dict[str, Any]]:
+    """Every profile with the groups that may use it (`None`: everyone who can log in)."""
+    hub, roles = cfg.hub, cfg.identity.roles if cfg.identity else None
+    entries: list[dict[str, Any]] = [
+        {"groups": None, "profile": cpu_profile(p, hub.cpu_guarantee_fraction)} for p in hub.profiles
+    ]
+    gpu_allowed = sorted(roles.gpu) if roles else []
+    for name, group in gpu_groups(cfg).items():
+        entries.append(
+            {"groups": gpu_allowed, "profile": gpu_profile(name, group, hub.gpu_profile, hub.cpu_guarantee_fraction)}
+        )
+    return entries
+
+
+def _image(reference: str) -> dict[str, str]:
+    """`name:tag[@sha256:…]` as the chart's name and tag (the chart joins them with `:`)."""
+    name, tag = reference.split(":", 1)
+    return {"name": name, "tag": tag}
+
+
+def _secret_env(key: str) -> dict[str, Any]:
+    return {"valueFrom": {"secretKeyRef": {"name": HUB_SECRET, "key": key}}}
+
+
+def _resources(cpu_request: str, memory_request: str, cpu_limit: str, memory_limit: str) -> dict[str, Any]:
+    return {
+        "requests": {"cpu": cpu_request, "memory": memory_request},
+        "limits": {"cpu": cpu_limit, "memory": memory_limit},
+    }
+
+
+def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
+    """The chart's values for this facility."""
+    identity, hub = cfg.identity, cfg.hub
+    assert identity is not None, "cross checks require an identity when the hub is enabled"
+    roles = identity.roles
+    default = next((p for p in hub.profiles if p.default), hub.profiles[0])
+    storage: dict[str, Any] = {"type": "dynamic", "capacity": f"{hub.home_gib}Gi", "homeMountPath": "/home/jovyan"}
+    if hub.storage_class:
+        storage["dynamic"] = {"storageClass": hub.storage_class}
+    if site.cvmfs:
+        storage["extraVolumes"] = [{"name": "cvmfs", "persistentVolumeClaim": {"claimName": CLAIM}}]
+        storage["extraVolumeMounts"] = [
+            {"name": "cvmfs", "mountPath": MOUNT, "readOnly": True, "mountPropagation": "HostToContainer"}
+        ]
+    ingress_annotations = {}
+    if hub.tls.mode == "cert-manager":
+        ingress_annotations["cert-manager.io/cluster-issuer"] = CLUSTER_ISSUER
+    return {
+        "hub": {
+            "config": {
+                "JupyterHub": {"authenticator_class": "generic-oauth", "admin_access": False},
+                "Authenticator": {
+                    "enable_auth_state": True,
+                    "manage_groups": True,
+                    "refresh_pre_spawn": True,
+                    "auth_refresh_age": 300,
+                },
+                "GenericOAuthenticator": {
+                    "client_id": identity.client_id,
+                    "oauth_callback_url": f"https://{site.host}/hub/oauth_callback",
+                    "authorize_url": identity.endpoint("authorize"),
+                    "token_url": identity.endpoint("token"),
+                    "userdata_url": identity.endpoint("userinfo"),
+                    "scope": list(identity.scopes),
+                    "username_claim": identity.username_claim,
+                    "allowed_groups": sorted(roles.login),
+                    "admin_groups": sorted(roles.admin),
+                    "login_service": "IAM",
+                },
+            },
+            "extraEnv": {
+                "OAUTH_CLIENT_SECRET": _secret_env("client-secret"),
+                "AF_COOKIE_SECRET": _secret_env("cookie-secret"),
+                "JUPYTERHUB_CRYPT_KEY": _secret_env("crypt-key"),
+            },
+            "extraConfig": {
+                "10-af-auth": text("extra_auth.py"),
+                "20-af-profiles": text("extra_profiles.py"),
+                "30-af-token": text("extra_token.py"),
+            },
+            "nodeSelector": dict(SYSTEM_NODES),
+            "resources": _resources("200m", "512Mi", "1", "1Gi"),
+            "db": {"type": "sqlite-pvc", "pvc": {"storage": "1Gi"}},
+        },
+        "proxy": {
+            "service": {"type": "ClusterIP"},
+            "https": {"enabled": False},
+            "chp": {"nodeSelector": dict(SYSTEM_NODES), "resources": _resources("100m", "128Mi", "500m", "512Mi")},
+        },
+        "singleuser": {
+            "image": _image(hub.notebook_image),
+            "defaultUrl": "/lab",
+            "cmd": ["python3", TOKEN_SCRIPT, "jupyterhub-singleuser"],
+            "cpu": {"limit": _cores(default.cpu), "guarantee": _cores(default.cpu * hub.cpu_guarantee_fraction)},
+            "memory": {"limit": _quantity_gib(default.memory_gib), "guarantee": _quantity_gib(default.memory_gib)},
+            "nodeSelector": dict(INTERACTIVE_NODES),
+            "storage": storage,
+            "extraEnv": {
+                "BEARER_TOKEN_FILE": BEARER_TOKEN_FILE,
+                "AF_TOKEN_REFRESH_SECONDS": str(hub.token_refresh_minutes * 60),
+            },
+            "extraFiles": {
+                "af-token": {"mountPath": TOKEN_SCRIPT, "mode": 0o555, "stringData": text("af_token.py")},
+            },
+        },
+        "scheduling": {
+            "userScheduler": {"enabled": True, "resources": _resources("50m", "256Mi", "500m", "512Mi")},
+            "userPlaceholder": {"enabled": False},
+        },
+        "prePuller": {
+            "resources": _resources("10m", "16Mi", "100m", "64Mi"),
+            "hook": {"resources": _resources("10m", "16Mi", "100m", "64Mi")},
+        },
+        "cull": {"enabled": True, "timeout": hub.idle_cull_minutes * 60, "every": 300},
+        "ingress": {
+            "enabled": True,
+            "ingressClassName": hub.ingress_class,
+            "annotations": ingress_annotations,
+            "hosts": [site.host],
+            "tls": [{"hosts": [site.host], "secretName": TLS_SECRET}],
+        },
+        "custom": {"af": {"groupsClaim": identity.groups_claim, "profiles": profile_entries(cfg)}},
+    }
