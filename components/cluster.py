@@ -16,6 +16,7 @@ from .kubeconfig import render_kubeconfig
 from .network import API_PORT, Network, control_plane_ips
 from .nodes import NodePool, VmSpec
 from .pki import ClusterPki
+from .readiness import ApiReady
 
 LABEL_PREFIX = "af.infn.it"
 CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane:NoSchedule"
@@ -235,7 +236,15 @@ class Cluster(pulumi.ComponentResource):
                 lambda v: render_kubeconfig(prefix, v[0], v[1], v[2], v[3])
             )
         )
-        return [association, *control_plane.instances]
+        ready = ApiReady(
+            f"{name}-api-ready",
+            self.api_endpoint,
+            pki.ca_certs["server-ca"],
+            pki.admin_cert,
+            pki.admin_key,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[association, *control_plane.instances]),
+        )
+        return [association, *control_plane.instances, ready]
 
     def _magnum(
         self,
