@@ -9,6 +9,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # cloud-init: `cloud-init schema` checks the rendered user-data.
 DEBS := cloud-init
 STACK ?= dev
+# configurable-http-proxy: the real proxy of the JupyterHub integration tests, pinned in
+# tests/support/package-lock.json. npm comes with nodejs from Debian (or NodeSource).
+CHP := tests/support/node_modules/.bin/configurable-http-proxy
 
 .PHONY: preview test lint bench system-deps venv clean
 
@@ -27,17 +30,24 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+$(CHP): tests/support/package.json tests/support/package-lock.json
+	@command -v npm >/dev/null || { echo "installing Debian packages: nodejs npm"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+	npm ci --prefix tests/support --no-audit --no-fund --loglevel=error
+	touch $@
+
 preview: $(STAMP)
 	$(VENV)/bin/afctl preview $(STACK)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) system-deps lint
+test: $(STAMP) system-deps $(CHP) lint
 	$(PY) -m pytest
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build .pytest_cache .ruff_cache .hypothesis tests/support/node_modules

@@ -21,6 +21,9 @@ CLUSTER_ISSUER = "af-acme"
 TOKEN_SCRIPT = "/opt/af/af_token.py"
 BEARER_TOKEN_FILE = "/tmp/af-bearer-token"
 GPU_RESOURCE = "nvidia.com/gpu"
+SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", "read:users:name!user", "admin:auth_state!user"]
+"""The notebook's API token: the default server scopes plus reading its owner's model with
+its auth state (`GET /hub/api/users/<name>`)."""
 
 SYSTEM_NODES = {f"{LABEL_PREFIX}/role-system": "true"}
 INTERACTIVE_NODES = {f"{LABEL_PREFIX}/role-interactive": "true"}
@@ -149,7 +152,8 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
                     "enable_auth_state": True,
                     "manage_groups": True,
                     "refresh_pre_spawn": True,
-                    "auth_refresh_age": 300,
+                    # Also the notebooks' polling period: each poll may refresh the token.
+                    "auth_refresh_age": hub.token_refresh_minutes * 60,
                 },
                 "GenericOAuthenticator": {
                     "client_id": identity.client_id,
@@ -215,5 +219,13 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
             "hosts": [site.host],
             "tls": [{"hosts": [site.host], "secretName": TLS_SECRET}],
         },
-        "custom": {"af": {"groupsClaim": identity.groups_claim, "profiles": profile_entries(cfg)}},
+        "custom": {
+            "af": {
+                "groupsClaim": identity.groups_claim,
+                # Two polls fit in the margin: the token file never holds an expired token.
+                "tokenRefreshMarginSeconds": 3 * hub.token_refresh_minutes * 60,
+                "serverTokenScopes": list(SERVER_TOKEN_SCOPES),
+                "profiles": profile_entries(cfg),
+            }
+        },
     }

@@ -3,7 +3,7 @@ the notebook server.
 
 Usage: af_token.py [--once] [COMMAND ...]. The token is fetched once before COMMAND starts,
 then a forked child re-reads it every `$AF_TOKEN_REFRESH_SECONDS` while COMMAND runs (the
-hub refreshes it with IAM when it has expired). Tools find it by the WLCG bearer-token
+hub refreshes it with IAM before it expires). Tools find it by the WLCG bearer-token
 discovery rules (`BEARER_TOKEN_FILE`). Standard library only: it runs in any notebook image."""
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ import os
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 
-def fetch_token(api_url: str, api_token: str) -> str:
-    """The access token in the user's auth state, from the hub's whoami endpoint."""
-    request = urllib.request.Request(f"{api_url.rstrip('/')}/user", headers={"Authorization": f"token {api_token}"})
+def fetch_token(api_url: str, api_token: str, user: str) -> str:
+    """The access token in the user's auth state, from the hub's user model (the whoami
+    endpoint never includes auth state)."""
+    url = f"{api_url.rstrip('/')}/users/{urllib.parse.quote(user)}"
+    request = urllib.request.Request(url, headers={"Authorization": f"token {api_token}"})
     with urllib.request.urlopen(request, timeout=30) as response:
         model = json.load(response)
     token = (model.get("auth_state") or {}).get("access_token")
@@ -39,7 +42,9 @@ def write_private(path: str, text: str) -> None:
 
 
 def refresh_once() -> None:
-    token = fetch_token(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
+    token = fetch_token(
+        os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"], os.environ["JUPYTERHUB_USER"]
+    )
     write_private(os.environ["BEARER_TOKEN_FILE"], token)
 
 
@@ -54,21 +59,30 @@ def _try_refresh() -> None:
         _log(f"could not refresh the token: {exc}")
 
 
+def _refresh_while(parent: int, period: float) -> None:
+    """Refresh every `period` seconds for as long as `parent` (the notebook) lives."""
+    due = time.monotonic() + period
+    while os.getppid() == parent:
+        time.sleep(1)
+        if time.monotonic() >= due:
+            _try_refresh()
+            due += period
+
+
 def main(argv: list[str]) -> int:
     once = argv[:1] == ["--once"]
-    command = argv[1:] if once else argv
     if once:
         refresh_once()
         return 0
     _try_refresh()
-    if command and os.fork() == 0:
-        period = int(os.environ.get("AF_TOKEN_REFRESH_SECONDS", "300"))
-        while True:
-            time.sleep(period)
-            _try_refresh()
-    if command:
-        os.execvp(command[0], command)
-    return 0
+    if not argv:
+        return 0
+    notebook = os.getpid()  # exec keeps the pid: the notebook will be the child's parent
+    if os.fork() == 0:
+        _refresh_while(notebook, float(os.environ.get("AF_TOKEN_REFRESH_SECONDS", "300")))
+        os._exit(0)
+    os.execvp(argv[0], argv)
+    return 0  # not reached
 
 
 if __name__ == "__main__":
