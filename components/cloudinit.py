@@ -106,6 +106,8 @@ def _k3s_config(node: NodeBootstrap) -> dict:
                 "service-cidr": node.service_cidr,
                 "secrets-encryption": True,
                 "write-kubeconfig-mode": "0600",
+                # Local volumes (caches, homes) land on the node's data volume where it has one.
+                "default-local-storage-path": DATA_MOUNT,
             }
         )
     return config

@@ -5,11 +5,14 @@ from __future__ import annotations
 import pulumi
 import pulumi_openstack as openstack
 
+from .certs import CertManager
+from .certs import needed as certs_needed
 from .cluster import Cluster
 from .config import FacilityConfig
 from .cvmfs import Cvmfs
 from .hub import Hub
 from .network import Network
+from .xcache import XCache
 
 
 class Facility(pulumi.ComponentResource):
@@ -22,6 +25,7 @@ class Facility(pulumi.ComponentResource):
     ingress_address: pulumi.Output[str]
     cvmfs: Cvmfs | None
     hub: Hub | None
+    cache: XCache | None
     hub_url: str | None
 
     def __init__(self, name: str, cfg: FacilityConfig, stack: str, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -45,8 +49,14 @@ class Facility(pulumi.ComponentResource):
         self.api_endpoint = self.cluster.api_endpoint
         self.ingress_address = self.cluster.ingress_address
         layer = pulumi.ResourceOptions(parent=self)
-        self.cvmfs = Cvmfs(f"{name}-cvmfs", cfg, self.k8s_provider, layer) if cfg.cvmfs.enabled else None
-        self.hub = Hub(f"{name}-hub", cfg, self.k8s_provider, self.cvmfs, layer) if cfg.hub.enabled else None
+        provider = self.k8s_provider
+        certs = CertManager(f"{name}-certs", cfg, provider, layer) if certs_needed(cfg) else None
+        self.cvmfs = Cvmfs(f"{name}-cvmfs", cfg, provider, layer) if cfg.cvmfs.enabled else None
+        self.cache = None
+        if cfg.cache.enabled:
+            assert certs is not None
+            self.cache = XCache(f"{name}-cache", cfg, provider, certs, layer)
+        self.hub = Hub(f"{name}-hub", cfg, provider, self.cvmfs, certs, layer) if cfg.hub.enabled else None
         self.hub_url = self.hub.url if self.hub else None
         self.register_outputs(
             {

@@ -8,17 +8,24 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from . import rendered, yamltext
+from .certs import CertManager
 from .config import FacilityConfig
 from .cvmfs import Cvmfs
 from .hubvalues import CLUSTER_ISSUER, HUB_SECRET, TLS_SECRET, HubSite, hub_values
+from .xcache import client_env as xcache_client_env
 
 CHART_REPO = "https://hub.jupyter.org/helm-chart/"
-CERT_MANAGER_REPO = "https://charts.jetstack.io"
 NAMESPACE = "jupyterhub"
 
 
 def hub_host(cfg: FacilityConfig) -> str:
     return cfg.hub.host or cfg.site.dns_name
+
+
+def hub_site(cfg: FacilityConfig) -> HubSite:
+    """What the hub's values need from the other layers."""
+    env = xcache_client_env() if cfg.cache.enabled else {}
+    return HubSite(host=hub_host(cfg), cvmfs=cfg.cvmfs.enabled, extra_env=tuple(sorted(env.items())))
 
 
 class Hub(pulumi.ComponentResource):
@@ -34,6 +41,7 @@ class Hub(pulumi.ComponentResource):
         cfg: FacilityConfig,
         provider: k8s.Provider,
         cvmfs: Cvmfs | None,
+        certs: CertManager | None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("af:index:Hub", name, None, opts)
@@ -54,10 +62,10 @@ class Hub(pulumi.ComponentResource):
             string_data={"client-secret": client_secret, "cookie-secret": cookie.hex, "crypt-key": crypt.hex},
             opts=ns_opts,
         )
-        waits: list[pulumi.Resource] = [secret, *self._certificate(name, cfg, provider, ns_opts)]
+        waits: list[pulumi.Resource] = [secret, *self._certificate(name, cfg, provider, certs, ns_opts)]
         if cvmfs is not None:
             waits.append(cvmfs.claim(f"{name}-cvmfs", NAMESPACE, parent=self))
-        values = hub_values(cfg, HubSite(host=host, cvmfs=cvmfs is not None))
+        values = hub_values(cfg, hub_site(cfg))
         rendered.publish("hub", "values.yaml", yamltext.dump(values))
         self.release = k8s.helm.v3.Release(
             f"{name}-chart",
@@ -74,7 +82,12 @@ class Hub(pulumi.ComponentResource):
         self.register_outputs({"url": self.url})
 
     def _certificate(
-        self, name: str, cfg: FacilityConfig, provider: k8s.Provider, ns_opts: pulumi.ResourceOptions
+        self,
+        name: str,
+        cfg: FacilityConfig,
+        provider: k8s.Provider,
+        certs: CertManager | None,
+        ns_opts: pulumi.ResourceOptions,
     ) -> list[pulumi.Resource]:
         """The TLS secret's source: the operator's certificate, or cert-manager with ACME."""
         tls = cfg.hub.tls
@@ -92,17 +105,7 @@ class Hub(pulumi.ComponentResource):
                     opts=ns_opts,
                 )
             ]
-        manager = k8s.helm.v3.Release(
-            f"{name}-cert-manager",
-            name="cert-manager",
-            chart="cert-manager",
-            version=tls.cert_manager_version,
-            repository_opts={"repo": CERT_MANAGER_REPO},
-            namespace="cert-manager",
-            create_namespace=True,
-            values={"crds": {"enabled": True}, "resources": _small_resources()},
-            opts=pulumi.ResourceOptions(parent=self, provider=provider),
-        )
+        assert certs is not None, "the facility deploys cert-manager for the hub's ACME certificate"
         issuer = k8s.apiextensions.CustomResource(
             f"{name}-acme-issuer",
             api_version="cert-manager.io/v1",
@@ -116,10 +119,6 @@ class Hub(pulumi.ComponentResource):
                     "solvers": [{"http01": {"ingress": {"ingressClassName": cfg.hub.ingress_class}}}],
                 }
             },
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[manager]),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[certs.release]),
         )
         return [issuer]
-
-
-def _small_resources() -> dict[str, dict[str, str]]:
-    return {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}

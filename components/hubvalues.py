@@ -36,6 +36,8 @@ class HubSite:
 
     host: str
     cvmfs: bool
+    extra_env: tuple[tuple[str, str], ...] = ()
+    """Environment every notebook gets from other layers (where the cache is)."""
 
 
 def _quantity_gib(value: float) -> str:
@@ -198,6 +200,7 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
             "extraEnv": {
                 "BEARER_TOKEN_FILE": BEARER_TOKEN_FILE,
                 "AF_TOKEN_REFRESH_SECONDS": str(hub.token_refresh_minutes * 60),
+                **dict(site.extra_env),
             },
             "extraFiles": {
                 "af-token": {"mountPath": TOKEN_SCRIPT, "mode": 0o555, "stringData": text("af_token.py")},

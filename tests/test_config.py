@@ -31,17 +31,11 @@ from components.config import (
     usage,
 )
 from components.config.cluster import ControlPlane, Existing, K3s, Magnum
+from components.config.data import Cache, size_bytes
 from components.config.errors import key_path, show_value
 from components.config.identity import Identity, Roles
 from components.config.interactive import Cvmfs, Hub
-from components.config.layers import (
-    Autoscaler,
-    Cache,
-    Condor,
-    Gateway,
-    Offload,
-    size_bytes,
-)
+from components.config.layers import Autoscaler, Condor, Gateway, Offload
 from components.config.loader import PROFILES_DIR, available_profiles
 
 LINE = re.compile(r"^af:(\S+)?: got .+; allowed: .+$")
@@ -482,7 +476,7 @@ BAD_CASES: list[tuple[str, str, Any, str, str]] = [
         "'interlink-slurm'",
     ),
     # FacilityConfig
-    ("root-unknown", "colour", "blue", "af:colour", "one of the keys autoscaler, cache, cluster"),
+    ("root-unknown", "colour", "blue", "af:colour", "one of the keys autoscaler, cache, certManager, cluster"),
     ("root-snake", "node_groups", {}, "af:node_groups", "one of the keys"),
     ("root-missing-site", "site", DELETE, "af:site", REQUIRED),
     ("root-missing-cluster", "cluster", DELETE, "af:cluster", REQUIRED),

@@ -146,5 +146,7 @@ def test_stand_in_follows_profiles() -> None:
     """The shipped stacks set no identity themselves: the experiment profile does."""
     values = {"profiles": ["sites/infn-cloud-bari", "experiments/cms"], "cluster": {}}
     filled_values, secret, filled = stand_in_secrets(values, set())
-    assert filled == ["af:identity.clientSecret"] and secret == {"identity"}
+    assert filled == ["af:identity.clientSecret", "af:cache.upstream.clientSecret"]
+    assert secret == {"identity", "cache"}
     assert filled_values["identity"] == {"clientSecret": STAND_IN}
+    assert filled_values["cache"] == {"upstream": {"clientSecret": STAND_IN}}

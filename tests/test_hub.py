@@ -135,7 +135,7 @@ def test_hub_is_reached_over_tls_from_cert_manager(shipped, stack):
     issuer = by_name(result, "af-hub-acme-issuer")
     assert ingress["annotations"]["cert-manager.io/cluster-issuer"] == issuer.inputs["metadata"]["name"]
     assert issuer.inputs["spec"]["acme"]["email"] == cfg.hub.tls.acme_email
-    assert by_name(result, "af-hub-cert-manager").urn in issuer.dependencies
+    assert by_name(result, "af-certs-chart").urn in issuer.dependencies
     callback = hub_values(result)["hub"]["config"]["GenericOAuthenticator"]["oauth_callback_url"]
     assert callback == f"https://{host}/hub/oauth_callback"
     assert result.outputs["hubUrl"] == f"https://{host}/"

@@ -29,8 +29,9 @@ from support.oidc import TestIssuer
 from traitlets.config import LazyConfigValue
 
 from components.config import build_config
+from components.hub import hub_site
 from components.hubfiles import HERE as HUBFILES
-from components.hubvalues import SERVER_TOKEN_SCOPES, HubSite, hub_values
+from components.hubvalues import SERVER_TOKEN_SCOPES, hub_values
 
 pytestmark = pytest.mark.daemon
 
@@ -53,7 +54,7 @@ def rendered(issuer_url: str) -> dict[str, Any]:
     values, secret = stack_values(STACK)
     values["identity"] = {**values.get("identity", {}), "issuer": issuer_url}
     cfg = build_config(values, secret)
-    return hub_values(cfg, HubSite(host=cfg.site.dns_name, cvmfs=True))
+    return hub_values(cfg, hub_site(cfg))
 
 
 def test_rendered_values_are_the_programs(shipped):

@@ -66,6 +66,15 @@ def _node_cidr(value: str) -> str:
     return value
 
 
+def _not_latest(value: str) -> str:
+    if value.endswith(":latest") or ":latest@" in value:
+        raise ValueError("an image pinned to a version tag or digest, never `latest`")
+    return value
+
+
+PinnedImage = Annotated[str, Field(pattern=IMAGE_PATTERN), AfterValidator(_not_latest)]
+"""A container image `name:tag[@sha256:…]`, never `latest`."""
+
 Cidr = Annotated[str, AfterValidator(_cidr)]
 """A network in CIDR notation, host bits zero."""
 

@@ -8,10 +8,11 @@ from pydantic import Field
 
 from .base import StrictModel
 from .cluster import GPU_TAINT_KEY, Cluster
+from .data import Cache, under
 from .errors import Problem, problem
 from .identity import WLCG_GROUPS_CLAIM, Identity
-from .interactive import Cvmfs, Hub
-from .layers import Autoscaler, Cache, Condor, Offload
+from .interactive import CertManager, Cvmfs, Hub
+from .layers import Autoscaler, Condor, Offload
 from .site import Flavor, Site
 
 
@@ -28,6 +29,8 @@ class FacilityConfig(StrictModel):
     """The OIDC provider; required by the hub, HTCondor user auth and cache token auth."""
     hub: Hub = Field(default_factory=Hub)
     """JupyterHub."""
+    cert_manager: CertManager = Field(default_factory=CertManager)
+    """cert-manager, for the hub's and in-cluster services' certificates."""
     cvmfs: Cvmfs = Field(default_factory=Cvmfs)
     """CVMFS."""
     cache: Cache = Field(default_factory=Cache)
@@ -242,9 +245,53 @@ def fits(cpu: float, memory_gib: float, flavor: Flavor) -> bool:
     return cpu <= flavor.vcpus - 0.5 and memory_gib <= flavor.ram_gib * 0.9
 
 
+def _cache_problems(cfg: FacilityConfig) -> list[Problem]:
+    """Watermarks in order, issuers' paths inside the exports, and the cache fitting its nodes."""
+    cache = cfg.cache
+    if not cache.enabled:
+        return []
+    found: list[Problem] = []
+    if cache.high_watermark <= cache.low_watermark:
+        found.append(
+            problem(("cache", "highWatermark"), cache.high_watermark, f"above lowWatermark ({cache.low_watermark})")
+        )
+    exports = ", ".join(cache.exports)
+    for index, issuer in enumerate(cache.issuers):
+        if not any(under(issuer.base_path, export) for export in cache.exports):
+            found.append(
+                problem(("cache", "issuers", index, "basePath"), issuer.base_path, f"a path under an export: {exports}")
+            )
+    if cache.token_auth and not cache.issuers and cfg.identity is None:
+        found.append(problem(("cache", "issuers"), [], "a token issuer, or af:identity, when tokenAuth is on"))
+    upstream = cache.upstream
+    if upstream is not None and upstream.kind == "bearer-token" and upstream.token_url is None and cfg.identity is None:
+        found.append(problem(("cache", "upstream", "tokenUrl"), None, "the IAM token endpoint, or af:identity"))
+    groups = {n: g for n, g in cfg.cluster.node_groups.items() if "cache" in g.roles}
+    if groups:
+        nodes = sum(g.count for g in groups.values())
+        if cache.servers > nodes:
+            found.append(
+                problem(("cache", "servers"), cache.servers, f"at most {nodes}, one per node of the cache node groups")
+            )
+        volumes = [g.volume_gib for g in groups.values() if g.volume_gib]
+        if volumes and cache.disk_gib > min(volumes):
+            found.append(
+                problem(("cache", "diskGib"), cache.disk_gib, f"at most {min(volumes)}, the cache nodes' data volume")
+            )
+    return found
+
+
 def cross_checks(cfg: FacilityConfig) -> list[Problem]:
     """Checks between sections that single-field validation cannot see."""
     flavors = _flavor_problems(cfg)
     # Quota arithmetic needs every flavor to be known.
     quota = [] if flavors else _quota_problems(cfg)
-    return [*_mode_problems(cfg), *flavors, *_gpu_problems(cfg), *quota, *_identity_problems(cfg), *_hub_problems(cfg)]
+    return [
+        *_mode_problems(cfg),
+        *flavors,
+        *_gpu_problems(cfg),
+        *quota,
+        *_identity_problems(cfg),
+        *_hub_problems(cfg),
+        *_cache_problems(cfg),
+    ]

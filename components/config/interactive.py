@@ -7,16 +7,10 @@ from typing import Literal
 
 from pydantic import Field, HttpUrl, PositiveFloat, PositiveInt, SecretStr, field_validator
 
-from .base import IMAGE_PATTERN, DnsLabel, Fqdn, StrictModel
+from .base import DnsLabel, Fqdn, PinnedImage, StrictModel
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
-
-
-def _not_latest(value: str) -> str:
-    if value.endswith(":latest"):
-        raise ValueError("an image pinned to a version tag or digest, never `latest`")
-    return value
 
 
 class NotebookProfile(StrictModel):
@@ -57,8 +51,6 @@ class Tls(StrictModel):
     """Contact address registered with the ACME server (cert-manager mode)."""
     acme_server: HttpUrl = HttpUrl(LETSENCRYPT)
     """ACME directory URL (cert-manager mode); Let's Encrypt production by default."""
-    cert_manager_version: str = Field(default="v1.16.2", pattern=r"^v\d+\.\d+\.\d+$")
-    """Pinned cert-manager chart version (cert-manager mode)."""
     certificate: str | None = None
     """PEM certificate chain (provided mode)."""
     private_key: SecretStr | None = None
@@ -89,6 +81,13 @@ def _default_profiles() -> list[NotebookProfile]:
     ]
 
 
+class CertManager(StrictModel):
+    """cert-manager, deployed when the hub's certificate comes from ACME or the cache serves HTTPS."""
+
+    version: str = Field(default="v1.16.2", pattern=r"^v\d+\.\d+\.\d+$")
+    """Pinned cert-manager chart version."""
+
+
 class Hub(StrictModel):
     """JupyterHub, the single entry point for physicists."""
 
@@ -102,7 +101,7 @@ class Hub(StrictModel):
     """Ingress class serving the hub (`traefik` is built into k3s)."""
     tls: Tls = Field(default_factory=Tls)
     """HTTPS certificate."""
-    notebook_image: str = Field(default="quay.io/jupyter/scipy-notebook:2025-03-17", pattern=IMAGE_PATTERN)
+    notebook_image: PinnedImage = "quay.io/jupyter/scipy-notebook:2025-03-17"
     """Single-user image with the experiment's tools: `name:tag`, optionally `name:tag@sha256:…`."""
     profiles: list[NotebookProfile] = Field(default_factory=_default_profiles, min_length=1)
     """CPU server sizes offered to every user who may log in."""
@@ -120,11 +119,6 @@ class Hub(StrictModel):
     token_refresh_minutes: PositiveInt = 5
     """How often the notebook re-reads the user's access token from the hub (which refreshes
     it with IAM), into the file `$BEARER_TOKEN_FILE`."""
-
-    @field_validator("notebook_image")
-    @classmethod
-    def _pinned(cls, value: str) -> str:
-        return _not_latest(value)
 
     @field_validator("profiles")
     @classmethod

@@ -186,11 +186,20 @@ def _provided_tls(merged: Mapping[str, Any]) -> bool:
     return _hub_on(merged) and isinstance(tls, Mapping) and tls.get("mode") == "provided"
 
 
+def _cache_token(merged: Mapping[str, Any]) -> bool:
+    cache = merged.get("cache")
+    if not isinstance(cache, Mapping) or cache.get("enabled") is not True:
+        return False
+    upstream = cache.get("upstream")
+    return isinstance(upstream, Mapping) and upstream.get("kind") == "bearer-token"
+
+
 # Secrets only the operator can supply (IAM issues the client secret), with when the merged
 # config needs them: the offline preview stands in for these.
 DEPLOY_SECRETS: tuple[tuple[tuple[str, ...], Callable[[Mapping[str, Any]], bool]], ...] = (
     (("identity", "clientSecret"), _hub_on),
     (("hub", "tls", "privateKey"), _provided_tls),
+    (("cache", "upstream", "clientSecret"), _cache_token),
 )
 
 

@@ -184,7 +184,7 @@ class TestIssuer:
                 "userinfo_endpoint": self.url + "userinfo",
                 "jwks_uri": self.url + "jwk",
                 "response_types_supported": ["code"],
-                "grant_types_supported": ["authorization_code", "refresh_token"],
+                "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
                 "subject_types_supported": ["public"],
                 "id_token_signing_alg_values_supported": ["RS256"],
                 "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
@@ -264,6 +264,8 @@ class TestIssuer:
             refresh_token = form.get("refresh_token", "")
             user, scope = self._redeem_refresh_token(client, refresh_token, form.get("scope"))
             nonce = None
+        elif grant_type == "client_credentials":
+            return self._client_credentials(client, form)
         else:
             raise _OAuthError(400, "unsupported_grant_type", f"grant_type {grant_type!r}")
         self.grants[grant_type] += 1
@@ -272,6 +274,19 @@ class TestIssuer:
             "token_type": "Bearer",
             "refresh_token": refresh_token,
             "id_token": self._id_token(client, user, nonce),
+            "expires_in": self.access_token_lifetime,
+            "scope": " ".join(scope),
+        }
+        return _json(200, body, (("Cache-Control", "no-store"),))
+
+    def _client_credentials(self, client: Client, form: dict[str, str]) -> _Response:
+        """A token for the client itself (a service such as a cache): no user, no refresh token, as IAM does."""
+        scope = _scopes(form.get("scope", ""))
+        claims = self._access_claims(client, client.client_id, form.get("audience") or client.client_id, scope)
+        self.grants["client_credentials"] += 1
+        body = {
+            "access_token": self._sign(claims),
+            "token_type": "Bearer",
             "expires_in": self.access_token_lifetime,
             "scope": " ".join(scope),
         }
@@ -348,13 +363,14 @@ class TestIssuer:
 
     # -- tokens --------------------------------------------------------------------------------------------------
 
-    def _access_token(self, client: Client, user: IamUser, scope: tuple[str, ...]) -> str:
+    def _access_claims(self, client: Client, subject: str, audience: str, scope: tuple[str, ...]) -> dict[str, Any]:
+        """The claims every access token has (WLCG token profile)."""
         now = int(time.time())
-        claims: dict[str, Any] = {
+        return {
             "wlcg.ver": "1.0",
             "iss": self.url,
-            "sub": user.sub,
-            "aud": client.client_id,
+            "sub": subject,
+            "aud": audience,
             "client_id": client.client_id,
             "iat": now,
             "nbf": now,
@@ -362,6 +378,9 @@ class TestIssuer:
             "jti": str(uuid.uuid4()),
             "scope": " ".join(scope),
         }
+
+    def _access_token(self, client: Client, user: IamUser, scope: tuple[str, ...]) -> str:
+        claims = self._access_claims(client, user.sub, client.client_id, scope)
         if "wlcg.groups" in scope:
             claims["wlcg.groups"] = list(user.groups)
         return self._sign(claims)
