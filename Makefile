@@ -6,8 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# cloud-init: `cloud-init schema` checks the rendered user-data.
-DEBS := cloud-init
+# cloud-init: `cloud-init schema` checks the rendered user-data. XRootD: the cache's config is
+# run by a real xrootd, and the credential sidecar's xrdgsiproxy makes a real proxy.
+DEBS := cloud-init xrootd-server xrootd-client xrootd-scitokens-plugins
 STACK ?= dev
 # configurable-http-proxy: the real proxy of the JupyterHub integration tests, pinned in
 # tests/support/package-lock.json. npm comes with nodejs from Debian (or NodeSource).
