@@ -13,6 +13,7 @@ from .config import FacilityConfig
 from .cvmfs import Cvmfs
 from .hubvalues import CLUSTER_ISSUER, HUB_SECRET, TLS_SECRET, HubSite, hub_values
 from .xcache import client_env as xcache_client_env
+from .xcache import client_files as xcache_client_files
 
 CHART_REPO = "https://hub.jupyter.org/helm-chart/"
 NAMESPACE = "jupyterhub"
@@ -25,7 +26,13 @@ def hub_host(cfg: FacilityConfig) -> str:
 def hub_site(cfg: FacilityConfig) -> HubSite:
     """What the hub's values need from the other layers."""
     env = xcache_client_env() if cfg.cache.enabled else {}
-    return HubSite(host=hub_host(cfg), cvmfs=cfg.cvmfs.enabled, extra_env=tuple(sorted(env.items())))
+    files = xcache_client_files() if cfg.cache.enabled else {}
+    return HubSite(
+        host=hub_host(cfg),
+        cvmfs=cfg.cvmfs.enabled,
+        extra_env=tuple(sorted(env.items())),
+        extra_files=tuple(sorted(files.items())),
+    )
 
 
 class Hub(pulumi.ComponentResource):

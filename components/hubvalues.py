@@ -38,6 +38,8 @@ class HubSite:
     cvmfs: bool
     extra_env: tuple[tuple[str, str], ...] = ()
     """Environment every notebook gets from other layers (where the cache is)."""
+    extra_files: tuple[tuple[str, str], ...] = ()
+    """Files (absolute path, content) every notebook gets from other layers."""
 
 
 def _quantity_gib(value: float) -> str:
@@ -204,6 +206,10 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
             },
             "extraFiles": {
                 "af-token": {"mountPath": TOKEN_SCRIPT, "mode": 0o555, "stringData": text("af_token.py")},
+                **{
+                    f"af-file-{index}": {"mountPath": path, "mode": 0o444, "stringData": content}
+                    for index, (path, content) in enumerate(site.extra_files)
+                },
             },
         },
         "scheduling": {

@@ -37,13 +37,35 @@ RUNTIME = CacheRuntime(
 LABELS = {"app.kubernetes.io/name": SERVICE, "app.kubernetes.io/part-of": "analysis-facility"}
 
 
+PLUGIN_CONF_DIR = "/etc/af/xrdcl-plugins"
+"""Where clients find the XrdCl plugin config that sends root:// reads through the cache."""
+
+
 def cache_url() -> str:
     return f"root://{SERVICE}.{NAMESPACE}.svc.cluster.local:{PORT}/"
 
 
+def client_plugin_conf() -> str:
+    """XrdCl's proxy-prefix plugin for root:// URLs only (local files stay local)."""
+    return "url = root://*;xroot://*\nlib = libXrdClProxyPlugin-5.so\nenable = true\n"
+
+
 def client_env() -> dict[str, str]:
-    """Environment of notebooks and batch jobs: where the facility's cache is."""
-    return {"AF_XCACHE_URL": cache_url()}
+    """Environment of notebooks and batch jobs: their usual root://host//path reads go through
+    the cache (XrdCl's proxy plugin prefixes them with the cache's URL). Page reads are off
+    because the plugin does not implement them; in-cluster services are reached directly."""
+    return {
+        "AF_XCACHE_URL": cache_url(),
+        "XRD_PLUGINCONFDIR": PLUGIN_CONF_DIR,
+        "XROOT_PROXY": cache_url() + "/",
+        "XROOT_PROXY_EXCL_DOMAINS": "svc.cluster.local",
+        "XRD_CPUSEPGWRTRD": "0",
+    }
+
+
+def client_files() -> dict[str, str]:
+    """Files clients need, by absolute path."""
+    return {f"{PLUGIN_CONF_DIR}/af-xcache.conf": client_plugin_conf()}
 
 
 def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict[str, Any]:

@@ -41,6 +41,12 @@ def issuers(cfg: FacilityConfig) -> list[CacheIssuer]:
     return [CacheIssuer.model_validate({"issuer": str(cfg.identity.issuer), "basePath": e}) for e in cfg.cache.exports]
 
 
+def permitted_hosts(cfg: FacilityConfig) -> list[str]:
+    """Hosts the cache forwards to: the origin's, then the declared ones."""
+    origin = cfg.cache.origin.split(":")[0]
+    return [origin, *(h for h in cfg.cache.forward_hosts if h != origin)]
+
+
 def render_xrootd_cfg(cfg: FacilityConfig, runtime: CacheRuntime) -> str:
     """The cache server's `xrootd.cfg`."""
     cache = cfg.cache
@@ -51,10 +57,15 @@ def render_xrootd_cfg(cfg: FacilityConfig, runtime: CacheRuntime) -> str:
         f"all.pidpath {runtime.run_dir}",
         *(f"all.export {path}" for path in cache.exports),
         "",
-        "# Proxy to the federation, with the file cache in front of it.",
+        "# Proxy to the federation, with the file cache in front of it. Forwarding mode (`=`):",
+        "# a client's root://host//path URL, prefixed by XrdCl's proxy plugin, is read through the",
+        "# cache from that host if permitted; a plain path is read from the origin.",
         "ofs.osslib libXrdPss.so",
         "pss.cachelib libXrdPfc.so",
-        f"pss.origin {cache.origin}",
+        f"pss.origin = {cache.origin}",
+        *(f"pss.permit {host}" for host in permitted_hosts(cfg)),
+        "all.export /root:/",
+        "all.export /xroot:/",
         f"oss.localroot {runtime.data_dir}",
         f"pfc.ram {cache.ram}",
         f"pfc.blocksize {cache.block_size}",

@@ -56,6 +56,7 @@ def test_cache_base_is_valid_and_defaults_follow_xrootd() -> None:
         ("cache.issuers", [{"issuer": "cms-auth", "basePath": "/store"}], "af:cache.issuers[0].issuer", "URL"),
         ("cache.servers", 3, "af:cache.servers", "at most 2, one per node of the cache node groups"),
         ("cache.diskGib", 200, "af:cache.diskGib", "at most 100, the cache nodes' data volume"),
+        ("cache.forwardHosts", ["xrootd.example.org", "bad host"], "af:cache.forwardHosts", "host names such as"),
         ("cache.image", "xcache:latest", "af:cache.image", "never `latest`"),
         ("cache.image", "xcache", "af:cache.image", "pinned by tag"),
         ("cache.upstream", {"kind": "kerberos"}, "af:cache.upstream", "'x509-proxy', 'bearer-token'"),

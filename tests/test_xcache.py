@@ -69,7 +69,7 @@ def test_the_config_map_holds_the_rendered_files_at_the_paths_the_config_names(s
     assert data["scitokens.cfg"] == result.files["cache/scitokens.cfg"]
     assert f"config={CONFIG_DIR}/scitokens.cfg" in data["xrootd.cfg"]
     assert f"oss.localroot {RUNTIME.data_dir}" in data["xrootd.cfg"]
-    assert "pss.origin cms-xrd-global.cern.ch:1094" in data["xrootd.cfg"]
+    assert "pss.origin = cms-xrd-global.cern.ch:1094\npss.permit cms-xrd-global.cern.ch\n" in data["xrootd.cfg"]
     assert "issuer = https://cms-auth.cern.ch/\nbase_path = /store" in data["scitokens.cfg"]
 
 
@@ -107,10 +107,14 @@ def test_upstream_credential_is_made_before_the_server_starts_and_kept_fresh(shi
     assert secret.urn in by_name(result, "af-cache-servers").dependencies
 
 
-def test_notebooks_know_where_the_cache_is(shipped):
-    env = hub_values(shipped("cms-bari"))["singleuser"]["extraEnv"]
+def test_notebooks_read_root_urls_through_the_cache(shipped):
+    single = hub_values(shipped("cms-bari"))["singleuser"]
+    env = single["extraEnv"]
     assert env["AF_XCACHE_URL"] == f"root://{SERVICE}.xcache.svc.cluster.local:{PORT}/"
-    assert "AF_XCACHE_URL" not in hub_values(shipped("dev"))["singleuser"]["extraEnv"]
+    assert env["XROOT_PROXY"] == env["AF_XCACHE_URL"] + "/"
+    (plugin,) = [f for f in single["extraFiles"].values() if f["mountPath"].startswith(env["XRD_PLUGINCONFDIR"] + "/")]
+    assert "lib = libXrdClProxyPlugin-5.so" in plugin["stringData"] and "url = root://*" in plugin["stringData"]
+    assert "XROOT_PROXY" not in hub_values(shipped("dev"))["singleuser"]["extraEnv"]
     assert of_type(shipped("dev"), STS) == []
 
 
@@ -166,6 +170,13 @@ def test_xrootd_cfg_carries_the_cache_settings():
     ):
         assert line in text.splitlines(), line
     assert "XrdHttp" not in text
+    forwarding = render_xrootd_cfg(_cfg(forwardHosts=["*.infn.it", "cms-xrd-global.cern.ch"]), RUNTIME).splitlines()
+    assert [line for line in forwarding if line.startswith("pss.")] == [
+        "pss.cachelib libXrdPfc.so",
+        "pss.origin = cms-xrd-global.cern.ch:1094",
+        "pss.permit cms-xrd-global.cern.ch",
+        "pss.permit *.infn.it",
+    ]
 
 
 def test_token_auth_off_renders_no_authorization_and_https_needs_a_certificate():

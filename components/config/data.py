@@ -100,6 +100,9 @@ class Cache(StrictModel):
     """Redirector or origin the cache reads from (host[:port])."""
     exports: list[str] = Field(default_factory=lambda: ["/store"], min_length=1)
     """Paths the cache serves (`all.export`)."""
+    forward_hosts: list[str] = Field(default_factory=list)
+    """Hosts besides the origin that clients may reach through the cache with their usual
+    `root://host//path` URLs (`pss.permit`; a leading `*.` matches a domain)."""
     servers: PositiveInt = 1
     """Number of cache servers (a StatefulSet's replicas)."""
     disk_gib: PositiveInt = 500
@@ -140,6 +143,14 @@ class Cache(StrictModel):
             raise ValueError("a multiple of 4k, such as 64k or 1m")
         if not size_bytes("4k") <= size_bytes(value) <= size_bytes("16m"):
             raise ValueError("between 4k and 16m (XRootD 5.5's pfc.blocksize range)")
+        return value
+
+    @field_validator("forward_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not re.fullmatch(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", host):
+                raise ValueError(f"host names such as xrootd.example.org or *.example.org (not {host!r})")
         return value
 
     @field_validator("exports")
