@@ -47,7 +47,7 @@ lint: $(STAMP)
 test: $(STAMP) system-deps $(CHP) lint
 	$(PY) -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:

@@ -1,11 +1,15 @@
 """cert-manager (pinned chart) and the facility's internal CA, for every layer that needs a
 certificate: the hub's ACME issuer builds on the release; in-cluster services (the cache's
-HTTPS) get certificates from the internal CA."""
+TLS) get certificates from the internal CA, which the program generates so that clients can
+be given it to trust (`trust`)."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_tls as tls
 
 from .config import FacilityConfig
 
@@ -14,7 +18,44 @@ NAMESPACE = "cert-manager"
 INTERNAL_ISSUER = "af-internal-ca"
 """ClusterIssuer signing in-cluster service certificates."""
 INTERNAL_CA_SECRET = "af-internal-ca"
-"""Secret (in cert-manager's namespace) with the internal CA; clients trust its `ca.crt`."""
+"""Secret (in cert-manager's namespace) with the internal CA's certificate and key."""
+INTERNAL_CA_NAME = "analysis-facility internal CA"
+TRUST_CONFIGMAP = "af-ca-certs"
+"""ConfigMap, in each consumer namespace, with the internal CA as an OpenSSL hashed directory."""
+CA_CERT_DIR = "/etc/af/ca-certs"
+"""Where consumers mount it; `X509_CERT_DIR` for XrdCl."""
+
+
+def _der(tag: int, body: bytes) -> bytes:
+    size = len(body)
+    length = (
+        bytes([size])
+        if size < 0x80
+        else bytes([0x80 | ((size.bit_length() + 7) // 8)]) + size.to_bytes((size.bit_length() + 7) // 8, "big")
+    )
+    return bytes([tag]) + length + body
+
+
+def _oid(dotted: str) -> bytes:
+    first, second, *rest = (int(p) for p in dotted.split("."))
+    body = bytearray()
+    for arc in (40 * first + second, *rest):
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body += bytes(reversed(chunk))
+    return _der(0x06, bytes(body))
+
+
+def subject_hash(common_name: str) -> str:
+    """OpenSSL's `x509 -subject_hash` of a subject that is just `CN=common_name`: SHA-1 of the
+    canonical RDN encoding (UTF8String, lower case, whitespace collapsed), first 4 bytes read
+    little-endian. It names the CA's file in a hashed directory, known before the CA exists."""
+    value = " ".join(common_name.split()).lower().encode()
+    rdn = _der(0x31, _der(0x30, _oid("2.5.4.3") + _der(0x0C, value)))
+    return f"{int.from_bytes(hashlib.sha1(rdn).digest()[:4], 'little'):08x}"
 
 
 def needed(cfg: FacilityConfig) -> bool:
@@ -25,25 +66,19 @@ def _resources() -> dict[str, dict[str, str]]:
     return {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
 
 
-def _cluster_issuer(
-    name: str, issuer: str, spec: dict, opts: pulumi.ResourceOptions
-) -> k8s.apiextensions.CustomResource:
-    return k8s.apiextensions.CustomResource(
-        name, api_version="cert-manager.io/v1", kind="ClusterIssuer", metadata={"name": issuer}, spec=spec, opts=opts
-    )
-
-
 class CertManager(pulumi.ComponentResource):
-    """The cert-manager release and the internal CA issuer. `ready` is what certificate users
-    depend on: the CRDs exist once the release is up."""
+    """The cert-manager release and the internal CA issuer. Certificate users depend on
+    `internal_issuer`; `ca_pem` is the CA certificate clients trust."""
 
     release: k8s.helm.v3.Release
     internal_issuer: k8s.apiextensions.CustomResource
+    ca_pem: pulumi.Output[str]
 
     def __init__(
         self, name: str, cfg: FacilityConfig, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("af:index:CertManager", name, None, opts)
+        self._provider = provider
         self.release = k8s.helm.v3.Release(
             f"{name}-chart",
             name="cert-manager",
@@ -60,27 +95,41 @@ class CertManager(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, provider=provider),
         )
-        after_release = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[self.release])
-        bootstrap = _cluster_issuer(f"{name}-selfsigned", "af-selfsigned", {"selfSigned": {}}, after_release)
-        ca = k8s.apiextensions.CustomResource(
+        key = tls.PrivateKey(
+            f"{name}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=self)
+        )
+        cert = tls.SelfSignedCert(
+            f"{name}-ca",
+            private_key_pem=key.private_key_pem,
+            is_ca_certificate=True,
+            subject={"common_name": INTERNAL_CA_NAME},
+            validity_period_hours=10 * 8766,
+            allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.ca_pem = cert.cert_pem
+        ca_secret = k8s.core.v1.Secret(
             f"{name}-internal-ca",
-            api_version="cert-manager.io/v1",
-            kind="Certificate",
             metadata={"name": INTERNAL_CA_SECRET, "namespace": NAMESPACE},
-            spec={
-                "isCA": True,
-                "commonName": "analysis-facility internal CA",
-                "secretName": INTERNAL_CA_SECRET,
-                "duration": "87600h",
-                "privateKey": {"algorithm": "ECDSA", "size": 256},
-                "issuerRef": {"name": bootstrap.metadata["name"], "kind": "ClusterIssuer", "group": "cert-manager.io"},
-            },
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[bootstrap]),
+            type="kubernetes.io/tls",
+            string_data={"tls.crt": cert.cert_pem, "tls.key": pulumi.Output.secret(key.private_key_pem)},
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[self.release]),
         )
-        self.internal_issuer = _cluster_issuer(
+        self.internal_issuer = k8s.apiextensions.CustomResource(
             f"{name}-internal-issuer",
-            INTERNAL_ISSUER,
-            {"ca": {"secretName": INTERNAL_CA_SECRET}},
-            pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[ca]),
+            api_version="cert-manager.io/v1",
+            kind="ClusterIssuer",
+            metadata={"name": INTERNAL_ISSUER},
+            spec={"ca": {"secretName": INTERNAL_CA_SECRET}},
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[self.release, ca_secret]),
         )
-        self.register_outputs({})
+        self.register_outputs({"caPem": self.ca_pem})
+
+    def trust(self, name: str, namespace: str, parent: pulumi.Resource) -> k8s.core.v1.ConfigMap:
+        """The internal CA in `namespace`, as a hashed directory to mount at `CA_CERT_DIR`."""
+        return k8s.core.v1.ConfigMap(
+            name,
+            metadata={"name": TRUST_CONFIGMAP, "namespace": namespace},
+            data={f"{subject_hash(INTERNAL_CA_NAME)}.0": self.ca_pem},
+            opts=pulumi.ResourceOptions(parent=parent, provider=self._provider),
+        )

@@ -32,6 +32,7 @@ def hub_site(cfg: FacilityConfig) -> HubSite:
         cvmfs=cfg.cvmfs.enabled,
         extra_env=tuple(sorted(env.items())),
         extra_files=tuple(sorted(files.items())),
+        trust_internal_ca=cfg.cache.enabled,
     )
 
 
@@ -72,6 +73,9 @@ class Hub(pulumi.ComponentResource):
         waits: list[pulumi.Resource] = [secret, *self._certificate(name, cfg, provider, certs, ns_opts)]
         if cvmfs is not None:
             waits.append(cvmfs.claim(f"{name}-cvmfs", NAMESPACE, parent=self))
+        if cfg.cache.enabled:
+            assert certs is not None, "the cache's TLS comes from the internal CA"
+            waits.append(certs.trust(f"{name}-ca-certs", NAMESPACE, parent=self))
         values = hub_values(cfg, hub_site(cfg))
         rendered.publish("hub", "values.yaml", yamltext.dump(values))
         self.release = k8s.helm.v3.Release(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .certs import CA_CERT_DIR, TRUST_CONFIGMAP
 from .cluster import LABEL_PREFIX
 from .config import GPU_TAINT_KEY, FacilityConfig, NodeGroup
 from .config.interactive import GpuProfile, NotebookProfile
@@ -40,6 +41,8 @@ class HubSite:
     """Environment every notebook gets from other layers (where the cache is)."""
     extra_files: tuple[tuple[str, str], ...] = ()
     """Files (absolute path, content) every notebook gets from other layers."""
+    trust_internal_ca: bool = False
+    """Mount the facility's internal CA (the cache's TLS) as a hashed directory."""
 
 
 def _quantity_gib(value: float) -> str:
@@ -140,11 +143,17 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
     storage: dict[str, Any] = {"type": "dynamic", "capacity": f"{hub.home_gib}Gi", "homeMountPath": "/home/jovyan"}
     if hub.storage_class:
         storage["dynamic"] = {"storageClass": hub.storage_class}
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
     if site.cvmfs:
-        storage["extraVolumes"] = [{"name": "cvmfs", "persistentVolumeClaim": {"claimName": CLAIM}}]
-        storage["extraVolumeMounts"] = [
-            {"name": "cvmfs", "mountPath": MOUNT, "readOnly": True, "mountPropagation": "HostToContainer"}
-        ]
+        volumes.append({"name": "cvmfs", "persistentVolumeClaim": {"claimName": CLAIM}})
+        mounts.append({"name": "cvmfs", "mountPath": MOUNT, "readOnly": True, "mountPropagation": "HostToContainer"})
+    if site.trust_internal_ca:
+        volumes.append({"name": "af-ca-certs", "configMap": {"name": TRUST_CONFIGMAP}})
+        mounts.append({"name": "af-ca-certs", "mountPath": CA_CERT_DIR, "readOnly": True})
+    if volumes:
+        storage["extraVolumes"] = volumes
+        storage["extraVolumeMounts"] = mounts
     ingress_annotations = {}
     if hub.tls.mode == "cert-manager":
         ingress_annotations["cert-manager.io/cluster-issuer"] = CLUSTER_ISSUER

@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 
 from . import rendered
 from .cachefiles import text
-from .certs import INTERNAL_ISSUER, CertManager
+from .certs import CA_CERT_DIR, INTERNAL_ISSUER, CertManager
 from .cluster import LABEL_PREFIX
 from .config import GPU_TAINT_KEY, FacilityConfig
 from .config.data import BearerToken, X509Proxy, size_bytes
@@ -60,6 +60,8 @@ def client_env() -> dict[str, str]:
         "XROOT_PROXY": cache_url() + "/",
         "XROOT_PROXY_EXCL_DOMAINS": "svc.cluster.local",
         "XRD_CPUSEPGWRTRD": "0",
+        # The cache speaks TLS (tokens travel only over TLS); XrdCl trusts what is in here.
+        "X509_CERT_DIR": CA_CERT_DIR,
     }
 
 

@@ -27,9 +27,9 @@ class CacheRuntime:
     https_port: int | None = None
     """An XrdHttp listener with TLS on this port, when set."""
     tls_cert: str | None = None
-    """PEM certificate of the HTTPS listener."""
+    """PEM certificate of the server: root:// needs TLS for tokens (ztn), and HTTPS does."""
     tls_key: str | None = None
-    """PEM key of the HTTPS listener."""
+    """Its PEM key."""
 
 
 def issuers(cfg: FacilityConfig) -> list[CacheIssuer]:
@@ -38,13 +38,32 @@ def issuers(cfg: FacilityConfig) -> list[CacheIssuer]:
         return list(cfg.cache.issuers)
     if cfg.identity is None:
         return []
-    return [CacheIssuer.model_validate({"issuer": str(cfg.identity.issuer), "basePath": e}) for e in cfg.cache.exports]
+    issuer = str(cfg.identity.issuer)
+    return [CacheIssuer.model_validate({"issuer": issuer, "basePath": e}) for e in cfg.cache.exports]
+
+
+DEFAULT_PORT = 1094
+
+
+def _with_port(host: str) -> str:
+    return host if ":" in host else f"{host}:{DEFAULT_PORT}"
+
+
+def forwarded(cfg: FacilityConfig) -> list[str]:
+    """`host:port` the cache forwards to: the origin, then the declared hosts, each once."""
+    hosts = [_with_port(cfg.cache.origin), *(_with_port(h) for h in cfg.cache.forward_hosts)]
+    return list(dict.fromkeys(hosts))
 
 
 def permitted_hosts(cfg: FacilityConfig) -> list[str]:
-    """Hosts the cache forwards to: the origin's, then the declared ones."""
-    origin = cfg.cache.origin.split(":")[0]
-    return [origin, *(h for h in cfg.cache.forward_hosts if h != origin)]
+    """Host names for `pss.permit`."""
+    return list(dict.fromkeys(h.split(":")[0] for h in forwarded(cfg)))
+
+
+def token_base_paths(cfg: FacilityConfig, base_path: str) -> list[str]:
+    """Where a token with this base path may read: the plain path, and the same path in the
+    forwarded form the proxy plugin sends (`/root:/host:port/store/…`; it always adds the port)."""
+    return [base_path, *(f"/{scheme}:/{host}{base_path}" for host in forwarded(cfg) for scheme in ("root", "xroot"))]
 
 
 def render_xrootd_cfg(cfg: FacilityConfig, runtime: CacheRuntime) -> str:
@@ -73,6 +92,15 @@ def render_xrootd_cfg(cfg: FacilityConfig, runtime: CacheRuntime) -> str:
         f"pfc.diskusage {cache.low_watermark:.2f} {cache.high_watermark:.2f}",
         "pfc.trace info",
     ]
+    if cache.token_auth or runtime.https_port is not None:
+        if not (runtime.tls_cert and runtime.tls_key):
+            raise ValueError("token auth and HTTPS need tls_cert and tls_key (ztn requires TLS)")
+        lines += [
+            "",
+            "# TLS: ztn sends tokens only over TLS. Clients authenticate with tokens, not certificates.",
+            f"xrd.tls {runtime.tls_cert} {runtime.tls_key}",
+            "xrd.tlsca noverify",
+        ]
     if cache.token_auth:
         lines += [
             "",
@@ -83,13 +111,11 @@ def render_xrootd_cfg(cfg: FacilityConfig, runtime: CacheRuntime) -> str:
             f"ofs.authlib libXrdAccSciTokens.so config={runtime.scitokens_cfg}",
         ]
     if runtime.https_port is not None:
-        if not (runtime.tls_cert and runtime.tls_key):
-            raise ValueError("an HTTPS listener needs tls_cert and tls_key")
         lines += [
             "",
-            "# HTTPS (davs://) for clients that do not speak root://.",
-            f"xrd.tls {runtime.tls_cert} {runtime.tls_key}",
+            "# HTTPS (davs://) for clients that do not speak root://; tokens in the Authorization header.",
             f"xrd.protocol XrdHttp:{runtime.https_port} libXrdHttp.so",
+            "http.header2cgi Authorization authz",
         ]
     return "\n".join(lines) + "\n"
 
@@ -99,7 +125,7 @@ def render_scitokens_cfg(cfg: FacilityConfig) -> str:
     lines = ["[Global]", f"audience = {', '.join(cfg.cache.audiences)}"]
     for index, issuer in enumerate(issuers(cfg)):
         lines += ["", f"[Issuer af-{index}]", f"issuer = {issuer.issuer}"]
-        lines.append(f"base_path = {issuer.base_path}")
+        lines.append(f"base_path = {', '.join(token_base_paths(cfg, issuer.base_path))}")
         if issuer.restricted_paths:
             lines.append(f"restricted_path = {', '.join(issuer.restricted_paths)}")
     return "\n".join(lines) + "\n"

@@ -7,12 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_bench_preview_quick_prints_a_positive_ratio():
+def quick_ratios(script: str) -> list[float]:
+    """Run a benchmark in its smoke mode; the ratios it printed."""
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_preview.py"), "--quick"],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -22,4 +25,13 @@ def test_bench_preview_quick_prints_a_positive_ratio():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ratios = [float(m.group(1)) for m in re.finditer(r"ratio\D*?(\d+(?:\.\d+)?)", proc.stdout)]
     assert ratios, proc.stdout
-    assert all(r > 0 for r in ratios), proc.stdout
+    return ratios
+
+
+def test_bench_preview_quick_prints_a_positive_ratio():
+    assert all(r > 0 for r in quick_ratios("bench_preview.py"))
+
+
+@pytest.mark.daemon
+def test_bench_xcache_quick_prints_positive_ratios():
+    assert all(r > 0 for r in quick_ratios("bench_xcache.py"))

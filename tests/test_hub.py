@@ -55,8 +55,8 @@ def test_charts_are_pinned_and_deployed_on_the_cluster_provider(shipped, stack):
 def test_user_pods_mount_cvmfs_read_only(shipped, stack):
     result = shipped(stack)
     storage = hub_values(result)["singleuser"]["storage"]
-    (volume,) = storage["extraVolumes"]
-    (mount,) = storage["extraVolumeMounts"]
+    (volume,) = [v for v in storage["extraVolumes"] if "persistentVolumeClaim" in v]
+    (mount,) = [m for m in storage["extraVolumeMounts"] if m["name"] == volume["name"]]
     assert mount == {
         "name": volume["name"],
         "mountPath": "/cvmfs",

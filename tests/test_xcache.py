@@ -21,8 +21,10 @@ from cryptography.x509.oid import NameOID
 from support.oidc import TestIssuer
 from test_hub import hub_values, manifest
 
+from afctl.mocks import _computed
 from components.cachefiles import HERE as CACHEFILES
 from components.cachefiles.af_credential import proxy_command
+from components.certs import INTERNAL_CA_NAME, subject_hash
 from components.config import build_config
 from components.xcache import CONFIG_DIR, HTTPS_PORT, PORT, RUNTIME, SERVICE
 from components.xcacheconf import CacheRuntime, render_scitokens_cfg, render_xrootd_cfg
@@ -118,6 +120,50 @@ def test_notebooks_read_root_urls_through_the_cache(shipped):
     assert of_type(shipped("dev"), STS) == []
 
 
+def test_notebooks_trust_the_internal_ca_that_signs_the_cache(shipped):
+    result = shipped("cms-bari")
+    single = hub_values(result)["singleuser"]
+    storage = single["storage"]
+    (volume,) = [v for v in storage["extraVolumes"] if "configMap" in v]
+    (mount,) = [m for m in storage["extraVolumeMounts"] if m["name"] == volume["name"]]
+    assert mount["mountPath"] == single["extraEnv"]["X509_CERT_DIR"] and mount["readOnly"]
+    trust = by_name(result, "af-hub-ca-certs").inputs
+    assert trust["metadata"] == {"name": volume["configMap"]["name"], "namespace": "jupyterhub"}
+    ca = by_name(result, "af-certs-ca")
+    assert ca.inputs["isCaCertificate"] is True and ca.inputs["subject"]["commonName"] == INTERNAL_CA_NAME
+    assert trust["data"] == {f"{subject_hash(INTERNAL_CA_NAME)}.0": _computed(ca.type, ca.name, ca.inputs)["certPem"]}
+    # The cache's certificate comes from that CA, through the issuer backed by its key.
+    issuer = by_name(result, "af-certs-internal-issuer").inputs
+    ca_secret = by_name(result, "af-certs-internal-ca").inputs
+    assert issuer["spec"]["ca"]["secretName"] == ca_secret["metadata"]["name"]
+    assert ca_secret["stringData"] == "[secret]" and ca_secret["type"] == "kubernetes.io/tls"
+
+
+@pytest.mark.parametrize("name", [INTERNAL_CA_NAME, "Analysis-Facility   Internal CA", "x"])
+def test_subject_hash_matches_openssl(tmp_path, name):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    done = subprocess.run(
+        ["openssl", "x509", "-subject_hash", "-noout", "-in", str(tmp_path / "ca.pem")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == subject_hash(name)
+
+
 @pytest.mark.parametrize("stack", ["cms-bari", "atlas-cnaf"])
 def test_cache_manifests_pass_kubernetes_validate(shipped, stack):
     kinds = set()
@@ -155,7 +201,7 @@ def _cfg(**cache: Any):
 def test_xrootd_cfg_carries_the_cache_settings():
     text = render_xrootd_cfg(
         _cfg(ram="8g", blockSize="512k", prefetch=0, lowWatermark=0.8, highWatermark=0.9, exports=["/store", "/user"]),
-        CacheRuntime(data_dir="/d", run_dir="/r", scitokens_cfg="/s.cfg", port=2094),
+        CacheRuntime(data_dir="/d", run_dir="/r", scitokens_cfg="/s.cfg", port=2094, tls_cert="/c", tls_key="/k"),
     )
     for line in (
         "xrd.port 2094",
@@ -167,25 +213,27 @@ def test_xrootd_cfg_carries_the_cache_settings():
         "pfc.diskusage 0.80 0.90",
         "oss.localroot /d",
         "ofs.authlib libXrdAccSciTokens.so config=/s.cfg",
+        "xrd.tls /c /k",  # ztn sends tokens only over TLS
     ):
         assert line in text.splitlines(), line
     assert "XrdHttp" not in text
-    forwarding = render_xrootd_cfg(_cfg(forwardHosts=["*.infn.it", "cms-xrd-global.cern.ch"]), RUNTIME).splitlines()
-    assert [line for line in forwarding if line.startswith("pss.")] == [
+    forwarding = render_xrootd_cfg(_cfg(forwardHosts=["xrootd.ba.infn.it:1095", "cms-xrd-global.cern.ch"]), RUNTIME)
+    assert [line for line in forwarding.splitlines() if line.startswith("pss.")] == [
         "pss.cachelib libXrdPfc.so",
         "pss.origin = cms-xrd-global.cern.ch:1094",
         "pss.permit cms-xrd-global.cern.ch",
-        "pss.permit *.infn.it",
+        "pss.permit xrootd.ba.infn.it",
     ]
 
 
-def test_token_auth_off_renders_no_authorization_and_https_needs_a_certificate():
-    runtime = CacheRuntime(data_dir="/d", run_dir="/r", scitokens_cfg="/s.cfg", https_port=8443)
+def test_token_auth_off_renders_no_authorization_and_tls_needs_a_certificate():
+    bare = CacheRuntime(data_dir="/d", run_dir="/r", scitokens_cfg="/s.cfg")
     with pytest.raises(ValueError, match="tls_cert"):
-        render_xrootd_cfg(_cfg(), runtime)
+        render_xrootd_cfg(_cfg(), bare)
+    assert "xrd.tls" not in render_xrootd_cfg(_cfg(tokenAuth=False), bare)
     text = render_xrootd_cfg(_cfg(tokenAuth=False), RUNTIME)
     assert "ofs.authorize" not in text and "sec.protocol" not in text
-    assert f"xrd.protocol XrdHttp:{HTTPS_PORT} libXrdHttp.so" in text
+    assert f"xrd.protocol XrdHttp:{HTTPS_PORT} libXrdHttp.so\nhttp.header2cgi Authorization authz" in text
 
 
 def test_scitokens_cfg_lists_declared_issuers_with_their_paths():
@@ -195,10 +243,11 @@ def test_scitokens_cfg_lists_declared_issuers_with_their_paths():
     ]
     text = render_scitokens_cfg(_cfg(issuers=issuers, audiences=["https://wlcg.cern.ch/jwt/v1/any", "af-xcache"]))
     assert text.startswith("[Global]\naudience = https://wlcg.cern.ch/jwt/v1/any, af-xcache\n")
-    assert (
-        "[Issuer af-0]\nissuer = https://cms-auth.cern.ch/\nbase_path = /store\nrestricted_path = /user, /group" in text
-    )
-    assert "[Issuer af-1]\nissuer = https://wlcg.cloud.cnaf.infn.it/\nbase_path = /store/user" in text
+    # Each base path also in the forwarded form the proxy plugin sends (it always adds the port).
+    forwarded = "/root:/cms-xrd-global.cern.ch:1094/store, /xroot:/cms-xrd-global.cern.ch:1094/store"
+    first = f"[Issuer af-0]\nissuer = https://cms-auth.cern.ch/\nbase_path = /store, {forwarded}\n"
+    assert first + "restricted_path = /user, /group\n" in text
+    assert "[Issuer af-1]\nissuer = https://wlcg.cloud.cnaf.infn.it/\nbase_path = /store/user, /root:/" in text
 
 
 # --- the credential sidecar, for real ----------------------------------------------------------------

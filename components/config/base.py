@@ -13,6 +13,7 @@ DNS_LABEL_PATTERN = r"^[a-z]([-a-z0-9]{0,30}[a-z0-9])?$"
 FQDN_PATTERN = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 IMAGE_PATTERN = r"^[^:@\s]+:[^:@\s]+(@sha256:[0-9a-f]{64})?$"
+HTTPS_URL_PATTERN = r"^https://[a-z0-9.-]+(:\d{1,5})?(/\S*)?$"
 
 PATTERN_HELP = {
     DNS_LABEL_PATTERN: (
@@ -22,6 +23,7 @@ PATTERN_HELP = {
     FQDN_PATTERN: "a fully qualified lowercase DNS name such as af.example.org",
     SHA256_PATTERN: "64 lowercase hexadecimal digits (a SHA-256 digest)",
     IMAGE_PATTERN: "an image pinned by tag, name:tag or name:tag@sha256:<digest>",
+    HTTPS_URL_PATTERN: "an https:// URL (token issuers must use HTTPS)",
 }
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, HttpUrl, PositiveInt, SecretStr, field_validator
 
-from .base import PinnedImage, StrictModel
+from .base import HTTPS_URL_PATTERN, PinnedImage, StrictModel
 
 _SIZE = re.compile(r"^(\d+)([kmgt])$")
 _SIZE_FACTORS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -31,10 +31,12 @@ def under(path: str, prefix: str) -> bool:
 class CacheIssuer(StrictModel):
     """A token issuer whose tokens clients may read through the cache with."""
 
-    issuer: HttpUrl
-    """Issuer URL, exactly as in the tokens' `iss` claim."""
+    issuer: str = Field(pattern=HTTPS_URL_PATTERN)
+    """HTTPS issuer URL exactly as in the tokens' `iss` claim (a trailing `/` matters); the
+    cache fetches its keys from it."""
     base_path: str = Field(pattern=PATH_PATTERN)
-    """Path the token's `storage.read:` scopes are relative to; must be an exported path or below."""
+    """Path the token's `storage.read:` scopes are relative to (with `/store`, `storage.read:/mc`
+    reads `/store/mc/…`); an exported path or below."""
     restricted_paths: list[str] = Field(default_factory=list)
     """If set, tokens of this issuer may read only below these paths (relative to `basePath`)."""
 
@@ -101,8 +103,8 @@ class Cache(StrictModel):
     exports: list[str] = Field(default_factory=lambda: ["/store"], min_length=1)
     """Paths the cache serves (`all.export`)."""
     forward_hosts: list[str] = Field(default_factory=list)
-    """Hosts besides the origin that clients may reach through the cache with their usual
-    `root://host//path` URLs (`pss.permit`; a leading `*.` matches a domain)."""
+    """Hosts (`host[:port]`) besides the origin that clients may reach through the cache with
+    their usual `root://host//path` URLs (`pss.permit`)."""
     servers: PositiveInt = 1
     """Number of cache servers (a StatefulSet's replicas)."""
     disk_gib: PositiveInt = 500
@@ -149,8 +151,8 @@ class Cache(StrictModel):
     @classmethod
     def _hosts(cls, value: list[str]) -> list[str]:
         for host in value:
-            if not re.fullmatch(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", host):
-                raise ValueError(f"host names such as xrootd.example.org or *.example.org (not {host!r})")
+            if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?", host):
+                raise ValueError(f"host[:port] such as xrootd.example.org:1094 (not {host!r})")
         return value
 
     @field_validator("exports")

@@ -20,12 +20,13 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .serving import ThreadedServer
 
 SESSION_COOKIE = "IAM_SESSION"
 CODE_LIFETIME = 60  # seconds an authorization code stays redeemable
@@ -91,7 +92,7 @@ class _OAuthError(Exception):
         self.status, self.error, self.description = status, error, description
 
 
-class TestIssuer:
+class TestIssuer(ThreadedServer):
     """The issuer, serving on 127.0.0.1 at a free port while used as a context manager.
 
     `grants` counts the tokens issued per grant type ("authorization_code", "refresh_token"), so a test can assert that
@@ -114,17 +115,6 @@ class TestIssuer:
         self._server = _Server(self)
         self.url = f"http://127.0.0.1:{self._server.server_port}/"
         self._thread = threading.Thread(target=self._server.serve_forever, name="test-issuer", daemon=True)
-
-    def __enter__(self) -> TestIssuer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
 
     def add_user(self, username: str, groups: list[str] | tuple[str, ...] = (), email: str | None = None) -> IamUser:
         """Register an account, or update it keeping its subject; `groups` are IAM group paths ("/cms/ml")."""
