@@ -134,7 +134,8 @@ def pod_spec(cfg: FacilityConfig, token_url: str) -> dict[str, Any]:
         # Started as root only to drop to the image's xrootd user (-R) after binding.
         "command": ["xrootd", "-c", f"{CONFIG_DIR}/xrootd.cfg", "-n", SERVICE, "-R", "xrootd"],
         "ports": [{"name": "root", "containerPort": PORT}, {"name": "https", "containerPort": HTTPS_PORT}],
-        "env": upstream_env(cache.upstream),
+        # scitokens-cpp caches the issuers' keys under XDG_CACHE_HOME: somewhere the server may write.
+        "env": [{"name": "XDG_CACHE_HOME", "value": f"{RUNTIME.run_dir}/cache"}, *upstream_env(cache.upstream)],
         "resources": _resources("500m", f"{ram + 1}Gi", "4", f"{2 * ram + 2}Gi"),
         "readinessProbe": {"tcpSocket": {"port": PORT}, "periodSeconds": 10},
         "livenessProbe": {"tcpSocket": {"port": PORT}, "initialDelaySeconds": 30, "periodSeconds": 20},

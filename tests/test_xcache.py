@@ -99,7 +99,9 @@ def test_upstream_credential_is_made_before_the_server_starts_and_kept_fresh(shi
     assert first["command"] == [*sidecar["command"], "--once"]
     assert sidecar["command"][-1] == "bearer"
     env = {e["name"]: e["value"] for e in sidecar["env"]}
-    assert {e["name"]: e["value"] for e in server["env"]} == {"BEARER_TOKEN_FILE": env["BEARER_TOKEN_FILE"]}
+    server_env = {e["name"]: e["value"] for e in server["env"]}
+    assert server_env["BEARER_TOKEN_FILE"] == env["BEARER_TOKEN_FILE"]
+    assert server_env["XDG_CACHE_HOME"].startswith(RUNTIME.run_dir + "/")  # scitokens' key cache, writable
     assert env["AF_TOKEN_URL"] == "https://cms-auth.cern.ch/token"
     assert env["AF_CLIENT_ID"] == "cms-analysis-facility-xcache" and "AF_CLIENT_SECRET" not in env
     secret = by_name(result, "af-cache-upstream")
@@ -186,7 +188,8 @@ def test_an_x509_upstream_mounts_the_certificate_and_renews_a_proxy():
     assert sidecar["command"][-1] == "x509" and env["AF_VOMS"] == "cms"
     assert env["AF_REFRESH_SECONDS"] == str(96 * 3600 // 4)
     server = next(c for c in pod["containers"] if c["name"] == "xrootd")
-    assert server["env"] == [{"name": "X509_USER_PROXY", "value": env["X509_USER_PROXY"]}]
+    assert {"name": "X509_USER_PROXY", "value": env["X509_USER_PROXY"]} in server["env"]
+    assert "BEARER_TOKEN_FILE" not in {e["name"] for e in server["env"]}
 
 
 # --- rendering -------------------------------------------------------------------------------------
