@@ -1,0 +1,81 @@
+"""The batch-system adapter: HTCondor's view of demand and workers as planner data.
+
+`read_demand` and `read_slots` query the schedd and the collector (I/O); the conversions are
+pure functions of ClassAds, tested with `condor_q -long` / `condor_status -long` text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import classad2
+
+from .model import Autocluster, Resources
+
+GROUP_ATTRIBUTE = "AfWorkerGroup"
+"""Machine attribute naming a slot's worker group (set in the workers' config)."""
+SIGNIFICANT = ("RequestCpus", "RequestMemory", "RequestGPUs", "Requirements", "WantOffload", "AcctGroup")
+
+
+def parse_ads(text: str) -> list[classad2.ClassAd]:
+    """Ads in the long format (`condor_q -long`, `condor_status -long`): blank-line separated."""
+    return list(classad2.parseAds(text))
+
+
+def _number(ad: classad2.ClassAd, name: str, default: float = 0.0) -> float:
+    value = ad.eval(name) if name in ad else default
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def machine_ad(group: str, worker: Resources, start: str) -> classad2.ClassAd:
+    """What a fresh slot of a worker group looks like to matchmaking; START as Requirements."""
+    ad = classad2.ClassAd(
+        {
+            "MyType": "Machine",
+            "Arch": "X86_64",
+            "OpSys": "LINUX",
+            "Cpus": int(worker.cpus),
+            "Memory": int(worker.memory_mb),
+            "GPUs": int(worker.gpus),
+            "Disk": 100_000_000,
+            "HasFileTransfer": True,
+            "PartitionableSlot": True,
+            GROUP_ATTRIBUTE: group,
+        }
+    )
+    ad["Requirements"] = classad2.ExprTree(start)
+    return ad
+
+
+def autocluster(ad: classad2.ClassAd) -> Autocluster:
+    """One ad of `Schedd.query(opts=QueryOpt.AutoCluster)` over idle jobs."""
+    request = Resources(_number(ad, "RequestCpus", 1), _number(ad, "RequestMemory"), _number(ad, "RequestGPUs"))
+    return Autocluster(id=int(ad["AutoClusterId"]), idle=int(ad.get("JobCount", 0)), request=request, ad=ad)
+
+
+def autoclusters(ads: Iterable[classad2.ClassAd]) -> list[Autocluster]:
+    return [autocluster(ad) for ad in ads if int(ad.get("JobCount", 0)) > 0]
+
+
+def slot_worker(ad: classad2.ClassAd) -> tuple[str, str, bool, Resources] | None:
+    """(pod name, group, claimed, free resources) of a partitionable slot; None for other slots."""
+    if ad.get("PartitionableSlot") is not True or GROUP_ATTRIBUTE not in ad:
+        return None
+    pod = str(ad.get("Machine", ad.get("Name", ""))).split("@")[-1].split(".")[0]
+    free = Resources(_number(ad, "Cpus"), _number(ad, "Memory"), _number(ad, "GPUs"))
+    claimed = int(ad.get("NumDynamicSlots", 0)) > 0 or free.cpus < _number(ad, "TotalSlotCpus", free.cpus)
+    return pod, str(ad[GROUP_ATTRIBUTE]), claimed, free
+
+
+def read_demand(schedd) -> list[Autocluster]:  # pragma: no cover - needs a schedd
+    import htcondor2
+
+    projection = ["AutoClusterId", "JobCount", *SIGNIFICANT]
+    ads = schedd.query(constraint="JobStatus == 1", opts=htcondor2.QueryOpt.AutoCluster, projection=projection)
+    return autoclusters(ads)
+
+
+def read_slots(collector) -> list[tuple[str, str, bool, Resources]]:  # pragma: no cover - needs a collector
+    import htcondor2
+
+    ads = collector.query(htcondor2.AdType.Startd, constraint=f"PartitionableSlot && !isUndefined({GROUP_ATTRIBUTE})")
+    return [slot for slot in map(slot_worker, ads) if slot is not None]

@@ -1,0 +1,200 @@
+"""The autoscaler's planner with real ClassAds: job ads as `condor_q -long` prints them,
+slots as `condor_status -long` does, matched with classad2 against each group's slot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import classad2
+import pytest
+
+from autoscaler.condor import autoclusters, machine_ad, parse_ads, slot_worker
+from autoscaler.model import Autocluster, Group, Memory, Resources, Settings, Trigger, Worker
+from autoscaler.planner import candidates, plan
+
+FIXTURES = Path(__file__).parent / "fixtures" / "condor"
+NOW = 1_800_000_000.0
+DELAY = 600.0
+
+
+def group(name: str, cpus: int, mem: int, gpus: int = 0, start: str = "true", **kw) -> Group:
+    worker = Resources(cpus, mem, gpus)
+    return Group(name=name, worker=worker, machine_ad=machine_ad(name, worker, start), **kw)
+
+
+# The facility's shape: CPU workers first, GPU workers only for GPU jobs, an HPC gateway last.
+CPU = group("cpu", 8, 30000, max_workers=10, preference=0)
+GPU = group("gpu-a100", 16, 60000, 1, start="RequestGPUs > 0", max_workers=2, preference=10)
+HPC = group("leonardo", 32, 120000, start="WantOffload =?= true", max_workers=50, preference=100, local=False)
+GROUPS = [CPU, GPU, HPC]
+
+
+def queue(name: str) -> list[Autocluster]:
+    return autoclusters(parse_ads((FIXTURES / name).read_text()))
+
+
+def by_id(demand: list[Autocluster]) -> dict[int, Autocluster]:
+    return {ac.id: ac for ac in demand}
+
+
+def test_fixtures_parse_into_autoclusters_with_their_requests():
+    demand = by_id(queue("queue_mixed.txt"))
+    assert sorted(demand) == [1, 2, 3, 4]
+    assert demand[2].idle == 3 and demand[2].request == Resources(4, 16000, 1)
+    assert demand[1].request == Resources(1, 2000, 0)
+
+
+def test_gpu_jobs_go_only_to_gpu_groups_and_cpu_jobs_prefer_cpu_groups():
+    demand = by_id(queue("queue_mixed.txt"))
+    assert [g.name for g in candidates(demand[1], GROUPS, ())] == ["cpu"]
+    assert [g.name for g in candidates(demand[2], GROUPS, ())] == ["gpu-a100"]
+    # Without the GPU group's START, a CPU job could use a GPU node, but the CPU group comes first.
+    open_gpu = group("gpu-a100", 16, 60000, 1, max_workers=2, preference=10)
+    assert [g.name for g in candidates(demand[1], [open_gpu, CPU], ())] == ["cpu", "gpu-a100"]
+
+
+def test_demand_becomes_workers_by_shape():
+    result = plan(GROUPS, [], queue("queue_mixed.txt"), NOW)
+    # 120 one-core 2 GB jobs: 8 per 8-core 30 GB worker -> 15 workers, capped at the maximum of 10.
+    assert result.decisions["cpu"].desired == 10 and result.assigned["cpu"] == 80
+    # 3 one-GPU jobs on one-GPU nodes: 3 workers wanted, 2 allowed.
+    assert result.decisions["gpu-a100"].desired == 2 and result.assigned["gpu-a100"] == 2
+    assert result.decisions["leonardo"].desired == 0, "nothing opted in to offload"
+    assert "idle jobs need" in result.decisions["cpu"].reason
+
+
+def test_jobs_matching_no_group_are_reported_not_scaled_for():
+    result = plan(GROUPS, [], queue("queue_mixed.txt"), NOW)
+    assert (3, 7) in result.unmatched  # wants Windows
+    assert (4, 2) in result.unmatched  # 64 cores: no slot of any group is that big
+    alone = plan(GROUPS, [], [by_id(queue("queue_mixed.txt"))[3]], NOW)
+    assert all(d.desired == 0 for d in alone.decisions.values())
+
+
+def test_full_local_groups_overflow_to_offload_only_for_jobs_that_opt_in():
+    small_cpu = group("cpu", 8, 30000, max_workers=2, preference=0)
+    result = plan([small_cpu, GPU, HPC], [], queue("queue_offload.txt"), NOW)
+    # Local first: 2 workers x 4 two-core jobs = 8 jobs, all from the first autocluster (ids in order).
+    assert result.decisions["cpu"].desired == 2
+    assert result.assigned["cpu"] == 8
+    # The other 92 jobs that allow offload go to the HPC gateway: 16 per 32-core node -> 6 nodes.
+    assert result.assigned["leonardo"] == 92 and result.decisions["leonardo"].desired == 6
+    # The 50 that did not opt in wait: reported as unserved, never sent away.
+    assert result.unserved == ((11, 50),)
+
+
+def test_site_budget_limits_local_groups_and_overflows():
+    budget = Settings(budget=Resources(cpus=16, memory_mb=1e9, gpus=8))
+    result = plan(GROUPS, [], queue("queue_offload.txt"), NOW, settings=budget)
+    assert result.decisions["cpu"].desired == 2, "two 8-core workers exhaust 16 cores"
+    assert result.decisions["leonardo"].desired == 6
+
+
+def test_capacity_already_there_or_coming_is_used_first():
+    demand = [by_id(queue("queue_mixed.txt"))[1]]  # 120 one-core jobs
+    running = [
+        Worker(f"cpu-{i}", "cpu", "running", NOW - 3600, claimed=True, free=Resources(4, 15000)) for i in range(3)
+    ]
+    pending = [Worker(f"cpu-p{i}", "cpu", "pending", NOW - 30) for i in range(2)]
+    result = plan([CPU], running + pending, demand, NOW)
+    # 3 x 4 free cores + 2 pending x 8 = 28 jobs placed on what exists; 92 left: 12 more workers, capped by 10 total.
+    decision = result.decisions["cpu"]
+    assert decision.current == 5 and decision.desired == 10
+
+
+def test_scale_in_removes_only_unclaimed_workers_after_the_delay():
+    slots = [s for s in map(slot_worker, parse_ads((FIXTURES / "slots_busy.txt").read_text())) if s]
+    assert [(pod, claimed) for pod, _, claimed, _ in slots] == [
+        ("af-condor-cpu-7d9f-aaaa1", True),
+        ("af-condor-cpu-7d9f-bbbb2", False),
+        ("af-condor-cpu-7d9f-cccc3", False),
+    ]
+    workers = [Worker(pod, grp, "running", NOW - 7200, claimed, free) for pod, grp, claimed, free in slots]
+    memory = Memory(surplus_since={"cpu": NOW - DELAY - 1})
+    result = plan([CPU], workers, [], NOW, memory=memory, settings=Settings(scale_down_delay=DELAY))
+    decision = result.decisions["cpu"]
+    assert decision.remove == ("af-condor-cpu-7d9f-bbbb2", "af-condor-cpu-7d9f-cccc3")
+    assert decision.desired == 1 and "af-condor-cpu-7d9f-aaaa1" not in decision.remove
+
+
+def test_no_removal_before_the_group_has_been_in_surplus_for_the_delay():
+    workers = [Worker(f"cpu-{i}", "cpu", "running", NOW - 7200, free=Resources(8, 30000)) for i in range(3)]
+    settings = Settings(scale_down_delay=DELAY)
+    first = plan([CPU], workers, [], NOW, settings=settings)
+    assert first.decisions["cpu"].desired == 3 and first.memory.surplus_since["cpu"] == NOW
+    later = plan([CPU], workers, [], NOW + DELAY - 1, memory=first.memory, settings=settings)
+    assert later.decisions["cpu"].desired == 3
+    after = plan([CPU], workers, [], NOW + DELAY, memory=later.memory, settings=settings)
+    assert after.decisions["cpu"].desired == 0 and len(after.decisions["cpu"].remove) == 3
+
+
+def test_a_worker_claimed_recently_is_not_removed():
+    settings = Settings(scale_down_delay=DELAY)
+    busy = Worker("cpu-0", "cpu", "running", NOW - 7200, claimed=True, free=Resources(7, 28000))
+    first = plan([CPU], [busy], [], NOW - 60, settings=settings)
+    assert first.memory.last_claimed == {"cpu-0": NOW - 60}
+    freed = Worker("cpu-0", "cpu", "running", NOW - 7200, free=Resources(8, 30000))
+    memory = Memory(surplus_since={"cpu": NOW - 2 * DELAY}, last_claimed=first.memory.last_claimed)
+    result = plan([CPU], [freed], [], NOW, memory=memory, settings=settings)
+    assert result.decisions["cpu"].remove == () and "none unclaimed for the delay" in result.decisions["cpu"].reason
+
+
+def test_idle_workers_serving_demand_are_kept_and_minimum_honoured():
+    demand = [Autocluster(1, 8, Resources(1, 2000), by_id(queue("queue_mixed.txt"))[1].ad)]
+    idle = [Worker(f"cpu-{i}", "cpu", "running", NOW - 7200, free=Resources(8, 30000)) for i in range(3)]
+    memory = Memory(surplus_since={"cpu": NOW - 2 * DELAY})
+    floor = group("cpu", 8, 30000, min_workers=1, max_workers=10)
+    result = plan([floor], idle, demand, NOW, memory=memory, settings=Settings(scale_down_delay=DELAY))
+    # The 8 jobs fill one of the idle workers: keep it (also the minimum), remove the other two.
+    assert result.decisions["cpu"].desired == 1 and len(result.decisions["cpu"].remove) == 2
+    assert plan([floor], [], [], NOW).decisions["cpu"].desired == 1
+
+
+def test_pending_workers_nobody_needs_go_first():
+    workers = [
+        Worker("cpu-run", "cpu", "running", NOW - 7200, free=Resources(8, 30000)),
+        Worker("cpu-pend", "cpu", "pending", NOW - 7200),
+    ]
+    memory = Memory(surplus_since={"cpu": NOW - 2 * DELAY})
+    decision = plan([CPU], workers, [], NOW, memory=memory, settings=Settings(scale_down_delay=DELAY)).decisions["cpu"]
+    assert decision.remove[0] == "cpu-pend"
+
+
+def test_triggers_send_matching_jobs_to_their_group_first():
+    other_gpu = group("gpu-v100", 16, 60000, 1, start="RequestGPUs > 0", max_workers=4, preference=5)
+    ml = by_id(queue("queue_mixed.txt"))[2]
+    assert [g.name for g in candidates(ml, [other_gpu, GPU], ())] == ["gpu-v100", "gpu-a100"]
+    trigger = Trigger(classad2.ExprTree('RequestGPUs > 0 && AcctGroup == "cms.ml"'), "gpu-a100")
+    assert [g.name for g in candidates(ml, [other_gpu, GPU], [trigger])] == ["gpu-a100", "gpu-v100"]
+    result = plan([other_gpu, GPU], [], [ml], NOW, triggers=[trigger])
+    assert (result.decisions["gpu-a100"].desired, result.decisions["gpu-v100"].desired) == (2, 1)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_claimed_workers_are_never_removed_whatever_the_state(seed):
+    import random
+
+    rng = random.Random(seed)
+    workers = [
+        Worker(
+            f"cpu-{i}",
+            "cpu",
+            rng.choice(["running", "running", "pending"]),
+            NOW - rng.uniform(0, 7200),
+            claimed=rng.random() < 0.4,
+            free=Resources(rng.randint(0, 8), rng.randint(0, 30000)),
+        )
+        for i in range(rng.randint(0, 12))
+    ]
+    workers = [
+        w if w.phase == "running" or not w.claimed else Worker(w.name, w.group, "pending", w.started) for w in workers
+    ]
+    demand = queue("queue_mixed.txt")[: rng.randint(0, 2)]
+    memory = Memory(surplus_since={"cpu": NOW - rng.uniform(0, 2 * DELAY)})
+    decision = plan([CPU], workers, demand, NOW, memory=memory, settings=Settings(scale_down_delay=DELAY)).decisions[
+        "cpu"
+    ]
+    claimed = {w.name for w in workers if w.claimed}
+    assert not claimed & set(decision.remove)
+    assert decision.desired >= len(claimed)
+    assert decision.desired == decision.current - len(decision.remove) or not decision.remove
