@@ -9,6 +9,11 @@ from typing import Literal
 
 import classad2
 
+# classad2 resolves an unscoped reference in one ad against the other (HTCondor's matchmaking
+# rule: `START = RequestGPUs > 0` reads the job's RequestGPUs) only once its parser has run in
+# the process; until then such matches silently fail. Run it once, here, for every user.
+classad2.parseOne('MyType = "Machine"', classad2.ParserType.Old)
+
 
 @dataclass(frozen=True)
 class Resources:

@@ -3,6 +3,8 @@ slots as `condor_status -long` does, matched with classad2 against each group's 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import classad2
@@ -12,7 +14,8 @@ from autoscaler.condor import autoclusters, machine_ad, parse_ads, slot_worker
 from autoscaler.model import Autocluster, Group, Memory, Resources, Settings, Trigger, Worker
 from autoscaler.planner import candidates, plan
 
-FIXTURES = Path(__file__).parent / "fixtures" / "condor"
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "condor"
 NOW = 1_800_000_000.0
 DELAY = 600.0
 
@@ -35,6 +38,21 @@ def queue(name: str) -> list[Autocluster]:
 
 def by_id(demand: list[Autocluster]) -> dict[int, Autocluster]:
     return {ac.id: ac for ac in demand}
+
+
+def test_unscoped_start_references_read_the_job_in_a_fresh_process():
+    """classad2 only applies HTCondor's unscoped-reference rule once its parser has run: the
+    planner must not depend on a test having parsed a fixture first."""
+    code = (
+        "import classad2\n"
+        "from autoscaler.model import Resources\n"
+        "from autoscaler.condor import machine_ad\n"
+        "job = classad2.ClassAd({'RequestGPUs': 1, 'RequestCpus': 4})\n"
+        "job['Requirements'] = classad2.ExprTree('TARGET.Cpus >= RequestCpus')\n"
+        "print(job.symmetricMatch(machine_ad('gpu', Resources(16, 60000, 1), 'RequestGPUs > 0')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "True"
 
 
 def test_fixtures_parse_into_autoclusters_with_their_requests():
