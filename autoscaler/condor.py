@@ -6,6 +6,7 @@ pure functions of ClassAds, tested with `condor_q -long` / `condor_status -long`
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import classad2
 
@@ -56,26 +57,65 @@ def autoclusters(ads: Iterable[classad2.ClassAd]) -> list[Autocluster]:
     return [autocluster(ad) for ad in ads if int(ad.get("JobCount", 0)) > 0]
 
 
-def slot_worker(ad: classad2.ClassAd) -> tuple[str, str, bool, Resources] | None:
-    """(pod name, group, claimed, free resources) of a partitionable slot; None for other slots."""
+@dataclass(frozen=True)
+class Slot:
+    """A worker's partitionable slot as the collector reports it."""
+
+    pod: str
+    group: str
+    claimed: bool
+    free: Resources
+    name: str
+    """The startd's name, for draining it."""
+
+
+def slot_worker(ad: classad2.ClassAd) -> Slot | None:
+    """The partitionable slot of a worker; None for other slots."""
     if ad.get("PartitionableSlot") is not True or GROUP_ATTRIBUTE not in ad:
         return None
     pod = str(ad.get("Machine", ad.get("Name", ""))).split("@")[-1].split(".")[0]
     free = Resources(_number(ad, "Cpus"), _number(ad, "Memory"), _number(ad, "GPUs"))
     claimed = int(ad.get("NumDynamicSlots", 0)) > 0 or free.cpus < _number(ad, "TotalSlotCpus", free.cpus)
-    return pod, str(ad[GROUP_ATTRIBUTE]), claimed, free
+    return Slot(pod, str(ad[GROUP_ATTRIBUTE]), claimed, free, str(ad.get("Name", pod)))
 
 
-def read_demand(schedd) -> list[Autocluster]:  # pragma: no cover - needs a schedd
-    import htcondor2
+class HTCondorBatch:  # pragma: no cover - needs a pool; the conversions above are tested
+    """Demand from the schedds (aggregated by autocluster), slots from the collector, and
+    peaceful drains, authenticated with the autoscaler's IDTOKEN."""
 
-    projection = ["AutoClusterId", "JobCount", *SIGNIFICANT]
-    ads = schedd.query(constraint="JobStatus == 1", opts=htcondor2.QueryOpt.AutoCluster, projection=projection)
-    return autoclusters(ads)
+    def __init__(self, collector: str, schedds: list[str]) -> None:
+        import htcondor2
 
+        self._htcondor = htcondor2
+        self._collector = htcondor2.Collector(collector)
+        self._schedds = schedds
+        self._startds: dict[str, classad2.ClassAd] = {}
 
-def read_slots(collector) -> list[tuple[str, str, bool, Resources]]:  # pragma: no cover - needs a collector
-    import htcondor2
+    def demand(self) -> list[Autocluster]:
+        htcondor2 = self._htcondor
+        projection = ["AutoClusterId", "JobCount", *SIGNIFICANT]
+        found: list[Autocluster] = []
+        for name in self._schedds:
+            schedd = htcondor2.Schedd(self._collector.locate(htcondor2.DaemonType.Schedd, name))
+            ads = schedd.query(constraint="JobStatus == 1", opts=htcondor2.QueryOpt.AutoCluster, projection=projection)
+            # Autocluster ids are per schedd: keep them distinct across schedds.
+            found += [Autocluster(len(found) + i, a.idle, a.request, a.ad) for i, a in enumerate(autoclusters(ads))]
+        return found
 
-    ads = collector.query(htcondor2.AdType.Startd, constraint=f"PartitionableSlot && !isUndefined({GROUP_ATTRIBUTE})")
-    return [slot for slot in map(slot_worker, ads) if slot is not None]
+    def slots(self) -> list[Slot]:
+        htcondor2 = self._htcondor
+        ads = self._collector.query(
+            htcondor2.AdType.Startd, constraint=f"PartitionableSlot && !isUndefined({GROUP_ATTRIBUTE})"
+        )
+        slots = [s for s in map(slot_worker, ads) if s is not None]
+        self._startds = {s.pod: ad for s, ad in zip(map(slot_worker, ads), ads, strict=True) if s is not None}
+        return slots
+
+    def drain(self, pod: str) -> None:
+        htcondor2 = self._htcondor
+        ad = self._startds.get(pod)
+        if ad is not None:
+            location = self._collector.locate(htcondor2.DaemonType.Startd, str(ad["Machine"]))
+            htcondor2.Startd(location).drainJobs(
+                htcondor2.DrainType.Graceful, start_expr="false", reason="af-autoscaler: scale-in of an idle worker"
+            )

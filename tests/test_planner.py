@@ -122,12 +122,12 @@ def test_capacity_already_there_or_coming_is_used_first():
 
 def test_scale_in_removes_only_unclaimed_workers_after_the_delay():
     slots = [s for s in map(slot_worker, parse_ads((FIXTURES / "slots_busy.txt").read_text())) if s]
-    assert [(pod, claimed) for pod, _, claimed, _ in slots] == [
+    assert [(s.pod, s.claimed) for s in slots] == [
         ("af-condor-cpu-7d9f-aaaa1", True),
         ("af-condor-cpu-7d9f-bbbb2", False),
         ("af-condor-cpu-7d9f-cccc3", False),
     ]
-    workers = [Worker(pod, grp, "running", NOW - 7200, claimed, free) for pod, grp, claimed, free in slots]
+    workers = [Worker(s.pod, s.group, "running", NOW - 7200, s.claimed, s.free) for s in slots]
     memory = Memory(surplus_since={"cpu": NOW - DELAY - 1})
     result = plan([CPU], workers, [], NOW, memory=memory, settings=Settings(scale_down_delay=DELAY))
     decision = result.decisions["cpu"]

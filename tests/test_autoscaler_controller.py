@@ -1,0 +1,213 @@
+"""The controller around the planner: what it reads, what it changes and in which order, the
+Kubernetes calls it makes (against a fake API server speaking the real REST paths), its
+settings document and its Prometheus metrics."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from autoscaler.condor import Slot, autoclusters, parse_ads, slot_worker
+from autoscaler.controller import BUSY, KEEP, REMOVE_FIRST, cycle, observe
+from autoscaler.kube import DELETION_COST, GROUP_LABEL, KubeApi, Pod
+from autoscaler.metrics import Metrics, serve
+from autoscaler.model import Memory, Resources
+from autoscaler.settings import ControllerSettings, GroupSettings, TriggerSettings
+
+FIXTURES = Path(__file__).parent / "fixtures" / "condor"
+NOW = 1_800_000_000.0
+
+SETTINGS = ControllerSettings(
+    namespace="condor",
+    collector="af-condor-cm.condor.svc:9618",
+    schedds=["af-condor-schedd"],
+    groups=[
+        GroupSettings("cpu", "af-condor-cpu", 8, 30000, 0, "true", 0, 10, 0),
+        GroupSettings("gpu-a100", "af-condor-gpu-a100", 16, 60000, 1, "RequestGPUs > 0", 0, 2, 10),
+    ],
+    triggers=[TriggerSettings('RequestGPUs > 0 && AcctGroup == "cms.ml"', "gpu-a100")],
+    scale_down_delay_seconds=600,
+)
+
+
+class FakeBatch:
+    def __init__(self, demand, slots):
+        self._demand, self._slots, self.drained = demand, slots, []
+
+    def demand(self):
+        return self._demand
+
+    def slots(self):
+        return self._slots
+
+    def drain(self, pod):
+        self.drained.append(pod)
+
+
+class FakeCluster:
+    def __init__(self, pods):
+        self.pods, self.calls = pods, []
+
+    def worker_pods(self):
+        return self.pods
+
+    def set_deletion_cost(self, pod, cost):
+        self.calls.append(("cost", pod, cost))
+
+    def scale(self, deployment, replicas):
+        self.calls.append(("scale", deployment, replicas))
+
+
+def test_settings_round_trip_through_json():
+    assert ControllerSettings.from_json(SETTINGS.to_json()) == SETTINGS
+    budget = ControllerSettings(**{**SETTINGS.__dict__, "budget": Resources(64, 256000, 2)})
+    assert ControllerSettings.from_json(budget.to_json()).budget == Resources(64, 256000, 2)
+
+
+def test_a_running_pod_without_a_slot_yet_counts_as_coming():
+    pods = [
+        Pod("a", "cpu", "Running", NOW, False),
+        Pod("b", "cpu", "Running", NOW, False),
+        Pod("c", "cpu", "Failed", NOW, False),
+    ]
+    slots = [Slot("a", "cpu", True, Resources(2, 1000), "slot1@a")]
+    workers = observe(pods, slots)
+    assert [(w.name, w.phase, w.claimed) for w in workers] == [("a", "running", True), ("b", "pending", False)]
+
+
+def test_scale_up_sets_replicas_from_the_queue():
+    batch = FakeBatch(autoclusters(parse_ads((FIXTURES / "queue_mixed.txt").read_text())), [])
+    cluster = FakeCluster([])
+    metrics = Metrics()
+    cycle(SETTINGS, batch, cluster, Memory(), NOW, metrics)
+    assert ("scale", "af-condor-cpu", 10) in cluster.calls and ("scale", "af-condor-gpu-a100", 2) in cluster.calls
+    assert batch.drained == [] and not [c for c in cluster.calls if c[0] == "cost"]
+    text = metrics.render()
+    assert 'af_autoscaler_workers_desired{group="cpu"} 10' in text
+    assert "af_autoscaler_unmatched_jobs 9" in text  # autoclusters 3 (7 jobs) and 4 (2 jobs)
+
+
+def test_scale_in_drains_then_marks_then_scales_and_spares_claimed_workers():
+    slots = [s for s in map(slot_worker, parse_ads((FIXTURES / "slots_busy.txt").read_text())) if s]
+    pods = [Pod(s.pod, "cpu", "Running", NOW - 7200, False) for s in slots]
+    batch, cluster = FakeBatch([], slots), FakeCluster(pods)
+    memory = Memory(surplus_since={"cpu": NOW - 700})
+    cycle(SETTINGS, batch, cluster, memory, NOW, Metrics())
+    idle = ["af-condor-cpu-7d9f-bbbb2", "af-condor-cpu-7d9f-cccc3"]
+    assert batch.drained == idle
+    assert cluster.calls == [
+        ("cost", "af-condor-cpu-7d9f-aaaa1", BUSY),
+        ("cost", idle[0], REMOVE_FIRST),
+        ("cost", idle[1], REMOVE_FIRST),
+        ("scale", "af-condor-cpu", 1),
+    ]
+    assert KEEP == 0
+
+
+# --- the Kubernetes adapter against a fake API server --------------------------------------------
+
+
+class FakeApi(BaseHTTPRequestHandler):
+    pods: list[dict] = []
+    requests: list[tuple[str, str, str, dict | None, str]] = []
+
+    def _reply(self, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _record(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        FakeApi.requests.append(
+            (method, self.path, self.headers.get("Content-Type", ""), body, self.headers.get("Authorization", ""))
+        )
+
+    def do_GET(self) -> None:
+        self._record("GET")
+        self._reply({"kind": "PodList", "items": FakeApi.pods})
+
+    def do_PATCH(self) -> None:
+        self._record("PATCH")
+        self._reply({})
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def api():
+    FakeApi.requests = []
+    FakeApi.pods = [
+        {
+            "metadata": {"name": "w1", "labels": {GROUP_LABEL: "cpu"}, "creationTimestamp": "2026-11-24T10:00:00Z"},
+            "status": {"phase": "Running"},
+        },
+        {
+            "metadata": {
+                "name": "w2",
+                "labels": {GROUP_LABEL: "cpu"},
+                "creationTimestamp": "2026-11-24T10:00:00Z",
+                "deletionTimestamp": "2026-11-24T11:00:00Z",
+            },
+            "status": {"phase": "Running"},
+        },
+        {
+            "metadata": {"name": "other", "labels": {}, "creationTimestamp": "2026-11-24T10:00:00Z"},
+            "status": {"phase": "Running"},
+        },
+    ]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield KubeApi(f"http://127.0.0.1:{server.server_port}", "sa-token", "condor", None)
+    server.shutdown()
+    server.server_close()
+
+
+def test_kube_adapter_lists_worker_pods_by_label_and_skips_deleting_ones(api):
+    pods = api.worker_pods()
+    assert [(p.name, p.group, p.phase) for p in pods] == [("w1", "cpu", "Running")]
+    assert pods[0].created == datetime.datetime(2026, 11, 24, 10, tzinfo=datetime.UTC).timestamp()
+    method, path, _, _, auth = FakeApi.requests[0]
+    assert (method, auth) == ("GET", "Bearer sa-token")
+    assert path == "/api/v1/namespaces/condor/pods?labelSelector=af.infn.it%2Fworker-group"
+
+
+def test_kube_adapter_patches_only_annotations_and_the_scale_subresource(api):
+    api.set_deletion_cost("w1", -1000)
+    api.scale("af-condor-cpu", 3)
+    cost, scale = FakeApi.requests
+    assert cost[:4] == (
+        "PATCH",
+        "/api/v1/namespaces/condor/pods/w1",
+        "application/merge-patch+json",
+        {"metadata": {"annotations": {DELETION_COST: "-1000"}}},
+    )
+    assert scale[:4] == (
+        "PATCH",
+        "/apis/apps/v1/namespaces/condor/deployments/af-condor-cpu/scale",
+        "application/merge-patch+json",
+        {"spec": {"replicas": 3}},
+    )
+
+
+def test_metrics_are_served_in_the_exposition_format():
+    metrics = Metrics()
+    metrics.error()
+    server = serve(metrics, 0)
+    try:
+        text = requests.get(f"http://127.0.0.1:{server.server_port}/metrics", timeout=5).text
+    finally:
+        server.shutdown()
+    assert "# TYPE af_autoscaler_cycle_errors_total counter\naf_autoscaler_cycle_errors_total 1\n" in text
+    for name in ("idle_jobs", "workers_desired", "workers_actual", "decisions_total", "cycle_seconds"):
+        assert f"# TYPE af_autoscaler_{name} " in text
