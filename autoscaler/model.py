@@ -100,7 +100,7 @@ class Trigger:
 
 @dataclass(frozen=True)
 class Settings:
-    scale_down_delay: float = 600.0
+    scale_down_delay: float = 120.0
     """Seconds a worker must have been unclaimed, and its group in surplus, before removal."""
     budget: Resources | None = None
     """What local groups may use in total (the site's quota for batch); None: no limit."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from .model import Autocluster, Decision, Group, Memory, Plan, Resources, Settings, Trigger, Worker
 
@@ -26,18 +27,34 @@ def candidates(ac: Autocluster, groups: Sequence[Group], triggers: Sequence[Trig
     return sorted(matching, key=lambda g: (g.name not in triggered, g.preference, g.name))
 
 
-def _needed_workers(extra: Resources, worker: Resources) -> int:
-    """Workers whose whole capacity `extra` takes, dimension by dimension."""
-    counts = [
-        math.ceil(need / size - 1e-9)
-        for need, size in ((extra.cpus, worker.cpus), (extra.memory_mb, worker.memory_mb), (extra.gpus, worker.gpus))
-        if need > 0 and size > 0
-    ]
-    return max(counts, default=0)
+@dataclass
+class _Bin:
+    """Room on one worker (existing, pending or planned): jobs are placed worker by worker,
+    never on room summed across workers that no single one has."""
+
+    free: Resources
+    worker: str | None = None
+    """The existing worker, or None for a planned one."""
+    claimed: bool = False
+    used: bool = False
 
 
 def _clip(resources: Resources) -> Resources:
     return Resources(max(0.0, resources.cpus), max(0.0, resources.memory_mb), max(0.0, resources.gpus))
+
+
+def _place(bins: list[_Bin], request: Resources, jobs: int) -> int:
+    """Put up to `jobs` of `request` into `bins` in order; how many were placed."""
+    placed = 0
+    for b in bins:
+        n = min(jobs - placed, b.free.copies_of(request))
+        if n:
+            b.free -= request.times(n)
+            b.used = True
+            placed += n
+            if placed == jobs:
+                break
+    return placed
 
 
 def plan(
@@ -56,21 +73,17 @@ def plan(
         by_group[worker.group].append(worker)
     current = {g.name: len(by_group[g.name]) for g in groups}
 
-    # Capacity there or coming: unclaimed slot resources, and whole pending workers.
-    free: dict[str, Resources] = {}
-    free_claimed: dict[str, Resources] = {}
+    # Capacity there or coming, worker by worker: claimed workers' spare room first (so idle
+    # ones can go), then idle running workers, then pending ones (whole).
+    bins: dict[str, list[_Bin]] = {}
     for g in groups:
-        running = [w for w in by_group[g.name] if w.phase == "running"]
-        pending = len(by_group[g.name]) - len(running)
-        free_claimed[g.name] = sum((w.free for w in running if w.claimed), Resources())
-        free[g.name] = sum((w.free for w in running), Resources()) + g.worker.times(pending)
+        ordered = sorted(by_group[g.name], key=lambda w: (not w.claimed, w.phase == "pending", w.name))
+        bins[g.name] = [_Bin(w.free if w.phase == "running" else g.worker, w.name, w.claimed) for w in ordered]
 
     budget_left = settings.budget
     if budget_left is not None:
         budget_left = budget_left - sum((g.worker.times(current[g.name]) for g in groups if g.local), Resources())
 
-    leftover = dict(free)
-    used_free = {g.name: Resources() for g in groups}
     new = {g.name: 0 for g in groups}
     assigned = {g.name: 0 for g in groups}
     unmatched: list[tuple[int, int]] = []
@@ -82,27 +95,25 @@ def plan(
             continue
         remaining = ac.idle
         for g in options:
-            take = min(remaining, leftover[g.name].copies_of(ac.request))
-            if take:
-                leftover[g.name] -= ac.request.times(take)
-                used_free[g.name] += ac.request.times(take)
-                assigned[g.name] += take
-                remaining -= take
+            taken = _place(bins[g.name], ac.request, remaining)
+            assigned[g.name] += taken
+            remaining -= taken
             per_worker = g.worker.copies_of(ac.request)
-            if not remaining or not per_worker:
-                if not remaining:
-                    break
+            if not remaining:
+                break
+            if not per_worker:
                 continue
             room = g.max_workers - current[g.name] - new[g.name]
             if g.local and budget_left is not None:
                 room = min(room, _clip(budget_left).copies_of(g.worker))
             add = min(max(room, 0), math.ceil(remaining / per_worker))
             if add:
-                placed = min(remaining, add * per_worker)
+                planned = [_Bin(g.worker) for _ in range(add)]
+                placed = _place(planned, ac.request, remaining)
+                bins[g.name] += planned
                 new[g.name] += add
                 if g.local and budget_left is not None:
                     budget_left -= g.worker.times(add)
-                leftover[g.name] += g.worker.times(add) - ac.request.times(placed)
                 assigned[g.name] += placed
                 remaining -= placed
             if not remaining:
@@ -119,10 +130,10 @@ def plan(
     surplus_since = dict(memory.surplus_since)
     decisions = {}
     for g in groups:
+        hosting = {b.worker for b in bins[g.name] if b.used and b.worker is not None and not b.claimed}
         decisions[g.name] = _decide(
-            g, by_group[g.name], new[g.name], assigned[g.name], used_free[g.name], free_claimed[g.name],
-            now, settings, surplus_since, last_claimed,
-        )  # fmt: skip
+            g, by_group[g.name], new[g.name], assigned[g.name], hosting, now, settings, surplus_since, last_claimed
+        )
     return Plan(
         decisions=decisions,
         assigned=assigned,
@@ -137,8 +148,7 @@ def _decide(
     workers: list[Worker],
     new: int,
     assigned: int,
-    used_free: Resources,
-    free_claimed: Resources,
+    hosting: set[str],
     now: float,
     settings: Settings,
     surplus_since: dict[str, float],
@@ -151,10 +161,9 @@ def _decide(
     if new:
         surplus_since.pop(g.name, None)
         return Decision(g.name, current, current + new, (), f"{assigned} idle jobs need {new} more workers")
-    unclaimed = [w for w in workers if not w.claimed]
-    # Unclaimed workers still hosting demand this cycle: what claimed workers' free room cannot take.
-    needed = _needed_workers(_clip(used_free - free_claimed), g.worker)
-    surplus = min(len(unclaimed) - needed, current - g.min_workers)
+    # Unclaimed workers not hosting any of this cycle's demand are the surplus.
+    spare = [w for w in workers if not w.claimed and w.name not in hosting]
+    surplus = min(len(spare), current - g.min_workers)
     if surplus <= 0:
         surplus_since.pop(g.name, None)
         why = f"{assigned} idle jobs fit in free slots" if assigned else "no surplus"
@@ -169,7 +178,7 @@ def _decide(
         return now - last_claimed.get(w.name, w.started)
 
     ready = sorted(
-        (w for w in unclaimed if idle_for(w) >= settings.scale_down_delay),
+        (w for w in spare if idle_for(w) >= settings.scale_down_delay),
         key=lambda w: (w.phase == "running", -idle_for(w), w.name),
     )
     remove = tuple(w.name for w in ready[:surplus])

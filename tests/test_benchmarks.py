@@ -39,3 +39,7 @@ def test_bench_xcache_quick_prints_positive_ratios():
 
 def test_bench_planner_quick_prints_a_positive_ratio():
     assert all(r > 0 for r in quick_ratios("bench_planner.py"))
+
+
+def test_sim_autoscaler_quick_prints_positive_ratios():
+    assert all(r > 0 for r in quick_ratios("sim_autoscaler.py"))

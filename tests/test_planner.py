@@ -216,3 +216,32 @@ def test_claimed_workers_are_never_removed_whatever_the_state(seed):
     assert not claimed & set(decision.remove)
     assert decision.desired >= len(claimed)
     assert decision.desired == decision.current - len(decision.remove) or not decision.remove
+
+
+# --- room is counted worker by worker ------------------------------------------------------------
+
+BIG = group("cpu", 16, 60000, max_workers=10)
+EIGHT_CORE = Autocluster(1, 1, Resources(8, 16000), by_id(queue("queue_mixed.txt"))[1].ad)
+
+
+def test_room_spread_over_workers_is_not_room_for_a_job():
+    """Two workers with 4 free cores each cannot run an 8-core job: one more worker is needed."""
+    workers = [Worker(f"w{i}", "cpu", "running", NOW - 3600, claimed=True, free=Resources(4, 40000)) for i in range(2)]
+    decision = plan([BIG], workers, [EIGHT_CORE], NOW).decisions["cpu"]
+    assert (decision.current, decision.desired) == (2, 3)
+
+
+def test_cores_of_one_worker_and_memory_of_another_do_not_add_up():
+    workers = [
+        Worker("cores", "cpu", "running", NOW - 3600, claimed=True, free=Resources(8, 1000)),
+        Worker("memory", "cpu", "running", NOW - 3600, claimed=True, free=Resources(1, 50000)),
+    ]
+    assert plan([BIG], workers, [EIGHT_CORE], NOW).decisions["cpu"].desired == 3
+
+
+def test_the_idle_worker_a_job_fits_on_is_kept():
+    workers = [Worker(f"w{i}", "cpu", "running", NOW - 3600, claimed=True, free=Resources(4, 40000)) for i in range(2)]
+    workers.append(Worker("cpu-idle", "cpu", "running", NOW - 3600, free=Resources(16, 60000)))
+    memory = Memory(surplus_since={"cpu": NOW - 2 * DELAY})
+    decision = plan([BIG], workers, [EIGHT_CORE], NOW, memory=memory, settings=Settings(scale_down_delay=DELAY))
+    assert decision.decisions["cpu"].remove == () and decision.decisions["cpu"].desired == 3

@@ -1,0 +1,825 @@
+"""The queue-driven autoscaler against the reference's HPA on busy-slot fraction, in a discrete-event simulation.
+
+Each workload trace (deterministic, seeded) is replayed twice in the same run, once per policy, on the same simulated
+pool: worker groups of partitionable slots (`cpu`: 16 cores / 60 GB, `gpu`: 16 cores / 60 GB / 1 GPU with
+START = RequestGPUs > 0), pods that take `--startup` seconds from Pending to Running (a fresh startd), and one
+negotiator shared by both policies: every 20 s it walks the idle jobs in queue order (QDate; a killed job keeps its
+own) and puts each on the first running slot, in the collector's order (pod names, whose suffixes are random), whose
+group the job matches with real ClassAd matchmaking (`symmetricMatch` of the job's ad with the group's machine ad) and
+whose free cores, memory and GPUs cover the request; an autocluster that fits nowhere is not tried again that cycle.
+Jobs run for their duration and free their resources; idle startds stay until a policy removes their pod.
+
+- ours: `autoscaler.planner.plan` every `--interval` seconds, fed what the controller reads: groups with machine ads
+  from `autoscaler.condor.machine_ad`, every pod as a Worker (pending or running, claimed, free resources), idle jobs
+  as autoclusters (one per identical request and requirements, one classad2 job ad each). Replicas are set to
+  `desired`; on scale-in exactly the named workers are deleted. A deleted worker that was running a job counts as a
+  kill, so a planner that named a busy worker would show up there.
+- ref: the INFN chart's HPA (an Object metric, `condor_slot_activity_busy`, target value 0.75), one per group, every
+  15 s: busy fraction = claimed cores / cores of the group's running pods, recommendation = ceil(ready pods x
+  fraction / 0.75) (Pending pods are not ready: not counted) unless |fraction / 0.75 - 1| <= 0.1; scale-down
+  stabilisation 300 s (the highest recommendation of the window), default scale-up rate (max of +4 pods and +100%
+  per 15 s), min 1 (an HPA cannot scale to zero), max as ours. Measured in cores, a GPU pod running its one 4-core
+  GPU job reads 0.25 busy: this HPA does not grow the GPU group. Scale-in deletes the pods a ReplicaSet picks:
+  Pending before Running, then the most recently ready (age compared in log2 buckets, LogarithmicScaleDown), then
+  the newest, ties at random; no pod-deletion-cost, no drain. Jobs on a deleted pod are killed: they go back to the
+  queue and restart from scratch.
+
+Figures per trace: median and 95th-percentile queue wait (final start - submit, across kills), idle core-hours
+(integral of the unclaimed cores of every pod that exists, Pending pods included since they are paid for; both
+policies integrated to the same horizon, the later of the two ends, at their floor size after their own end), running
+jobs killed, scale direction changes (a group's replica count turning from growth to shrinkage or back, summed over
+groups); each as ours over the reference, measured in the same run. Idle core-hours are also split by group and
+cause (pending pod, unclaimed slot, free room of a partly claimed slot) to show where they come from. `--interval`,
+`--delay` and `--min-workers` change only what `plan()` is given. Prints figures only; nothing is asserted.
+
+    python benchmarks/sim_autoscaler.py [--startup SECONDS] [--interval S] [--delay S] [--min-workers N] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import math
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+import classad2
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from autoscaler.condor import machine_ad  # noqa: E402
+from autoscaler.model import Autocluster, Group, Memory, Resources, Settings, Worker  # noqa: E402
+from autoscaler.planner import plan  # noqa: E402
+
+MINUTE, HOUR = 60.0, 3600.0
+NEGOTIATOR_PERIOD = 20.0
+HPA_PERIOD, HPA_TARGET, HPA_TOLERANCE, HPA_WINDOW = 15.0, 0.75, 0.1, 300.0
+REQUIREMENTS = (
+    '(TARGET.Arch == "X86_64") && (TARGET.OpSys == "LINUX") && (TARGET.Disk >= RequestDisk) && '
+    "(TARGET.Memory >= RequestMemory) && (TARGET.Cpus >= RequestCpus)"
+)
+"""What `condor_submit` writes into a job's Requirements (tests/fixtures/condor); GPU jobs also get a GPUs clause."""
+POD_SUFFIX = "bcdfghjklmnpqrstvwxz2456789"
+"""The alphabet of Kubernetes' random name suffixes."""
+IDLE_KINDS = ("pending", "unclaimed", "partly claimed")
+"""Why a core is idle: its pod is starting, its slot has no job, or its slot's jobs leave it free."""
+
+
+def group(name: str, cpus: int, memory_mb: int, gpus: int, start: str, min_workers: int, max_workers: int) -> Group:
+    worker = Resources(cpus, memory_mb, gpus)
+    preference = 10 if gpus else 0
+    return Group(name, worker, machine_ad(name, worker, start), min_workers, max_workers, preference)
+
+
+def facility_groups() -> tuple[Group, ...]:
+    """The facility's batch groups; both policies get the same floor (1: an HPA cannot go lower) and ceiling."""
+    return (
+        group("cpu", 16, 60_000, 0, "true", min_workers=1, max_workers=40),
+        group("gpu", 16, 60_000, 1, "RequestGPUs > 0", min_workers=1, max_workers=4),
+    )
+
+
+# ---------------------------------------------------------------- workload
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What HTCondor groups jobs by (their significant attributes): one autocluster per shape."""
+
+    cpus: int
+    memory_mb: int
+    gpus: int = 0
+    acct: str = "cms.analysis"
+
+    @property
+    def request(self) -> Resources:
+        return Resources(self.cpus, self.memory_mb, self.gpus)
+
+    def ad(self) -> classad2.ClassAd:
+        """A job ad as `condor_q -long` shows it, Requirements as condor_submit writes them."""
+        ad = classad2.ClassAd(
+            {
+                "MyType": "Job",
+                "JobStatus": 1,
+                "AcctGroup": self.acct,
+                "RequestCpus": self.cpus,
+                "RequestMemory": self.memory_mb,
+                "RequestGPUs": self.gpus,
+                "RequestDisk": 2_000_000,
+            }
+        )
+        gpus = " && (TARGET.GPUs >= RequestGPUs)" if self.gpus else ""
+        ad["Requirements"] = classad2.ExprTree(f"{REQUIREMENTS}{gpus} && (TARGET.HasFileTransfer)")
+        return ad
+
+
+@dataclass(frozen=True, order=True)
+class Arrival:
+    submit: float
+    shape: int
+    duration: float
+
+
+@dataclass(frozen=True)
+class Trace:
+    name: str
+    about: str
+    shapes: tuple[Shape, ...]
+    arrivals: tuple[Arrival, ...]
+
+    @property
+    def end(self) -> float:
+        return max((a.submit for a in self.arrivals), default=0.0)
+
+
+def burst(jobs: int = 2000, seed: int = 1) -> Trace:
+    """Many short one-core jobs at once: the lag of a policy that grows by a fraction per sync shows here."""
+    rng = random.Random(seed)
+    arrivals = sorted(Arrival(rng.uniform(60, 180), 0, 5 * MINUTE) for _ in range(jobs))
+    about = f"{jobs} jobs of 1 core / 2 GB / 5 min submitted between 60 s and 180 s"
+    return Trace("burst", about, (Shape(1, 2000),), tuple(arrivals))
+
+
+DAY_SHAPES = (Shape(1, 2000), Shape(4, 8000), Shape(8, 16_000), Shape(4, 16_000, 1, "cms.ml"))
+DAY_MIX = (0.6, 0.27, 0.13)
+"""Shares of the CPU shapes among CPU jobs."""
+
+
+def daily_arrivals(rng: random.Random, per_hour: float, hours: float) -> list[float]:
+    """Poisson arrivals whose rate follows the working day: lowest at midnight, 1.8 x the mean at noon (thinning)."""
+    times, t, peak = [], 0.0, per_hour * 1.8 / HOUR
+    while (t := t + rng.expovariate(peak)) < hours * HOUR:
+        if rng.random() < (1 - 0.8 * math.cos(2 * math.pi * t / (24 * HOUR))) / 1.8:
+            times.append(t)
+    return times
+
+
+def day(hours: float = 24, cpu_per_hour: float = 100, gpu_per_hour: float = 1.0, seed: int = 2) -> Trace:
+    """A working day of mixed work: CPU jobs of 10 min - 3 h (log-uniform) in three shapes, GPU jobs of 1-4 h."""
+    rng = random.Random(seed)
+    arrivals = [
+        Arrival(t, rng.choices(range(3), DAY_MIX)[0], math.exp(rng.uniform(math.log(10), math.log(180))) * MINUTE)
+        for t in daily_arrivals(rng, cpu_per_hour, hours)
+    ]
+    arrivals += [Arrival(t, 3, rng.uniform(60, 240) * MINUTE) for t in daily_arrivals(rng, gpu_per_hour, hours)]
+    about = (
+        f"{hours:g} h, Poisson with a daily rhythm: ~{cpu_per_hour:g} CPU jobs/h (1c/2GB, 4c/8GB, 8c/16GB; 10 min-3 h) "
+        f"and ~{gpu_per_hour:g} GPU jobs/h (4c/16GB/1 GPU; 1-4 h), {len(arrivals)} jobs"
+    )
+    return Trace("day", about, DAY_SHAPES, tuple(sorted(arrivals)))
+
+
+def trickle(hours: float = 8, seed: int = 3) -> Trace:
+    """One small job every few minutes: what a policy costs when there is almost nothing to do."""
+    rng = random.Random(seed)
+    arrivals, t = [], 0.0
+    while (t := t + rng.uniform(2, 8) * MINUTE) < hours * HOUR:
+        arrivals.append(Arrival(t, 0, rng.uniform(5, 20) * MINUTE))
+    about = f"{hours:g} h, one 1-core job of 5-20 min every 2-8 min, {len(arrivals)} jobs"
+    return Trace("trickle", about, (Shape(1, 2000),), tuple(arrivals))
+
+
+def waves(count: int = 6, jobs: int = 160, gap: float = 40 * MINUTE, seed: int = 4) -> Trace:
+    """Bursts of 4-core jobs of 20-30 min every 40 min: scale-in between waves, busy pods when the next one comes."""
+    rng = random.Random(seed)
+    arrivals = sorted(
+        Arrival(i * gap + rng.uniform(60, 120), 0, rng.uniform(20, 30) * MINUTE)
+        for i in range(count)
+        for _ in range(jobs)
+    )
+    about = f"{count} waves of {jobs} jobs of 4 cores / 8 GB / 20-30 min, one every {gap / MINUTE:g} min"
+    return Trace("waves", about, (Shape(4, 8000),), tuple(arrivals))
+
+
+# ---------------------------------------------------------------- pool
+
+
+@dataclass(eq=False, slots=True)
+class Job:
+    id: int
+    shape: int
+    submit: float
+    duration: float
+    start: float | None = None
+    end: float | None = None
+    attempt: int = 0
+    """Bumped when the job is killed, so the completion of the killed run is ignored."""
+    pod: Pod | None = None
+
+
+@dataclass(eq=False, slots=True)
+class Pod:
+    """A worker pod: one partitionable slot of its group's size once Running."""
+
+    name: str
+    group: Group
+    created: float
+    ready_at: float | None = None
+    free_cpus: float = 0.0
+    free_memory: float = 0.0
+    free_gpus: float = 0.0
+    jobs: dict[int, Job] = field(default_factory=dict)
+
+    @property
+    def running(self) -> bool:
+        return self.ready_at is not None
+
+    def fits(self, shape: Shape) -> bool:
+        return self.free_cpus >= shape.cpus and self.free_memory >= shape.memory_mb and self.free_gpus >= shape.gpus
+
+
+class Pool:
+    """The simulated cluster and HTCondor pool, with the bookkeeping the figures come from."""
+
+    def __init__(self, groups: Sequence[Group], shapes: Sequence[Shape], startup: float, seed: int = 0) -> None:
+        self.groups = {g.name: g for g in groups}
+        self.shapes = tuple(shapes)
+        self.ads = tuple(s.ad() for s in shapes)
+        # Matchmaking once per shape and group, as the negotiator caches it per autocluster.
+        self.eligible = tuple(frozenset(g.name for g in groups if ad.symmetricMatch(g.machine_ad)) for ad in self.ads)
+        self.startup = startup
+        self.rng = random.Random(seed)
+        self.now = 0.0
+        self.pods: dict[str, Pod] = {}
+        self.idle: dict[int, Job] = {}
+        self.idle_sorted = True
+        self.idle_count = [0] * len(shapes)
+        self.running_jobs = 0
+        # Cores of each group by pod state ("busy": used by jobs, within "claimed"); GPUs in all.
+        self.cores_in = {name: dict.fromkeys(("pending", "unclaimed", "claimed", "busy"), 0.0) for name in self.groups}
+        self.idle_s = {(name, kind): 0.0 for name in self.groups for kind in IDLE_KINDS}
+        self.gpus = self.busy_gpus = 0.0
+        self.idle_gpu_s = self.lost_core_s = 0.0
+        self.kills = 0
+        self.changes = dict.fromkeys(self.groups, 0)
+        self.last_direction: dict[str, int] = {}
+        self.peak = dict.fromkeys(self.groups, 0)
+        self._events: list[tuple[float, int, int, object]] = []
+        self._seq = itertools.count()
+
+    # -- time and events
+    def schedule(self, at: float, kind: int, payload: object = None) -> None:
+        heapq.heappush(self._events, (at, kind, next(self._seq), payload))
+
+    def next_event(self) -> tuple[float, int, object] | None:
+        if not self._events:
+            return None
+        at, kind, _, payload = heapq.heappop(self._events)
+        self.advance(at)
+        return at, kind, payload
+
+    def advance(self, to: float) -> None:
+        """Integrate unclaimed cores (by group and why) and GPUs of existing pods up to `to`."""
+        span = to - self.now
+        if span > 0:
+            for name, c in self.cores_in.items():
+                self.idle_s[name, "pending"] += c["pending"] * span
+                self.idle_s[name, "unclaimed"] += c["unclaimed"] * span
+                self.idle_s[name, "partly claimed"] += (c["claimed"] - c["busy"]) * span
+            self.idle_gpu_s += (self.gpus - self.busy_gpus) * span
+            self.now = to
+
+    @property
+    def idle_core_s(self) -> float:
+        return sum(self.idle_s.values())
+
+    @property
+    def cores(self) -> float:
+        return sum(c["pending"] + c["unclaimed"] + c["claimed"] for c in self.cores_in.values())
+
+    def _move(self, pod: Pod, source: str | None, target: str | None) -> None:
+        """A pod's cores change state (None: created or deleted)."""
+        cores = self.cores_in[pod.group.name]
+        if source:
+            cores[source] -= pod.group.worker.cpus
+        if target:
+            cores[target] += pod.group.worker.cpus
+
+    # -- pods
+    def group_pods(self, name: str) -> list[Pod]:
+        return [p for p in self.pods.values() if p.group.name == name]
+
+    def _new_name(self, group: str) -> str:
+        while (name := f"af-condor-{group}-{''.join(self.rng.choices(POD_SUFFIX, k=5))}") in self.pods:
+            pass
+        return name
+
+    def grow(self, name: str, count: int, ready: bool = False) -> None:
+        """Create `count` pods (Pending, Running after the start-up time; `ready` for the initial floor)."""
+        g = self.groups[name]
+        for _ in range(count):
+            pod = Pod(self._new_name(name), g, self.now)
+            self.pods[pod.name] = pod
+            self._move(pod, None, "pending")
+            self.gpus += g.worker.gpus
+            if ready:
+                self.become_ready(pod)
+            else:
+                self.schedule(self.now + self.startup, READY, pod)
+        self.peak[name] = max(self.peak[name], len(self.group_pods(name)))
+        if not ready:
+            self._direction(name, +1)
+
+    def become_ready(self, pod: Pod) -> None:
+        if self.pods.get(pod.name) is pod and pod.ready_at is None:
+            pod.ready_at = self.now
+            self._move(pod, "pending", "unclaimed")
+            pod.free_cpus, pod.free_memory, pod.free_gpus = (
+                pod.group.worker.cpus,
+                pod.group.worker.memory_mb,
+                pod.group.worker.gpus,
+            )
+
+    def shrink(self, name: str, pods: Iterable[Pod]) -> int:
+        """Delete pods at once (no drain); jobs on them are killed and go back to the queue. Returns the kills."""
+        killed = 0
+        for pod in pods:
+            if self.pods.get(pod.name) is not pod:
+                continue
+            for job in list(pod.jobs.values()):
+                assert job.start is not None
+                self.lost_core_s += (self.now - job.start) * self.shapes[job.shape].cpus
+                self._release(job)
+                job.attempt += 1
+                job.start = None
+                self.enqueue(job)
+                killed += 1
+            del self.pods[pod.name]
+            self._move(pod, "unclaimed" if pod.running else "pending", None)
+            self.gpus -= pod.group.worker.gpus
+        self.kills += killed
+        self._direction(name, -1)
+        return killed
+
+    def _direction(self, name: str, sign: int) -> None:
+        if self.last_direction.get(name, sign) != sign:
+            self.changes[name] += 1
+        self.last_direction[name] = sign
+
+    # -- jobs
+    def enqueue(self, job: Job) -> None:
+        if self.idle:
+            last = next(reversed(self.idle.values()))
+            if (job.submit, job.id) < (last.submit, last.id):
+                self.idle_sorted = False  # a killed job keeps its place in the queue (its QDate)
+        self.idle[job.id] = job
+        self.idle_count[job.shape] += 1
+
+    def _release(self, job: Job) -> None:
+        pod, shape = job.pod, self.shapes[job.shape]
+        assert pod is not None
+        del pod.jobs[job.id]
+        pod.free_cpus += shape.cpus
+        pod.free_memory += shape.memory_mb
+        pod.free_gpus += shape.gpus
+        self.cores_in[pod.group.name]["busy"] -= shape.cpus
+        self.busy_gpus -= shape.gpus
+        if not pod.jobs:
+            self._move(pod, "claimed", "unclaimed")
+        self.running_jobs -= 1
+        job.pod = None
+
+    def _start(self, job: Job, pod: Pod) -> None:
+        shape = self.shapes[job.shape]
+        del self.idle[job.id]
+        self.idle_count[job.shape] -= 1
+        if not pod.jobs:
+            self._move(pod, "unclaimed", "claimed")
+        pod.jobs[job.id] = job
+        pod.free_cpus -= shape.cpus
+        pod.free_memory -= shape.memory_mb
+        pod.free_gpus -= shape.gpus
+        self.cores_in[pod.group.name]["busy"] += shape.cpus
+        self.busy_gpus += shape.gpus
+        self.running_jobs += 1
+        job.pod, job.start = pod, self.now
+        self.schedule(self.now + job.duration, DONE, (job, job.attempt))
+
+    def finish(self, job: Job, attempt: int) -> None:
+        if job.attempt == attempt and job.pod is not None:
+            self._release(job)
+            job.end = self.now
+
+    def negotiate(self) -> int:
+        """One negotiation cycle: first fit in queue order over running slots in the collector's order."""
+        if not self.idle:
+            return 0
+        if not self.idle_sorted:
+            self.idle = dict(sorted(self.idle.items(), key=lambda kv: (kv[1].submit, kv[0])))
+            self.idle_sorted = True
+        slots = sorted((p for p in self.pods.values() if p.running), key=lambda p: p.name)
+        candidates = [[p for p in slots if p.group.name in names] for names in self.eligible]
+        cursor = [0] * len(self.shapes)
+        rejected: set[int] = set()
+        waiting = {s for s, n in enumerate(self.idle_count) if n}
+        started = 0
+        for job in list(self.idle.values()):
+            s = job.shape
+            if s in rejected:
+                continue
+            pods, i, shape = candidates[s], cursor[s], self.shapes[s]
+            while i < len(pods) and not pods[i].fits(shape):
+                i += 1  # free room only shrinks within a cycle: a slot skipped once stays skipped
+            cursor[s] = i
+            if i == len(pods):
+                rejected.add(s)
+                if rejected >= waiting:
+                    break
+                continue
+            self._start(job, pods[i])
+            started += 1
+        return started
+
+    # -- what the autoscaler reads
+    def workers(self) -> list[Worker]:
+        """Every pod as Kubernetes and the collector show it to the controller."""
+        return [
+            Worker(
+                p.name,
+                p.group.name,
+                "running" if p.running else "pending",
+                p.created,
+                claimed=bool(p.jobs),
+                free=Resources(p.free_cpus, p.free_memory, p.free_gpus) if p.running else Resources(),
+            )
+            for p in self.pods.values()
+        ]
+
+    def autoclusters(self) -> list[Autocluster]:
+        """The idle queue as `Schedd.query(opts=QueryOpt.AutoCluster)` returns it: one entry per shape."""
+        return [Autocluster(s + 1, n, self.shapes[s].request, self.ads[s]) for s, n in enumerate(self.idle_count) if n]
+
+    def settled(self, floor: Callable[[Group], int]) -> bool:
+        """Nothing queued or running, no pod starting, every group at its floor."""
+        return (
+            not self.idle
+            and not self.running_jobs
+            and all(p.running for p in self.pods.values())
+            and all(len(self.group_pods(n)) == floor(g) for n, g in self.groups.items())
+        )
+
+
+DONE, READY, ARRIVE, NEGOTIATE, AUTOSCALE = range(5)
+"""Event kinds, in the order they are handled at the same instant."""
+
+
+# ---------------------------------------------------------------- policies
+
+
+class Policy(Protocol):
+    label: str
+    period: float
+
+    def floor(self, g: Group) -> int: ...
+
+    def act(self, pool: Pool) -> None: ...
+
+
+class Ours:
+    """The planner as the controller runs it: read, plan, apply, carry the memory."""
+
+    label = "ours"
+
+    def __init__(self, groups: Sequence[Group], interval: float = 30.0, settings: Settings | None = None) -> None:
+        self.groups = tuple(groups)
+        self.by_name = {g.name: g for g in groups}
+        self.period = interval
+        self.settings = settings or Settings()
+        self.memory = Memory()
+        self.calls = 0
+        self.seconds = 0.0
+        self.anomalies: list[str] = []
+
+    def floor(self, g: Group) -> int:
+        return self.by_name[g.name].min_workers
+
+    def act(self, pool: Pool) -> None:
+        workers, demand = pool.workers(), pool.autoclusters()
+        started = time.perf_counter()
+        result = plan(self.groups, workers, demand, pool.now, self.memory, self.settings)
+        self.seconds += time.perf_counter() - started
+        self.calls += 1
+        self.memory = result.memory
+        for d in result.decisions.values():
+            if d.desired > d.current:
+                pool.grow(d.group, d.desired - d.current)
+            elif d.desired < d.current:
+                named = [pool.pods[n] for n in d.remove if n in pool.pods]
+                if len(named) != d.current - d.desired:
+                    self.anomalies.append(f"t={pool.now:.0f} {d.group}: {d.current}->{d.desired} names {d.remove}")
+                pool.shrink(d.group, named)
+
+
+def log2_age(now: float, since: float) -> int:
+    """Kubernetes' logarithmic rank of a timestamp: log2 of the age in nanoseconds, -1 for no age."""
+    age = (now - since) * 1e9
+    return int(math.log2(age)) if age > 0 else -1
+
+
+class Hpa:
+    """The reference: an HPA per group on the busy-slot fraction, and the ReplicaSet's choice of pods on scale-in."""
+
+    label = "ref"
+    period = HPA_PERIOD
+
+    def __init__(self, groups: Sequence[Group], seed: int = 0) -> None:
+        self.groups = tuple(groups)
+        self.rng = random.Random(seed)
+        self.history: dict[str, list[tuple[float, int]]] = {g.name: [] for g in groups}
+
+    def floor(self, g: Group) -> int:
+        return max(1, g.min_workers)
+
+    @staticmethod
+    def recommend(pods: Sequence[Pod], current: int) -> int:
+        """Kubernetes' GetObjectMetricReplicas: keep within the tolerance, else scale the ready pods by the ratio."""
+        running = [p for p in pods if p.running]
+        total = sum(p.group.worker.cpus for p in running)
+        if not total:
+            return current  # no metric at all: the HPA keeps the replicas
+        busy = sum(p.group.worker.cpus - p.free_cpus for p in running)
+        ratio = busy / total / HPA_TARGET
+        if abs(ratio - 1) <= HPA_TOLERANCE:
+            return current
+        return math.ceil(ratio * len(running) - 1e-9)
+
+    def stabilise(self, name: str, recommendation: int, current: int, now: float) -> int:
+        """Scale-up window 0 s, scale-down window 300 s: the highest recommendation of the window wins."""
+        window = [(t, r) for t, r in self.history[name] if t > now - HPA_WINDOW]
+        window.append((now, recommendation))
+        self.history[name] = window
+        down = max(r for _, r in window)
+        return min(max(current, recommendation), down)
+
+    def victims(self, pods: Sequence[Pod], count: int, now: float) -> list[Pod]:
+        """ReplicaSet scale-in order (ActivePodsWithRanks): Pending first, then most recently ready, then newest,
+        ages in log2 buckets; equal pods in arbitrary order."""
+
+        def rank(p: Pod) -> tuple[int, int, int, float]:
+            ready = log2_age(now, p.ready_at) if p.ready_at is not None else -1
+            return (p.running, ready, log2_age(now, p.created), self.rng.random())
+
+        return sorted(pods, key=rank)[:count]
+
+    def act(self, pool: Pool) -> None:
+        for g in self.groups:
+            pods = pool.group_pods(g.name)
+            current = len(pods)
+            desired = self.stabilise(g.name, self.recommend(pods, current), current, pool.now)
+            desired = min(desired, max(current + 4, 2 * current))  # default scale-up policies
+            desired = min(max(desired, self.floor(g)), g.max_workers)
+            if desired > current:
+                pool.grow(g.name, desired - current)
+            elif desired < current:
+                pool.shrink(g.name, self.victims(pods, current - desired, pool.now))
+
+
+# ---------------------------------------------------------------- simulation
+
+
+@dataclass
+class Outcome:
+    label: str
+    waits: list[float]
+    never_started: int
+    idle_s: dict[tuple[str, str], float]
+    """Idle core-seconds by (group, why), up to `end`."""
+    idle_gpu_s: float
+    lost_core_s: float
+    kills: int
+    changes: dict[str, int]
+    end: float
+    floor: dict[str, float]
+    """Cores each group keeps once settled (its floor)."""
+    floor_gpus: float
+    settled: bool
+    peak: dict[str, int]
+    last_done: float
+    wall: float
+
+    def idle_split(self, horizon: float) -> dict[tuple[str, str], float]:
+        """Idle core-hours by (group, why) up to `horizon`: after its end a policy stays at its floor, unclaimed."""
+        extra = max(0.0, horizon - self.end)
+        return {
+            (name, kind): (s + (self.floor[name] * extra if kind == "unclaimed" else 0.0)) / HOUR
+            for (name, kind), s in self.idle_s.items()
+        }
+
+    def idle_core_hours(self, horizon: float) -> float:
+        return sum(self.idle_split(horizon).values())
+
+    def idle_gpu_hours(self, horizon: float) -> float:
+        return (self.idle_gpu_s + self.floor_gpus * max(0.0, horizon - self.end)) / HOUR
+
+
+def simulate(
+    trace: Trace,
+    policy: Policy,
+    groups: Sequence[Group],
+    startup: float = 90.0,
+    negotiator: float = NEGOTIATOR_PERIOD,
+    seed: int = 0,
+    limit: float = 7 * 24 * HOUR,
+) -> Outcome:
+    """Replay `trace` under `policy` until everything ran and the pool is back at its floor (or `limit` past the
+    last arrival: a backlog the policy never serves)."""
+    wall = time.perf_counter()
+    pool = Pool(groups, trace.shapes, startup, seed)
+    for g in groups:
+        pool.grow(g.name, policy.floor(g), ready=True)
+    jobs = [Job(i, a.shape, a.submit, a.duration) for i, a in enumerate(trace.arrivals)]
+    for job in jobs:
+        pool.schedule(job.submit, ARRIVE, job)
+    pool.schedule(0.0, NEGOTIATE)
+    pool.schedule(0.0, AUTOSCALE)
+    pending_arrivals, settled = len(jobs), False
+    while (event := pool.next_event()) is not None:
+        at, kind, payload = event
+        if kind == DONE:
+            job, attempt = payload  # type: ignore[misc]
+            pool.finish(job, attempt)
+        elif kind == READY:
+            pool.become_ready(payload)  # type: ignore[arg-type]
+        elif kind == ARRIVE:
+            pool.enqueue(payload)  # type: ignore[arg-type]
+            pending_arrivals -= 1
+        elif kind == NEGOTIATE:
+            pool.negotiate()
+            pool.schedule(at + negotiator, NEGOTIATE)
+        else:
+            policy.act(pool)
+            if not pending_arrivals and pool.settled(policy.floor):
+                settled = True
+                break
+            if at > trace.end + limit:
+                break
+            pool.schedule(at + policy.period, AUTOSCALE)
+    started = [j for j in jobs if j.start is not None]
+    return Outcome(
+        label=policy.label,
+        waits=[j.start - j.submit for j in started],  # type: ignore[operator]
+        never_started=len(jobs) - len(started),
+        idle_s=dict(pool.idle_s),
+        idle_gpu_s=pool.idle_gpu_s,
+        lost_core_s=pool.lost_core_s,
+        kills=pool.kills,
+        changes=dict(pool.changes),
+        end=pool.now,
+        floor={name: c["pending"] + c["unclaimed"] + c["claimed"] for name, c in pool.cores_in.items()},
+        floor_gpus=pool.gpus,
+        settled=settled,
+        peak=dict(pool.peak),
+        last_done=max((j.end for j in jobs if j.end is not None), default=0.0),
+        wall=time.perf_counter() - wall,
+    )
+
+
+# ---------------------------------------------------------------- figures
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def compare(ours: float, ref: float) -> str:
+    """ours/ref, labelled `ratio` only when it is a positive number (the smoke test reads those)."""
+    if ours > 0 and ref > 0:
+        return f"ratio {ours / ref:.3g}"
+    if ref > 0:
+        return "ours/ref 0 (none for ours)"
+    return "ours/ref undefined (ref is 0)" if ours > 0 else "ours/ref -- (both 0)"
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    ours: float
+    ref: float
+    unit: str
+    digits: int
+
+
+def rows(ours: Outcome, ref: Outcome) -> list[Row]:
+    horizon = max(ours.end, ref.end)
+    return [
+        Row(
+            "median wait",
+            statistics.median(ours.waits or [math.nan]),
+            statistics.median(ref.waits or [math.nan]),
+            "s",
+            0,
+        ),
+        Row("p95 wait", percentile(ours.waits, 95), percentile(ref.waits, 95), "s", 0),
+        Row("idle core-hours", ours.idle_core_hours(horizon), ref.idle_core_hours(horizon), "h", 1),
+        Row("killed", ours.kills, ref.kills, "", 0),
+        Row("direction changes", sum(ours.changes.values()), sum(ref.changes.values()), "", 0),
+    ]
+
+
+def describe(o: Outcome, horizon: float) -> str:
+    peak = ", ".join(f"{g} {n}" for g, n in o.peak.items())
+    changes = " + ".join(f"{g} {n}" for g, n in o.changes.items())
+    split = o.idle_split(horizon)
+    idle = "; ".join(
+        f"{name} " + ", ".join(f"{kind} {split[name, kind]:.1f}" for kind in IDLE_KINDS) for name in o.peak
+    )
+    return (
+        f"  {o.label}: peak workers {peak}; last job done at {o.last_done / HOUR:.2f} h, at the floor from "
+        f"{o.end / HOUR:.2f} h{'' if o.settled else ' (NOT settled)'}; direction changes {changes}; "
+        f"never started {o.never_started}; core-hours lost to kills {o.lost_core_s / HOUR:.1f}; "
+        f"idle GPU-hours {o.idle_gpu_hours(horizon):.1f}; simulated in {o.wall:.1f} s\n"
+        f"    idle core-hours by group and why: {idle}"
+    )
+
+
+def report(trace: Trace, ours: Outcome, ref: Outcome, planner: Ours) -> dict[str, bool]:
+    """Print one trace's figures; return which goals hold."""
+    horizon = max(ours.end, ref.end)
+    print(f"[{trace.name}] {trace.about}")
+    print(describe(ours, horizon))
+    mean_ms = planner.seconds / max(planner.calls, 1) * 1000
+    print(f"    {planner.calls} plan() calls, {mean_ms:.2f} ms each on average; anomalies {len(planner.anomalies)}")
+    for line in planner.anomalies[:5]:
+        print(f"    anomaly: {line}")
+    print(describe(ref, horizon))
+    figures = rows(ours, ref)
+    for row in figures:
+        tail = f"killed ours/ref: {row.ours:.0f}/{row.ref:.0f}" if row.name == "killed" else compare(row.ours, row.ref)
+        unit = f" {row.unit}" if row.unit else ""
+        ours_text, ref_text = f"{row.ours:>9.{row.digits}f}{unit:<2}", f"{row.ref:>9.{row.digits}f}{unit:<2}"
+        print(f"  {row.name:<18} ours {ours_text}  ref {ref_text}  {tail}")
+    by = {r.name: r for r in figures}
+    goals = {
+        "killed = 0 for ours": by["killed"].ours == 0,
+        "median wait <= half the ref's": by["median wait"].ours <= 0.5 * by["median wait"].ref,
+        "idle core-hours <= half the ref's": by["idle core-hours"].ours <= 0.5 * by["idle core-hours"].ref,
+    }
+    print("  goals: " + "; ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in goals.items()))
+    return goals
+
+
+def traces(quick: bool) -> list[Trace]:
+    if quick:
+        return [burst(jobs=200), day(hours=3, cpu_per_hour=30, gpu_per_hour=1), trickle(hours=1)]
+    return [burst(), day(), trickle(), waves()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    top = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    top.add_argument("--startup", type=float, default=90.0, help="seconds from Pending to Running (default 90)")
+    top.add_argument("--interval", type=float, default=30.0, help="seconds between planning cycles (default 30)")
+    top.add_argument("--delay", type=float, default=Settings().scale_down_delay, help="planner scale-down delay")
+    top.add_argument(
+        "--min-workers",
+        type=int,
+        default=0,
+        help="ours' floor for every group (default 0, the facility's default; the HPA cannot go below 1)",
+    )
+    top.add_argument("--trace", action="append", help="run only these traces (burst, day, trickle, waves)")
+    top.add_argument("--quick", action="store_true", help="tiny traces for the smoke test")
+    args = top.parse_args(argv)
+    groups = facility_groups()
+    ours_groups = tuple(replace(g, min_workers=args.min_workers) for g in groups)
+    settings = Settings(scale_down_delay=args.delay)
+    shape = ", ".join(
+        f"{g.name} {g.worker.cpus:g}c/{g.worker.memory_mb / 1000:g}GB/{g.worker.gpus:g}GPU "
+        f"x{o.min_workers}(ours)/{g.min_workers}(ref)-{g.max_workers}"
+        for g, o in zip(groups, ours_groups, strict=True)
+    )
+    print(
+        f"sim_autoscaler: discrete-event replay, same traces and negotiator (first fit every {NEGOTIATOR_PERIOD:g} s) "
+        f"for both; ours = autoscaler.planner.plan every {args.interval:g} s, scale-down delay {args.delay:g} s; "
+        f"ref = HPA on busy-slot fraction (target {HPA_TARGET}, tolerance {HPA_TOLERANCE}, sync {HPA_PERIOD:g} s, "
+        f"scale-down window {HPA_WINDOW:g} s, ReplicaSet pod choice, no drain); pod start-up {args.startup:g} s; "
+        f"groups {shape}; idle core-hours count Pending pods' cores (paid for); ours/ref from the same run"
+    )
+    met: dict[str, dict[str, bool]] = {}
+    for trace in traces(args.quick):
+        if args.trace and trace.name not in args.trace:
+            continue
+        ours_policy = Ours(ours_groups, args.interval, settings)
+        ours = simulate(trace, ours_policy, groups, args.startup)
+        ref = simulate(trace, Hpa(groups), groups, args.startup)
+        met[trace.name] = report(trace, ours, ref, ours_policy)
+    summary = ", ".join(f"{name} {sum(g.values())}/{len(g)}" for name, g in met.items())
+    print(f"goals met per trace: {summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

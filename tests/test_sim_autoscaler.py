@@ -1,0 +1,205 @@
+"""The autoscaler simulator itself (benchmarks/sim_autoscaler.py): its negotiator, the reference HPA's kills, our
+policy's scale-in, and the figures on traces small enough to check by hand. Nothing here is about time."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import sim_autoscaler as sim  # noqa: E402
+
+from autoscaler.model import Decision, Memory, Plan, Settings  # noqa: E402
+
+CPU, GPU = sim.facility_groups()
+JOB_IDS = itertools.count()
+ONE_CORE, GPU_JOB, BIG_MEMORY = sim.Shape(1, 2000), sim.Shape(4, 16_000, 1, "cms.ml"), sim.Shape(1, 50_000)
+
+
+def pool_with(shapes: list[sim.Shape], groups=(CPU, GPU), **running: int) -> sim.Pool:
+    pool = sim.Pool(groups, shapes, startup=90.0)
+    for name, count in running.items():
+        pool.grow(name, count, ready=True)
+    return pool
+
+
+def submit(pool: sim.Pool, shape: int, count: int, duration: float = 3600.0) -> list[sim.Job]:
+    jobs = [sim.Job(next(JOB_IDS), shape, pool.now, duration) for _ in range(count)]
+    for job in jobs:
+        pool.enqueue(job)
+    return jobs
+
+
+class Static:
+    """No autoscaling at all: the pool stays at its floor."""
+
+    label, period = "static", 30.0
+
+    def floor(self, g) -> int:
+        return g.min_workers
+
+    def act(self, pool: sim.Pool) -> None:
+        pass
+
+
+def test_negotiator_respects_resources_and_gpu_rules():
+    pool = pool_with([ONE_CORE, GPU_JOB, BIG_MEMORY], cpu=1, gpu=1)
+    assert pool.eligible == (frozenset({"cpu"}), frozenset({"gpu"}), frozenset({"cpu"}))
+    gpu_jobs = submit(pool, 1, 2)
+    big = submit(pool, 2, 2)
+    small = submit(pool, 0, 20)
+    pool.grow("cpu", 1)  # Pending: no startd yet, nothing may land on it
+    pool.negotiate()
+    cpu_pod, gpu_pod, pending = pool.group_pods("cpu")[0], pool.group_pods("gpu")[0], pool.group_pods("cpu")[1]
+    # One 50 GB job fills the memory of a 60 GB slot; 5 one-core 2 GB jobs take the 10 GB left, not the 15 cores.
+    assert sorted(j.id for j in cpu_pod.jobs.values()) == sorted([big[0].id] + [j.id for j in small[:5]])
+    assert (cpu_pod.free_cpus, cpu_pod.free_memory) == (10, 0)
+    # One GPU: one GPU job; CPU jobs never land on the GPU group (START = RequestGPUs > 0).
+    assert list(gpu_pod.jobs) == [gpu_jobs[0].id] and gpu_pod.free_gpus == 0
+    assert not pending.jobs
+    assert pool.idle_count == [15, 1, 1]
+    assert pool.cores_in["cpu"]["busy"] == 6 and pool.cores_in["gpu"]["busy"] == 4
+
+
+def test_negotiator_fills_slots_in_queue_order_and_keeps_a_killed_jobs_place():
+    pool = pool_with([ONE_CORE], groups=(CPU,), cpu=1)
+    first = submit(pool, 0, 16)
+    pool.now = 10.0
+    later = submit(pool, 0, 4)
+    pool.negotiate()
+    assert all(j.start == 10.0 for j in first) and all(j.start is None for j in later)
+    pool.now = 20.0
+    pool.shrink("cpu", pool.group_pods("cpu"))
+    assert pool.kills == 16 and all(j.start is None and j.attempt == 1 for j in first)
+    pool.grow("cpu", 1, ready=True)
+    pool.negotiate()
+    # The killed jobs were submitted first: they go first, ahead of the 4 later ones.
+    assert all(j.start == 20.0 for j in first) and all(j.start is None for j in later)
+
+
+def test_the_reference_kills_the_jobs_of_busy_pods_it_removes():
+    # Four pods with one 2-core 50 GB job each: every pod is claimed, the busy fraction is 1/8.
+    pool = pool_with([sim.Shape(2, 50_000)], groups=(CPU,), cpu=4)
+    jobs = submit(pool, 0, 4, duration=10 * sim.HOUR)
+    pool.negotiate()
+    assert all(len(p.jobs) == 1 for p in pool.pods.values())
+    hpa = sim.Hpa([CPU])
+    hpa.history["cpu"] = [(0.0, 4)]  # a recommendation of 4 at t=0: the window holds it for 300 s
+    for t in range(15, 300, 15):
+        pool.advance(float(t))
+        hpa.act(pool)
+        assert len(pool.pods) == 4, f"removed within the stabilisation window at t={t}"
+    pool.advance(300.0)
+    hpa.act(pool)  # the t=0 recommendation has left the window: ceil(4 x 0.125 / 0.75) = 1
+    assert len(pool.pods) == 1
+    assert pool.kills == 3 and pool.idle_count == [3]
+    assert sum(j.attempt for j in jobs) == 3 and pool.lost_core_s == 3 * 2 * 300.0
+
+
+@pytest.mark.parametrize(
+    ("busy", "pending", "current", "expected"),
+    [
+        (40, 2, 5, 4),  # 40/48 = 0.83: 1.11 x the target, outside the tolerance: ceil(3 running x 1.11)
+        (36, 0, 3, 3),  # exactly the target: keep
+        (34, 0, 3, 3),  # 0.71 = 0.94 x the target, within 10%: keep the current count
+        (20, 1, 4, 2),  # 0.42 = 0.56 x the target: ceil(3 x 0.56)
+    ],
+)
+def test_the_reference_recommends_like_kubernetes(busy, pending, current, expected):
+    pool = pool_with([ONE_CORE], groups=(CPU,), cpu=3)
+    submit(pool, 0, busy)
+    pool.grow("cpu", pending)  # Pending pods have no metric: ignored
+    pool.negotiate()
+    assert sim.Hpa.recommend(pool.group_pods("cpu"), current) == expected
+
+
+def test_the_replicaset_removes_pending_pods_then_the_most_recently_ready():
+    pool = pool_with([ONE_CORE], groups=(CPU,), cpu=1)
+    old = pool.group_pods("cpu")[0]
+    pool.now = 4000.0
+    pool.grow("cpu", 1, ready=True)
+    recent = next(p for p in pool.group_pods("cpu") if p is not old)
+    pool.grow("cpu", 1)
+    pending = next(p for p in pool.group_pods("cpu") if not p.running)
+    pool.now = 4010.0
+    assert sim.Hpa([CPU]).victims(pool.group_pods("cpu"), 2, pool.now) == [pending, recent]
+
+
+def test_ours_never_removes_a_worker_running_a_job():
+    trace = sim.waves(count=3, jobs=40, gap=20 * sim.MINUTE)
+    ours = sim.Ours([CPU, GPU], interval=30.0, settings=Settings(scale_down_delay=60.0))
+    outcome = sim.simulate(trace, ours, [CPU, GPU])
+    assert outcome.settled and outcome.peak["cpu"] > 5
+    assert outcome.changes["cpu"] >= 2, "the planner scaled in between the waves"
+    assert outcome.kills == 0 and not ours.anomalies
+
+
+def test_a_planner_naming_a_busy_worker_shows_up_as_a_kill(monkeypatch):
+    pool = pool_with([ONE_CORE], groups=(CPU,), cpu=2)
+    submit(pool, 0, 1)
+    pool.negotiate()
+    busy = next(p for p in pool.pods.values() if p.jobs)
+
+    def wrong(groups, workers, demand, now, memory, settings) -> Plan:
+        decision = Decision("cpu", 2, 1, (busy.name,), "a bug")
+        return Plan({"cpu": decision}, {}, (), (), Memory())
+
+    monkeypatch.setattr(sim, "plan", wrong)
+    sim.Ours([CPU]).act(pool)
+    assert pool.kills == 1 and busy.name not in pool.pods
+
+
+def test_figures_on_a_trace_checked_by_hand():
+    alone = sim.group("cpu", 16, 60_000, 0, "true", min_workers=1, max_workers=1)
+    trace = sim.Trace(
+        "tiny",
+        "three jobs",
+        (sim.Shape(16, 2000), ONE_CORE),
+        (sim.Arrival(5, 0, 100), sim.Arrival(10, 1, 50), sim.Arrival(130, 1, 10)),
+    )
+    out = sim.simulate(trace, Static(), [alone])
+    # Negotiation every 20 s: the 16-core job starts at 20 and ends at 120; the 1-core job waits for it (120);
+    # the last one starts at the next cycle (140).
+    assert sorted(out.waits) == [10, 15, 110]
+    assert sim.statistics.median(out.waits) == 15
+    assert sim.percentile(out.waits, 95) == pytest.approx(15 + 0.9 * 95)
+    # Idle cores: 16 x 20 s, 0 while the big job runs, then 15 x 20, 14 x 10, 15 x 20, and 16 x 10 until the policy
+    # tick at 180 s that sees everything done.
+    assert out.settled and out.end == 180.0
+    assert out.idle_core_hours(180.0) == pytest.approx((320 + 300 + 140 + 300 + 160) / 3600)
+    assert out.idle_split(180.0)["cpu", "partly claimed"] == pytest.approx((300 + 140 + 300) / 3600)
+    # After its end a policy sits at its floor: 16 idle cores per second up to a later horizon.
+    assert out.idle_core_hours(360.0) == pytest.approx((1220 + 16 * 180) / 3600)
+    assert out.kills == 0 and sum(out.changes.values()) == 0
+
+
+def test_direction_changes_count_turns_not_steps():
+    pool = pool_with([ONE_CORE], groups=(CPU,), cpu=1)
+    pool.grow("cpu", 3)
+    pool.grow("cpu", 1)
+    pool.shrink("cpu", pool.group_pods("cpu")[-1:])
+    pool.shrink("cpu", pool.group_pods("cpu")[-1:])
+    pool.grow("cpu", 2)
+    assert pool.changes == {"cpu": 2}
+
+
+def test_quick_mode_prints_positive_ratios_for_the_smoke_test():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "sim_autoscaler.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ratios = [float(m.group(1)) for m in re.finditer(r"ratio\D*?(\d+(?:\.\d+)?)", proc.stdout)]  # test_benchmarks'
+    assert ratios and all(r > 0 for r in ratios), proc.stdout
+    assert proc.stdout.count("killed ours/ref: 0/") == 3 and proc.stdout.count("goals:") == 3
