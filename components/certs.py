@@ -59,7 +59,7 @@ def subject_hash(common_name: str) -> str:
 
 
 def needed(cfg: FacilityConfig) -> bool:
-    return (cfg.hub.enabled and cfg.hub.tls.mode == "cert-manager") or cfg.cache.enabled
+    return (cfg.hub.enabled and cfg.hub.tls.mode == "cert-manager") or cfg.cache.enabled or cfg.condor.enabled
 
 
 def _resources() -> dict[str, dict[str, str]]:

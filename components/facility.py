@@ -8,6 +8,7 @@ import pulumi_openstack as openstack
 from .certs import CertManager
 from .certs import needed as certs_needed
 from .cluster import Cluster
+from .condor import Condor
 from .config import FacilityConfig
 from .cvmfs import Cvmfs
 from .hub import Hub
@@ -26,6 +27,7 @@ class Facility(pulumi.ComponentResource):
     cvmfs: Cvmfs | None
     hub: Hub | None
     cache: XCache | None
+    condor: Condor | None
     hub_url: str | None
 
     def __init__(self, name: str, cfg: FacilityConfig, stack: str, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -56,6 +58,10 @@ class Facility(pulumi.ComponentResource):
         if cfg.cache.enabled:
             assert certs is not None
             self.cache = XCache(f"{name}-cache", cfg, provider, certs, layer)
+        self.condor = None
+        if cfg.condor.enabled:
+            assert certs is not None
+            self.condor = Condor(f"{name}-condor", cfg, provider, certs, self.cvmfs, layer)
         self.hub = Hub(f"{name}-hub", cfg, provider, self.cvmfs, certs, layer) if cfg.hub.enabled else None
         self.hub_url = self.hub.url if self.hub else None
         self.register_outputs(

@@ -9,6 +9,8 @@ import pulumi_random as random
 
 from . import rendered, yamltext
 from .certs import CertManager
+from .condor import client_env as condor_client_env
+from .condor import client_files as condor_client_files
 from .config import FacilityConfig
 from .cvmfs import Cvmfs
 from .hubvalues import CLUSTER_ISSUER, HUB_SECRET, TLS_SECRET, HubSite, hub_values
@@ -24,15 +26,22 @@ def hub_host(cfg: FacilityConfig) -> str:
 
 
 def hub_site(cfg: FacilityConfig) -> HubSite:
-    """What the hub's values need from the other layers."""
-    env = xcache_client_env() if cfg.cache.enabled else {}
-    files = xcache_client_files() if cfg.cache.enabled else {}
+    """What the hub's values need from the other layers: where the cache is, and the pool's
+    client config; both speak TLS with certificates of the internal CA."""
+    env: dict[str, str] = {}
+    files: dict[str, str] = {}
+    if cfg.cache.enabled:
+        env |= xcache_client_env()
+        files |= xcache_client_files()
+    if cfg.condor.enabled:
+        env |= condor_client_env()
+        files |= condor_client_files(cfg)
     return HubSite(
         host=hub_host(cfg),
         cvmfs=cfg.cvmfs.enabled,
         extra_env=tuple(sorted(env.items())),
         extra_files=tuple(sorted(files.items())),
-        trust_internal_ca=cfg.cache.enabled,
+        trust_internal_ca=cfg.cache.enabled or cfg.condor.enabled,
     )
 
 
@@ -73,10 +82,11 @@ class Hub(pulumi.ComponentResource):
         waits: list[pulumi.Resource] = [secret, *self._certificate(name, cfg, provider, certs, ns_opts)]
         if cvmfs is not None:
             waits.append(cvmfs.claim(f"{name}-cvmfs", NAMESPACE, parent=self))
-        if cfg.cache.enabled:
-            assert certs is not None, "the cache's TLS comes from the internal CA"
+        site = hub_site(cfg)
+        if site.trust_internal_ca:
+            assert certs is not None, "the cache's and the pool's TLS come from the internal CA"
             waits.append(certs.trust(f"{name}-ca-certs", NAMESPACE, parent=self))
-        values = hub_values(cfg, hub_site(cfg))
+        values = hub_values(cfg, site)
         rendered.publish("hub", "values.yaml", yamltext.dump(values))
         self.release = k8s.helm.v3.Release(
             f"{name}-chart",

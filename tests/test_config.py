@@ -30,12 +30,13 @@ from components.config import (
     deep_merge,
     usage,
 )
+from components.config.batch import Condor
 from components.config.cluster import ControlPlane, Existing, K3s, Magnum
 from components.config.data import Cache, size_bytes
 from components.config.errors import key_path, show_value
 from components.config.identity import Identity, Roles
 from components.config.interactive import Cvmfs, Hub
-from components.config.layers import Autoscaler, Condor, Gateway, Offload
+from components.config.layers import Autoscaler, Gateway, Offload
 from components.config.loader import PROFILES_DIR, available_profiles
 
 LINE = re.compile(r"^af:(\S+)?: got .+; allowed: .+$")
@@ -221,7 +222,7 @@ def test_layer_models_good() -> None:
 def test_facility_defaults_and_every_section() -> None:
     cfg = build_config(
         {
-            **base(),
+            **edit(base(), "identity.roles.batch", ["/users"]),
             "hub": {"enabled": False, "idleCullMinutes": 60},
             "cvmfs": {"squidProxy": True},
             "cache": {"enabled": True, "servers": 2},
@@ -435,7 +436,7 @@ BAD_CASES: list[tuple[str, str, Any, str, str]] = [
     # Condor
     ("condor-tag", "condor.imageTag", "latest", "af:condor.imageTag", "text matching"),
     ("condor-idle", "condor.idleShutdownMinutes", -5, "af:condor.idleShutdownMinutes", "greater than 0"),
-    ("condor-unknown", "condor.schedds", 2, "af:condor.schedds", "enabled, idleShutdownMinutes, imageTag"),
+    ("condor-unknown", "condor.schedds", 2, "af:condor.schedds", "enabled, groups, idleShutdownMinutes, imageTag"),
     # Autoscaler
     ("autoscaler-interval", "autoscaler.intervalSeconds", 0, "af:autoscaler.intervalSeconds", "greater than 0"),
     (

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from .base import StrictModel
+from .batch import FIT_RULE, Condor, fits, worker_groups
 from .cluster import GPU_TAINT_KEY, Cluster
 from .data import Cache, under
 from .errors import Problem, problem
 from .identity import WLCG_GROUPS_CLAIM, Identity
 from .interactive import CertManager, Cvmfs, Hub
-from .layers import Autoscaler, Condor, Offload
-from .site import Flavor, Site
+from .layers import Autoscaler, Offload
+from .site import Site
 
 
 class FacilityConfig(StrictModel):
@@ -147,7 +148,7 @@ def _mode_problems(cfg: FacilityConfig) -> list[Problem]:
 
 
 def _identity_problems(cfg: FacilityConfig) -> list[Problem]:
-    needs = [name for name, on in (("hub", cfg.hub.enabled),) if on]
+    needs = [name for name, on in (("hub", cfg.hub.enabled), ("condor", cfg.condor.enabled)) if on]
     identity = cfg.identity
     if identity is None:
         if needs:
@@ -185,6 +186,10 @@ def _identity_problems(cfg: FacilityConfig) -> list[Problem]:
             found.append(
                 problem((*loc, "roles", "login"), [], "at least one group: the hub admits members of these only")
             )
+    if cfg.condor.enabled and not identity.roles.batch:
+        found.append(
+            problem((*loc, "roles", "batch"), [], "at least one group: only its members may submit to HTCondor")
+        )
     return found
 
 
@@ -237,14 +242,6 @@ def _hub_problems(cfg: FacilityConfig) -> list[Problem]:
     return found
 
 
-FIT_RULE = "at most the flavor's vCPUs less half a core and 90% of its RAM"
-
-
-def fits(cpu: float, memory_gib: float, flavor: Flavor) -> bool:
-    """A pod of this size fits a node of the flavor next to the node's own system pods."""
-    return cpu <= flavor.vcpus - 0.5 and memory_gib <= flavor.ram_gib * 0.9
-
-
 def _cache_problems(cfg: FacilityConfig) -> list[Problem]:
     """Watermarks in order, issuers' paths inside the exports, and the cache fitting its nodes."""
     cache = cfg.cache
@@ -281,6 +278,71 @@ def _cache_problems(cfg: FacilityConfig) -> list[Problem]:
     return found
 
 
+def _condor_problems(cfg: FacilityConfig) -> list[Problem]:
+    """Worker groups are node groups with role batch, their bounds are in order and within the
+    group's nodes, and each worker fits a node (or, in mode existing, has a declared size)."""
+    condor = cfg.condor
+    if not condor.enabled:
+        return []
+    groups = worker_groups(condor, cfg.cluster, cfg.site.flavors)
+    if not groups:
+        return [
+            problem(
+                ("cluster", "nodeGroups"),
+                sorted(cfg.cluster.node_groups),
+                "at least one node group with role batch: HTCondor's workers run there",
+            )
+        ]
+    found: list[Problem] = []
+    batch = ", ".join(groups)
+    for name in sorted(set(condor.groups) - set(groups)):
+        found.append(problem(("condor", "groups", name), name, f"the name of a node group with role batch ({batch})"))
+    existing = cfg.cluster.mode == "existing"
+    for name, group in groups.items():
+        loc = ("condor", "groups", name)
+        settings = condor.groups.get(name)
+        if group.min_workers > group.max_workers:
+            found.append(problem((*loc, "minWorkers"), group.min_workers, f"at most maxWorkers ({group.max_workers})"))
+        if group.max_workers > group.node_group.count:
+            found.append(
+                problem(
+                    (*loc, "maxWorkers"),
+                    group.max_workers,
+                    f"at most {group.node_group.count}, one worker per node of node group {name}",
+                )
+            )
+        if existing:
+            for key, value in (("cpus", group.pod_cpus), ("memoryGib", group.pod_memory_mib)):
+                if value is None:
+                    found.append(
+                        problem((*loc, key), None, "the worker's size: node sizes are unknown in cluster mode existing")
+                    )
+            continue
+        flavor = cfg.site.flavors.get(group.node_group.flavor)
+        if flavor is None:
+            continue  # reported by _flavor_problems
+        assert group.pod_cpus is not None and group.pod_memory_mib is not None
+        if group.pod_cpus < 1 or group.pod_memory_mib < 2048:
+            found.append(
+                problem(
+                    ("cluster", "nodeGroups", name, "flavor"),
+                    group.node_group.flavor,
+                    "a flavor with room for a worker of at least 1 core and 2 GiB next to the system pods",
+                )
+            )
+        if settings is None or (settings.cpus is None and settings.memory_gib is None):
+            continue  # default sizes fit by construction
+        if not fits(group.pod_cpus, group.pod_memory_mib / 1024, flavor):
+            found.append(
+                problem(
+                    loc,
+                    f"{group.pod_cpus:g} cores, {group.pod_memory_mib / 1024:g} GiB",
+                    f"a worker that fits a node of flavor {flavor.vcpus} vCPUs, {flavor.ram_gib} GiB ({FIT_RULE})",
+                )
+            )
+    return found
+
+
 def cross_checks(cfg: FacilityConfig) -> list[Problem]:
     """Checks between sections that single-field validation cannot see."""
     flavors = _flavor_problems(cfg)
@@ -294,4 +356,5 @@ def cross_checks(cfg: FacilityConfig) -> list[Problem]:
         *_identity_problems(cfg),
         *_hub_problems(cfg),
         *_cache_problems(cfg),
+        *_condor_problems(cfg),
     ]

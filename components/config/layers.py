@@ -1,4 +1,4 @@
-"""Config of the batch and offload layers. Each layer's issue extends its model;
+"""Config of the autoscaler and offload layers. Each layer's issue extends its model;
 what is here is already validated so stacks can declare it today."""
 
 from __future__ import annotations
@@ -8,17 +8,6 @@ from typing import Literal
 from pydantic import Field, HttpUrl, NonNegativeInt, PositiveInt
 
 from .base import DnsLabel, StrictModel
-
-
-class Condor(StrictModel):
-    """The HTCondor pool on Kubernetes."""
-
-    enabled: bool = False
-    """Deploy the pool."""
-    image_tag: str = Field(default="24.0.7-el9", pattern=r"^\d+\.\d+\.\d+-el\d+$")
-    """Tag of the official htcondor/* images."""
-    idle_shutdown_minutes: PositiveInt = 20
-    """Minutes an unclaimed worker waits before it exits."""
 
 
 class Autoscaler(StrictModel):

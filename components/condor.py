@@ -1,0 +1,429 @@
+"""The HTCondor pool: a central manager (Deployment), the schedd (StatefulSet with its spool on
+a persistent volume) and one worker Deployment per worker group, in their own namespace, with
+the rendered config in a ConfigMap and the pool signing key in a Secret.
+
+Every pod mints its daemon's IDTOKEN from the signing key when it starts (`condor_token_create`),
+then runs `condor_master` in the foreground. Workers' replicas belong to the autoscaler once
+created (`ignore_changes`); a worker being removed lets its jobs retire (preStop and the
+termination grace). Notebooks find the pool through `client_env`/`client_files`."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from . import rendered
+from .certs import CA_CERT_DIR, INTERNAL_ISSUER, TRUST_CONFIGMAP, CertManager
+from .cluster import LABEL_PREFIX
+from .condorconf import (
+    MAPFILE,
+    PLUGIN_CONFIG,
+    PLUGIN_SCRIPT,
+    PoolRuntime,
+    daemon_identity,
+    render_central_manager,
+    render_client,
+    render_execute,
+    render_mapfile,
+    render_plugin_config,
+    render_pool,
+    render_submit,
+)
+from .condorfiles import text
+from .config import FacilityConfig
+from .config.batch import WorkerGroup, worker_groups
+from .cvmfs import CLAIM, MOUNT, Cvmfs
+from .xcache import client_env as xcache_client_env
+from .xcache import client_files as xcache_client_files
+
+NAMESPACE = "condor"
+PORT = 9618
+CM = "af-condor-cm"
+SCHEDD = "af-condor-schedd"
+WORKER = "af-condor-worker"
+KEY_SECRET = "af-condor-pool-key"
+CONFIG_MAP = "af-condor-config"
+JOB_FILES = "af-condor-job-files"
+CONFIG_DIR = "/etc/condor/config.d"
+RUNTIME = PoolRuntime(
+    central_manager=f"{CM}.{NAMESPACE}.svc.cluster.local",
+    schedd=f"{SCHEDD}.{NAMESPACE}.svc.cluster.local",
+    key_dir="/etc/condor/af-keys",
+    token_dir="/etc/condor/af-tokens",
+    files_dir="/etc/condor/af",
+    tls_dir="/etc/condor/af-tls",
+    spool_dir="/var/lib/condor/spool",
+)
+PART_OF = {"app.kubernetes.io/part-of": "analysis-facility"}
+GROUP_LABEL = f"{LABEL_PREFIX}/worker-group"
+"""Pod label naming a worker's group (the autoscaler selects a group's pods by it)."""
+CONFIG_HASH = f"{LABEL_PREFIX}/config-sha256"
+SYSTEM_NODES = {f"{LABEL_PREFIX}/role-system": "true"}
+CLIENT_CONFIG = "/etc/af/condor/condor_config"
+"""Where notebooks find the client config (`CONDOR_CONFIG`)."""
+POOL_FILE, ROLE_FILE = "90-af-pool.conf", "91-af-role.conf"
+"""Names in `config.d`: after the images' own `01-*.conf`, so these settings win."""
+PRESTOP = (
+    "condor_off -graceful -daemon startd || true; "
+    "while grep -qx condor_startd /proc/[0-9]*/comm 2>/dev/null; do sleep 10; done"
+)
+"""A worker being removed: retire its jobs (MaxJobRetirementTime), wait until the startd is gone."""
+RETIRE_MARGIN_SECONDS = 120
+"""Termination grace beyond the retirement time: vacating and transferring outputs."""
+
+
+def worker_name(group: str) -> str:
+    """Name of a worker group's Deployment."""
+    return f"{WORKER}-{group}"
+
+
+def worker_labels(group: str) -> dict[str, str]:
+    """Labels of a worker group's pods (and its Deployment's selector)."""
+    return {"app.kubernetes.io/name": WORKER, "app.kubernetes.io/component": "worker", GROUP_LABEL: group, **PART_OF}
+
+
+def client_env() -> dict[str, str]:
+    """Environment of notebooks: HTCondor's tools and bindings read the pool's client config."""
+    return {"CONDOR_CONFIG": CLIENT_CONFIG}
+
+
+def client_files(cfg: FacilityConfig) -> dict[str, str]:
+    """Files notebooks need, by absolute path."""
+    return {CLIENT_CONFIG: render_client(cfg, RUNTIME)}
+
+
+def _labels(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": name, **PART_OF}
+
+
+def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict[str, Any]:
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory_limit}}
+
+
+def _digest(*texts: str) -> str:
+    return hashlib.sha256("\x00".join(texts).encode()).hexdigest()
+
+
+def token_init_container(cfg: FacilityConfig, identity: str, authz: list[str], token_mount: str) -> dict[str, Any]:
+    """An init container that mints an IDTOKEN for `identity`, limited to `authz` (for example
+    READ and ADMINISTRATOR for the autoscaler), into `token_mount`/token. It needs the pod to
+    have the `config` and `pool-key` volumes of `daemon_volumes()`; the key stays in the init
+    container, the main container mounts only the token's volume."""
+    limits = " ".join(f"-authz {a}" for a in authz)
+    return {
+        "name": "mint-token",
+        "image": cfg.condor.image("cm"),
+        "command": [
+            "/bin/sh",
+            "-c",
+            f"umask 077 && condor_token_create -identity {identity} {limits} > {token_mount}/token",
+        ],
+        "resources": _resources("10m", "32Mi", "200m", "128Mi"),
+        "volumeMounts": [
+            {"name": "config", "mountPath": f"{CONFIG_DIR}/{POOL_FILE}", "subPath": "pool.conf", "readOnly": True},
+            {"name": "pool-key", "mountPath": RUNTIME.key_dir, "readOnly": True},
+            {"name": "token", "mountPath": token_mount},
+        ],
+    }
+
+
+def _daemon_container(cfg: FacilityConfig, image: str, role_file: str, resources: dict[str, Any]) -> dict[str, Any]:
+    """The daemon's container: its token minted from the signing key, then condor_master in
+    the foreground (the pod shares its process namespace, so the master is not PID 1)."""
+    token = f"{RUNTIME.token_dir}/pool"
+    start = (
+        f"umask 077 && condor_token_create -identity {daemon_identity(cfg)} > {token}.new "
+        f"&& mv {token}.new {token} && exec /usr/sbin/condor_master -f"
+    )
+    return {
+        "name": "condor",
+        "image": image,
+        "command": ["/bin/sh", "-c", start],
+        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "resources": resources,
+        "volumeMounts": [
+            {"name": "config", "mountPath": f"{CONFIG_DIR}/{POOL_FILE}", "subPath": "pool.conf", "readOnly": True},
+            {"name": "config", "mountPath": f"{CONFIG_DIR}/{ROLE_FILE}", "subPath": role_file, "readOnly": True},
+            {"name": "files", "mountPath": RUNTIME.files_dir, "readOnly": True},
+            {"name": "pool-key", "mountPath": RUNTIME.key_dir, "readOnly": True},
+            {"name": "tokens", "mountPath": RUNTIME.token_dir},
+        ],
+    }
+
+
+def daemon_volumes() -> list[dict[str, Any]]:
+    """The config, the plugin files, the signing key and the daemon's token directory."""
+    files = [MAPFILE, PLUGIN_CONFIG, PLUGIN_SCRIPT]
+    return [
+        {"name": "config", "configMap": {"name": CONFIG_MAP}},
+        {"name": "files", "configMap": {"name": CONFIG_MAP, "items": [{"key": f, "path": f} for f in files]}},
+        {"name": "pool-key", "secret": {"secretName": KEY_SECRET, "defaultMode": 0o400}},
+        {"name": "tokens", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+    ]
+
+
+def _service_pod(
+    cfg: FacilityConfig, service: str, image: str, role_file: str, resources: dict[str, Any]
+) -> dict[str, Any]:
+    """The central manager's or the schedd's pod: on system nodes, reachable on the shared
+    port, with its certificate for users' TLS and its spool."""
+    container = _daemon_container(cfg, image, role_file, resources)
+    container["ports"] = [{"name": "condor", "containerPort": PORT}]
+    container["readinessProbe"] = {"tcpSocket": {"port": PORT}, "periodSeconds": 10}
+    container["livenessProbe"] = {"tcpSocket": {"port": PORT}, "initialDelaySeconds": 60, "periodSeconds": 30}
+    container["volumeMounts"] += [
+        {"name": "tls", "mountPath": RUNTIME.tls_dir, "readOnly": True},
+        {"name": "spool", "mountPath": RUNTIME.spool_dir},
+    ]
+    return {
+        "shareProcessNamespace": True,
+        "terminationGracePeriodSeconds": 120,
+        "nodeSelector": dict(SYSTEM_NODES),
+        "containers": [container],
+        "volumes": [*daemon_volumes(), {"name": "tls", "secret": {"secretName": f"{service}-tls"}}],
+    }
+
+
+def worker_pod(cfg: FacilityConfig, group: WorkerGroup) -> dict[str, Any]:
+    """A worker of `group`: on the group's nodes, tolerating their taints, sized to the node
+    (requests = limits: a guaranteed pod), with its GPUs, /cvmfs and the cache's client files."""
+    assert group.pod_cpus is not None and group.pod_memory_mib is not None, "sizes are checked by cross_checks"
+    size = {"cpu": f"{round(group.pod_cpus * 1000)}m", "memory": f"{group.pod_memory_mib}Mi"}
+    if group.gpus:
+        size["nvidia.com/gpu"] = str(group.gpus)
+    container = _daemon_container(
+        cfg, cfg.condor.image("execute"), f"execute-{group.name}.conf", {"requests": dict(size), "limits": size}
+    )
+    container["lifecycle"] = {"preStop": {"exec": {"command": ["/bin/sh", "-c", PRESTOP]}}}
+    volumes = daemon_volumes()
+    container["volumeMounts"].append({"name": "execute", "mountPath": "/var/lib/condor/execute"})
+    volumes.append({"name": "execute", "emptyDir": {}})
+    if cfg.cvmfs.enabled:
+        container["volumeMounts"].append(
+            {"name": "cvmfs", "mountPath": MOUNT, "readOnly": True, "mountPropagation": "HostToContainer"}
+        )
+        volumes.append({"name": "cvmfs", "persistentVolumeClaim": {"claimName": CLAIM, "readOnly": True}})
+    if cfg.cache.enabled:
+        for index, path in enumerate(sorted(xcache_client_files())):
+            container["volumeMounts"].append(
+                {"name": "job-files", "mountPath": path, "subPath": f"file-{index}", "readOnly": True}
+            )
+        container["volumeMounts"].append({"name": "ca-certs", "mountPath": CA_CERT_DIR, "readOnly": True})
+        volumes += [
+            {"name": "job-files", "configMap": {"name": JOB_FILES}},
+            {"name": "ca-certs", "configMap": {"name": TRUST_CONFIGMAP}},
+        ]
+    taints = sorted({(t.key, t.effect) for t in group.node_group.taints})
+    spec: dict[str, Any] = {
+        "shareProcessNamespace": True,
+        "terminationGracePeriodSeconds": cfg.condor.retire_grace_minutes * 60 + RETIRE_MARGIN_SECONDS,
+        "nodeSelector": {f"{LABEL_PREFIX}/node-group": group.name},
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if taints:
+        spec["tolerations"] = [{"key": key, "operator": "Exists", "effect": effect} for key, effect in taints]
+    return spec
+
+
+def rendered_files(cfg: FacilityConfig) -> dict[str, str]:
+    """Every file of the pool's ConfigMap, by key (the role fragments, the map file, the plugin)."""
+    groups = worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors)
+    job_env = xcache_client_env() if cfg.cache.enabled else {}
+    return {
+        "pool.conf": render_pool(cfg, RUNTIME),
+        "central-manager.conf": render_central_manager(cfg, RUNTIME),
+        "submit.conf": render_submit(cfg, RUNTIME),
+        **{f"execute-{g.name}.conf": render_execute(cfg, RUNTIME, g, job_env) for g in groups.values()},
+        MAPFILE: render_mapfile(cfg),
+        PLUGIN_CONFIG: render_plugin_config(cfg),
+    }
+
+
+class Condor(pulumi.ComponentResource):
+    """The pool in its namespace. `workers` are the worker Deployments by group name."""
+
+    collector: str
+    schedd: str
+    workers: dict[str, k8s.apps.v1.Deployment]
+
+    def __init__(
+        self,
+        name: str,
+        cfg: FacilityConfig,
+        provider: k8s.Provider,
+        certs: CertManager,
+        cvmfs: Cvmfs | None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("af:index:Condor", name, None, opts)
+        condor = cfg.condor
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=provider)
+        namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": NAMESPACE}, opts=k8s_opts)
+        ns_opts = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[namespace])
+        files = rendered_files(cfg)
+        for key, content in {**files, "client.conf": render_client(cfg, RUNTIME)}.items():
+            rendered.publish("condor", key, content)
+        config = k8s.core.v1.ConfigMap(
+            f"{name}-config",
+            metadata={"name": CONFIG_MAP, "namespace": NAMESPACE, "labels": PART_OF},
+            data={**files, PLUGIN_SCRIPT: text(PLUGIN_SCRIPT)},
+            opts=ns_opts,
+        )
+        # The pool signing key: alphanumeric, so HTCondor's (un)scrambling of key files can never
+        # produce a NUL that would shorten it. Kept in the stack's state; replace it to revoke
+        # every token.
+        key = random.RandomPassword(
+            f"{name}-signing-key", length=64, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        secret = k8s.core.v1.Secret(
+            f"{name}-pool-key",
+            metadata={"name": KEY_SECRET, "namespace": NAMESPACE, "labels": PART_OF},
+            type="Opaque",
+            string_data={"POOL": key.result},
+            opts=ns_opts,
+        )
+        waits: list[pulumi.Resource] = [config, secret]
+        tls = [self._certificate(name, service, provider, certs, namespace) for service in (CM, SCHEDD)]
+        pool_hash = _digest(files["pool.conf"], files[MAPFILE], files[PLUGIN_CONFIG], text(PLUGIN_SCRIPT))
+        self._central_manager(name, cfg, _digest(pool_hash, files["central-manager.conf"]), ns_opts, waits + tls[:1])
+        self._schedd(name, cfg, _digest(pool_hash, files["submit.conf"]), ns_opts, waits + tls[1:])
+        if cvmfs is not None:
+            waits.append(cvmfs.claim(f"{name}-cvmfs", NAMESPACE, parent=self))
+        if cfg.cache.enabled:
+            waits.append(certs.trust(f"{name}-ca-certs", NAMESPACE, parent=self))
+            job_files = sorted(xcache_client_files().items())
+            waits.append(
+                k8s.core.v1.ConfigMap(
+                    f"{name}-job-files",
+                    metadata={"name": JOB_FILES, "namespace": NAMESPACE, "labels": PART_OF},
+                    data={f"file-{index}": content for index, (_, content) in enumerate(job_files)},
+                    opts=ns_opts,
+                )
+            )
+        self.workers = {}
+        for group in worker_groups(condor, cfg.cluster, cfg.site.flavors).values():
+            labels = worker_labels(group.name)
+            config_hash = _digest(pool_hash, files[f"execute-{group.name}.conf"])
+            self.workers[group.name] = k8s.apps.v1.Deployment(
+                f"{name}-worker-{group.name}",
+                metadata={"name": worker_name(group.name), "namespace": NAMESPACE, "labels": labels},
+                spec={
+                    "replicas": group.min_workers,
+                    "selector": {"matchLabels": labels},
+                    # One worker per node: no surge, replace one at a time, each retiring its jobs.
+                    "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+                    "template": {
+                        "metadata": {"labels": labels, "annotations": {CONFIG_HASH: config_hash}},
+                        "spec": worker_pod(cfg, group),
+                    },
+                },
+                # The autoscaler owns replicas once the group exists: `pulumi up` must not reset them.
+                opts=pulumi.ResourceOptions(
+                    parent=self, provider=provider, depends_on=[namespace, *waits], ignore_changes=["spec.replicas"]
+                ),
+            )
+        self.collector = f"{RUNTIME.central_manager}:{PORT}"
+        self.schedd = RUNTIME.schedd
+        self.register_outputs({"collector": self.collector, "schedd": self.schedd})
+
+    def _certificate(
+        self, name: str, service: str, provider: k8s.Provider, certs: CertManager, namespace: k8s.core.v1.Namespace
+    ) -> pulumi.Resource:
+        """The service's TLS certificate from the internal CA: users' SciTokens travel over it."""
+        return k8s.apiextensions.CustomResource(
+            f"{name}-{service.removeprefix('af-condor-')}-tls",
+            api_version="cert-manager.io/v1",
+            kind="Certificate",
+            metadata={"name": f"{service}-tls", "namespace": NAMESPACE},
+            spec={
+                "secretName": f"{service}-tls",
+                "dnsNames": [
+                    service,
+                    f"{service}.{NAMESPACE}",
+                    f"{service}.{NAMESPACE}.svc",
+                    f"{service}.{NAMESPACE}.svc.cluster.local",
+                ],
+                "privateKey": {"algorithm": "ECDSA", "size": 256},
+                "issuerRef": {"name": INTERNAL_ISSUER, "kind": "ClusterIssuer", "group": "cert-manager.io"},
+            },
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[namespace, certs.internal_issuer]),
+        )
+
+    def _service(self, name: str, service: str, opts: pulumi.ResourceOptions) -> None:
+        """The daemon's Service on the shared port, and the budget that keeps it up in drains."""
+        labels = _labels(service)
+        k8s.core.v1.Service(
+            f"{name}-svc",
+            metadata={"name": service, "namespace": NAMESPACE, "labels": labels},
+            spec={"selector": labels, "ports": [{"name": "condor", "port": PORT, "targetPort": "condor"}]},
+            opts=opts,
+        )
+        # The pool's single central manager and schedd: a node drain must move them deliberately.
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata={"name": service, "namespace": NAMESPACE, "labels": labels},
+            spec={"minAvailable": 1, "selector": {"matchLabels": labels}},
+            opts=opts,
+        )
+
+    def _central_manager(
+        self, name: str, cfg: FacilityConfig, config_hash: str, opts: pulumi.ResourceOptions, waits: list[Any]
+    ) -> None:
+        labels = _labels(CM)
+        claim = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-cm-spool",
+            metadata={"name": f"{CM}-spool", "namespace": NAMESPACE, "labels": labels},
+            spec=_claim_spec(cfg, 1),
+            opts=opts,
+        )
+        pod = _service_pod(
+            cfg, CM, cfg.condor.image("cm"), "central-manager.conf", _resources("250m", "512Mi", "2", "2Gi")
+        )
+        pod["volumes"].append({"name": "spool", "persistentVolumeClaim": {"claimName": f"{CM}-spool"}})
+        k8s.apps.v1.Deployment(
+            f"{name}-cm",
+            metadata={"name": CM, "namespace": NAMESPACE, "labels": labels},
+            spec={
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},  # its spool volume attaches to one node at a time
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels, "annotations": {CONFIG_HASH: config_hash}}, "spec": pod},
+            },
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[*waits, claim])),
+        )
+        self._service(f"{name}-cm", CM, opts)
+
+    def _schedd(
+        self, name: str, cfg: FacilityConfig, config_hash: str, opts: pulumi.ResourceOptions, waits: list[Any]
+    ) -> None:
+        labels = _labels(SCHEDD)
+        pod = _service_pod(
+            cfg, SCHEDD, cfg.condor.image("submit"), "submit.conf", _resources("500m", "1Gi", "4", "8Gi")
+        )
+        k8s.apps.v1.StatefulSet(
+            f"{name}-schedd",
+            metadata={"name": SCHEDD, "namespace": NAMESPACE, "labels": labels},
+            spec={
+                "serviceName": SCHEDD,
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels, "annotations": {CONFIG_HASH: config_hash}}, "spec": pod},
+                "volumeClaimTemplates": [
+                    {"metadata": {"name": "spool"}, "spec": _claim_spec(cfg, cfg.condor.spool_gib)}
+                ],
+            },
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=waits)),
+        )
+        self._service(f"{name}-schedd", SCHEDD, opts)
+
+
+def _claim_spec(cfg: FacilityConfig, gib: int) -> dict[str, Any]:
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": f"{gib}Gi"}}}
+    if cfg.condor.storage_class:
+        spec["storageClassName"] = cfg.condor.storage_class
+    return spec

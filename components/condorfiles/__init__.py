@@ -1,0 +1,12 @@
+"""Programs the pool's daemons run, shipped as text in a ConfigMap; real modules, so they are
+linted and tested like the rest of the code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def text(name: str) -> str:
+    return (HERE / name).read_text(encoding="utf-8")
