@@ -14,7 +14,7 @@ STACK ?= dev
 # tests/support/package-lock.json. npm comes with nodejs from Debian (or NodeSource).
 CHP := tests/support/node_modules/.bin/configurable-http-proxy
 
-.PHONY: preview test lint bench system-deps venv clean
+.PHONY: preview test lint bench system-deps venv clean autoscaler-image
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ test: $(STAMP) system-deps $(CHP) lint
 
 bench: $(STAMP) system-deps
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The autoscaler's controller image; push it and set af:autoscaler.image to it.
+autoscaler-image:
+	@test -n "$(IMAGE)" || { echo "usage: make autoscaler-image IMAGE=<registry>/af-autoscaler:<version>"; exit 2; }
+	docker build -f autoscaler/Dockerfile -t $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache .hypothesis tests/support/node_modules

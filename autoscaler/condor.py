@@ -14,6 +14,8 @@ from .model import Autocluster, Resources
 
 GROUP_ATTRIBUTE = "AfWorkerGroup"
 """Machine attribute naming a slot's worker group (set in the workers' config)."""
+POD_ATTRIBUTE = "AfPodName"
+"""Machine attribute with the worker's pod name (set in the workers' config)."""
 SIGNIFICANT = ("RequestCpus", "RequestMemory", "RequestGPUs", "Requirements", "WantOffload", "AcctGroup")
 
 
@@ -73,7 +75,7 @@ def slot_worker(ad: classad2.ClassAd) -> Slot | None:
     """The partitionable slot of a worker; None for other slots."""
     if ad.get("PartitionableSlot") is not True or GROUP_ATTRIBUTE not in ad:
         return None
-    pod = str(ad.get("Machine", ad.get("Name", ""))).split("@")[-1].split(".")[0]
+    pod = str(ad.get(POD_ATTRIBUTE) or str(ad.get("Machine", ad.get("Name", ""))).split("@")[-1].split(".")[0])
     free = Resources(_number(ad, "Cpus"), _number(ad, "Memory"), _number(ad, "GPUs"))
     claimed = int(ad.get("NumDynamicSlots", 0)) > 0 or free.cpus < _number(ad, "TotalSlotCpus", free.cpus)
     return Slot(pod, str(ad[GROUP_ATTRIBUTE]), claimed, free, str(ad.get("Name", pod)))

@@ -16,6 +16,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from autoscaler.kube import GROUP_LABEL as AUTOSCALER_GROUP_LABEL
+
 from . import rendered
 from .certs import CA_CERT_DIR, INTERNAL_ISSUER, TRUST_CONFIGMAP, CertManager
 from .cluster import LABEL_PREFIX
@@ -59,7 +61,8 @@ RUNTIME = PoolRuntime(
     spool_dir="/var/lib/condor/spool",
 )
 PART_OF = {"app.kubernetes.io/part-of": "analysis-facility"}
-GROUP_LABEL = f"{LABEL_PREFIX}/worker-group"
+GROUP_LABEL = AUTOSCALER_GROUP_LABEL
+"""Label naming a worker pod's group: the autoscaler selects pods by it."""
 """Pod label naming a worker's group (the autoscaler selects a group's pods by it)."""
 CONFIG_HASH = f"{LABEL_PREFIX}/config-sha256"
 SYSTEM_NODES = {f"{LABEL_PREFIX}/role-system": "true"}
@@ -108,11 +111,14 @@ def _digest(*texts: str) -> str:
     return hashlib.sha256("\x00".join(texts).encode()).hexdigest()
 
 
-def token_init_container(cfg: FacilityConfig, identity: str, authz: list[str], token_mount: str) -> dict[str, Any]:
+def token_init_container(
+    cfg: FacilityConfig, identity: str, authz: list[str], token_mount: str, owner: int | None = None
+) -> dict[str, Any]:
     """An init container that mints an IDTOKEN for `identity`, limited to `authz` (for example
     READ and ADMINISTRATOR for the autoscaler), into `token_mount`/token. It needs the pod to
     have the `config` and `pool-key` volumes of `daemon_volumes()`; the key stays in the init
-    container, the main container mounts only the token's volume."""
+    container, the main container mounts only the token's volume (owned by `owner` if the main
+    container runs as that user)."""
     limits = " ".join(f"-authz {a}" for a in authz)
     return {
         "name": "mint-token",
@@ -120,7 +126,8 @@ def token_init_container(cfg: FacilityConfig, identity: str, authz: list[str], t
         "command": [
             "/bin/sh",
             "-c",
-            f"umask 077 && condor_token_create -identity {identity} {limits} > {token_mount}/token",
+            f"umask 077 && condor_token_create -identity {identity} {limits} > {token_mount}/token"
+            + (f" && chown {owner}:{owner} {token_mount}/token" if owner is not None else ""),
         ],
         "resources": _resources("10m", "32Mi", "200m", "128Mi"),
         "volumeMounts": [

@@ -21,6 +21,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from autoscaler.condor import GROUP_ATTRIBUTE as AUTOSCALER_GROUP_ATTRIBUTE
+from autoscaler.condor import POD_ATTRIBUTE as AUTOSCALER_POD_ATTRIBUTE
+
 from .certs import CA_CERT_DIR
 from .config import FacilityConfig
 from .config.batch import WorkerGroup
@@ -31,11 +34,11 @@ PLUGIN = "AFBATCH"
 PLUGIN_SCRIPT = "af_batch_users.py"
 PLUGIN_CONFIG = "batch-users.json"
 MAPFILE = "mapfile"
-GROUP_ATTRIBUTE = "AfWorkerGroup"
+GROUP_ATTRIBUTE = AUTOSCALER_GROUP_ATTRIBUTE
 """Machine attribute naming a slot's worker group (the autoscaler groups slots by it)."""
 PREFERENCE_ATTRIBUTE = "AfWorkerGroupPreference"
 """Machine attribute with the group's preference: lower is tried first."""
-POD_ATTRIBUTE = "AfPodName"
+POD_ATTRIBUTE = AUTOSCALER_POD_ATTRIBUTE
 """Machine attribute with the worker's pod name (from the `POD_NAME` environment variable)."""
 
 

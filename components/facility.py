@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_openstack as openstack
 
+from .autoscaler import Autoscaler
 from .certs import CertManager
 from .certs import needed as certs_needed
 from .cluster import Cluster
@@ -62,6 +63,8 @@ class Facility(pulumi.ComponentResource):
         if cfg.condor.enabled:
             assert certs is not None
             self.condor = Condor(f"{name}-condor", cfg, provider, certs, self.cvmfs, layer)
+            if cfg.autoscaler.enabled:
+                Autoscaler(f"{name}-autoscaler", cfg, provider, self.condor, layer)
         self.hub = Hub(f"{name}-hub", cfg, provider, self.cvmfs, certs, layer) if cfg.hub.enabled else None
         self.hub_url = self.hub.url if self.hub else None
         self.register_outputs(

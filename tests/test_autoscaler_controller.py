@@ -99,12 +99,13 @@ def test_scale_in_drains_then_marks_then_scales_and_spares_claimed_workers():
     batch, cluster = FakeBatch([], slots), FakeCluster(pods)
     memory = Memory(surplus_since={"cpu": NOW - 700})
     cycle(SETTINGS, batch, cluster, memory, NOW, Metrics())
-    idle = ["af-condor-cpu-7d9f-bbbb2", "af-condor-cpu-7d9f-cccc3"]
+    idle = ["af-condor-cpu-7d9f-bbbb2", "af-condor-cpu-7d9f-cccc3", "af-condor-worker-cpu-5b6d-dddd4"]
     assert batch.drained == idle
     assert cluster.calls == [
         ("cost", "af-condor-cpu-7d9f-aaaa1", BUSY),
         ("cost", idle[0], REMOVE_FIRST),
         ("cost", idle[1], REMOVE_FIRST),
+        ("cost", idle[2], REMOVE_FIRST),
         ("scale", "af-condor-cpu", 1),
     ]
     assert KEEP == 0

@@ -30,13 +30,13 @@ from components.config import (
     deep_merge,
     usage,
 )
-from components.config.batch import Condor
+from components.config.batch import Autoscaler, Condor
 from components.config.cluster import ControlPlane, Existing, K3s, Magnum
 from components.config.data import Cache, size_bytes
 from components.config.errors import key_path, show_value
 from components.config.identity import Identity, Roles
 from components.config.interactive import Cvmfs, Hub
-from components.config.layers import Autoscaler, Gateway, Offload
+from components.config.layers import Gateway, Offload
 from components.config.loader import PROFILES_DIR, available_profiles
 
 LINE = re.compile(r"^af:(\S+)?: got .+; allowed: .+$")
@@ -227,7 +227,7 @@ def test_facility_defaults_and_every_section() -> None:
             "cvmfs": {"squidProxy": True},
             "cache": {"enabled": True, "servers": 2},
             "condor": {"enabled": True},
-            "autoscaler": {"enabled": True},
+            "autoscaler": {"enabled": True, "image": "registry.example.org/af/af-autoscaler:0.1.0"},
             "offload": {"gateways": {"leonardo": {"endpoint": "https://hpc.example.org/"}}},
         }
     )

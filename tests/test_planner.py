@@ -126,12 +126,17 @@ def test_scale_in_removes_only_unclaimed_workers_after_the_delay():
         ("af-condor-cpu-7d9f-aaaa1", True),
         ("af-condor-cpu-7d9f-bbbb2", False),
         ("af-condor-cpu-7d9f-cccc3", False),
+        ("af-condor-worker-cpu-5b6d-dddd4", False),  # named by AfPodName, not by its IP-based Machine
     ]
     workers = [Worker(s.pod, s.group, "running", NOW - 7200, s.claimed, s.free) for s in slots]
     memory = Memory(surplus_since={"cpu": NOW - DELAY - 1})
     result = plan([CPU], workers, [], NOW, memory=memory, settings=Settings(scale_down_delay=DELAY))
     decision = result.decisions["cpu"]
-    assert decision.remove == ("af-condor-cpu-7d9f-bbbb2", "af-condor-cpu-7d9f-cccc3")
+    assert decision.remove == (
+        "af-condor-cpu-7d9f-bbbb2",
+        "af-condor-cpu-7d9f-cccc3",
+        "af-condor-worker-cpu-5b6d-dddd4",
+    )
     assert decision.desired == 1 and "af-condor-cpu-7d9f-aaaa1" not in decision.remove
 
 

@@ -170,3 +170,37 @@ def worker_groups(condor: Condor, cluster: Cluster, flavors: Mapping[str, Flavor
             else (GPU_PREFERENCE if gpu else CPU_PREFERENCE),
         )
     return found
+
+
+class Trigger(StrictModel):
+    """An operator's rule for the autoscaler: idle jobs matching `constraint` go to `group`
+    before any other group they could run in."""
+
+    constraint: str
+    """ClassAd expression over the job ad, e.g. `RequestGpus > 0 && AcctGroup == "cms.ml"`."""
+    group: DnsLabel
+    """A worker group (the name of a batch node group)."""
+
+    @field_validator("constraint")
+    @classmethod
+    def _constraint(cls, value: str) -> str:
+        return classad_expression(value)
+
+
+class Autoscaler(StrictModel):
+    """The queue-driven autoscaler of the worker groups (`autoscaler/` in this repository)."""
+
+    enabled: bool = False
+    """Deploy the autoscaler."""
+    image: PinnedImage | None = None
+    """The controller's image, built from `autoscaler/Dockerfile` and pushed to your registry
+    (`make autoscaler-image IMAGE=…`); required when enabled."""
+    interval_seconds: PositiveInt = 30
+    """Seconds between planning cycles."""
+    scale_down_delay_seconds: NonNegativeInt = 120
+    """How long a worker must have been unclaimed, and its group in surplus, before it is
+    removed (the simulator in `benchmarks/` shows longer delays mostly add idle cores)."""
+    triggers: list[Trigger] = Field(default_factory=list)
+    """Rules sending matching idle jobs to a group first."""
+    metrics_port: int = Field(default=9100, ge=1024, le=65535)
+    """Port of the Prometheus metrics endpoint."""

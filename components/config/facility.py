@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from .base import StrictModel
-from .batch import FIT_RULE, Condor, fits, worker_groups
+from .batch import FIT_RULE, Autoscaler, Condor, fits, worker_groups
 from .cluster import GPU_TAINT_KEY, Cluster
 from .data import Cache, under
 from .errors import Problem, problem
 from .identity import WLCG_GROUPS_CLAIM, Identity
 from .interactive import CertManager, Cvmfs, Hub
-from .layers import Autoscaler, Offload
+from .layers import Offload
 from .site import Site
 
 
@@ -343,6 +343,32 @@ def _condor_problems(cfg: FacilityConfig) -> list[Problem]:
     return found
 
 
+def _autoscaler_problems(cfg: FacilityConfig) -> list[Problem]:
+    """The autoscaler scales the pool's worker groups: it needs the pool, its image, and
+    triggers naming those groups."""
+    autoscaler = cfg.autoscaler
+    if not autoscaler.enabled:
+        return []
+    found: list[Problem] = []
+    if not cfg.condor.enabled:
+        found.append(problem(("autoscaler", "enabled"), True, "true only with af:condor.enabled (it scales the pool)"))
+    if autoscaler.image is None:
+        found.append(
+            problem(("autoscaler", "image"), None, "the controller's image: make autoscaler-image IMAGE=<registry>/…")
+        )
+    groups = sorted(worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors))
+    for index, trigger in enumerate(autoscaler.triggers):
+        if trigger.group not in groups:
+            found.append(
+                problem(
+                    ("autoscaler", "triggers", index, "group"),
+                    trigger.group,
+                    f"a worker group: {', '.join(groups) or 'none (no node group has role batch)'}",
+                )
+            )
+    return found
+
+
 def cross_checks(cfg: FacilityConfig) -> list[Problem]:
     """Checks between sections that single-field validation cannot see."""
     flavors = _flavor_problems(cfg)
@@ -357,4 +383,5 @@ def cross_checks(cfg: FacilityConfig) -> list[Problem]:
         *_hub_problems(cfg),
         *_cache_problems(cfg),
         *_condor_problems(cfg),
+        *_autoscaler_problems(cfg),
     ]

@@ -5,20 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, HttpUrl, NonNegativeInt, PositiveInt
+from pydantic import Field, HttpUrl
 
 from .base import DnsLabel, StrictModel
-
-
-class Autoscaler(StrictModel):
-    """The queue-driven autoscaler of worker groups."""
-
-    enabled: bool = False
-    """Deploy the autoscaler."""
-    interval_seconds: PositiveInt = 30
-    """Seconds between planning cycles."""
-    scale_down_delay_seconds: NonNegativeInt = 600
-    """How long capacity must be unneeded before it is removed."""
 
 
 class Gateway(StrictModel):

@@ -1,0 +1,188 @@
+"""The autoscaler in the cluster: its settings (rendered from the stack config), a least-
+privilege service account, and the controller's Deployment with a limited IDTOKEN."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from autoscaler.model import Resources
+from autoscaler.settings import ControllerSettings, GroupSettings, TriggerSettings
+
+from . import rendered
+from .condor import NAMESPACE, PORT, RUNTIME, daemon_volumes, token_init_container, worker_name
+from .condorconf import autoscaler_identity
+from .config import FacilityConfig
+from .config.batch import worker_groups
+
+NAME = "af-autoscaler"
+SETTINGS_DIR = "/etc/af-autoscaler"
+TOKEN_DIR = "/etc/af-autoscaler/token"
+USER = 65534
+"""The controller runs unprivileged; only the init container reads the pool key."""
+
+
+def controller_settings(cfg: FacilityConfig) -> ControllerSettings:
+    """What the controller reads: the pool's services, each worker group's Deployment, slot
+    shape, START, bounds and preference (the same declaration the workers are built from)."""
+    groups = worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors).values()
+    settings = [
+        GroupSettings(
+            name=g.name,
+            deployment=worker_name(g.name),
+            cpus=float(g.slot_cpus or 0),
+            memory_mb=float(g.slot_memory_mib or 0),
+            gpus=float(g.gpus),
+            start=g.start,
+            min_workers=g.min_workers,
+            max_workers=g.max_workers,
+            preference=g.preference,
+        )
+        for g in groups
+    ]
+    budget = sum((Resources(s.cpus, s.memory_mb, s.gpus).times(s.max_workers) for s in settings), Resources())
+    autoscaler = cfg.autoscaler
+    return ControllerSettings(
+        namespace=NAMESPACE,
+        collector=f"{RUNTIME.central_manager}:{PORT}",
+        schedds=[RUNTIME.schedd],
+        groups=settings,
+        triggers=[TriggerSettings(t.constraint, t.group) for t in autoscaler.triggers],
+        interval_seconds=float(autoscaler.interval_seconds),
+        scale_down_delay_seconds=float(autoscaler.scale_down_delay_seconds),
+        budget=budget,
+        metrics_port=autoscaler.metrics_port,
+    )
+
+
+def render_client_config(token_dir: str) -> str:
+    """The controller's HTCondor client config: the pool, and its IDTOKEN as the only credential."""
+    return "\n".join(
+        [
+            "# HTCondor client config of the autoscaler, rendered by the analysis-facility program.",
+            f"CONDOR_HOST = {RUNTIME.central_manager}",
+            f"COLLECTOR_HOST = $(CONDOR_HOST):{PORT}",
+            "SEC_CLIENT_AUTHENTICATION = REQUIRED",
+            "SEC_CLIENT_AUTHENTICATION_METHODS = IDTOKENS",
+            "SEC_CLIENT_ENCRYPTION = REQUIRED",
+            "SEC_CLIENT_INTEGRITY = REQUIRED",
+            f"SEC_TOKEN_DIRECTORY = {token_dir}",
+            "",
+        ]
+    )
+
+
+def rbac_rules(settings: ControllerSettings) -> list[dict[str, Any]]:
+    """Only what the controller does: list worker pods and annotate them; read and scale the
+    worker Deployments, by name. Namespaced, no wildcards."""
+    return [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "patch"]},
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments/scale"],
+            "resourceNames": [g.deployment for g in settings.groups],
+            "verbs": ["get", "patch"],
+        },
+    ]
+
+
+def _resources() -> dict[str, Any]:
+    return {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
+
+
+def pod_spec(cfg: FacilityConfig, settings: ControllerSettings) -> dict[str, Any]:
+    assert cfg.autoscaler.image is not None, "checked by cross_checks"
+    port = settings.metrics_port
+    mint = token_init_container(cfg, autoscaler_identity(cfg), ["READ", "ADMINISTRATOR"], TOKEN_DIR, owner=USER)
+    return {
+        "serviceAccountName": NAME,
+        "initContainers": [mint],
+        "containers": [
+            {
+                "name": "controller",
+                "image": cfg.autoscaler.image,
+                "env": [
+                    {"name": "AF_AUTOSCALER_CONFIG", "value": f"{SETTINGS_DIR}/settings.json"},
+                    {"name": "CONDOR_CONFIG", "value": f"{SETTINGS_DIR}/condor_config"},
+                ],
+                "ports": [{"name": "metrics", "containerPort": port}],
+                "resources": _resources(),
+                "securityContext": {
+                    "runAsUser": USER,
+                    "runAsGroup": USER,
+                    "runAsNonRoot": True,
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                },
+                "readinessProbe": {"httpGet": {"path": "/metrics", "port": port}, "periodSeconds": 15},
+                "livenessProbe": {"httpGet": {"path": "/metrics", "port": port}, "periodSeconds": 30},
+                "volumeMounts": [
+                    {"name": "settings", "mountPath": f"{SETTINGS_DIR}/settings.json", "subPath": "settings.json"},
+                    {"name": "settings", "mountPath": f"{SETTINGS_DIR}/condor_config", "subPath": "condor_config"},
+                    {"name": "token", "mountPath": TOKEN_DIR, "readOnly": True},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "settings", "configMap": {"name": f"{NAME}-settings"}},
+            {"name": "token", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+            *(v for v in daemon_volumes() if v["name"] in ("config", "pool-key")),
+        ],
+    }
+
+
+class Autoscaler(pulumi.ComponentResource):
+    """The controller scaling the pool's worker groups, in the pool's namespace."""
+
+    def __init__(
+        self,
+        name: str,
+        cfg: FacilityConfig,
+        provider: k8s.Provider,
+        pool: pulumi.Resource,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("af:index:Autoscaler", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[pool])
+        settings = controller_settings(cfg)
+        document, client = settings.to_json(), render_client_config(TOKEN_DIR)
+        rendered.publish("autoscaler", "settings.json", document)
+        rendered.publish("autoscaler", "condor_config", client)
+        labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "analysis-facility"}
+        meta = {"name": NAME, "namespace": NAMESPACE, "labels": labels}
+        account = k8s.core.v1.ServiceAccount(f"{name}-account", metadata=meta, opts=child)
+        role = k8s.rbac.v1.Role(f"{name}-role", metadata=meta, rules=rbac_rules(settings), opts=child)
+        binding = k8s.rbac.v1.RoleBinding(
+            f"{name}-binding",
+            metadata=meta,
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME},
+            subjects=[{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}],
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[account, role]),
+        )
+        config = k8s.core.v1.ConfigMap(
+            f"{name}-settings",
+            metadata={**meta, "name": f"{NAME}-settings"},
+            data={"settings.json": document, "condor_config": client},
+            opts=child,
+        )
+        k8s.apps.v1.Deployment(
+            f"{name}-controller",
+            metadata=meta,
+            spec={
+                "replicas": 1,
+                # One controller at a time: two would fight over the same replicas.
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": pod_spec(cfg, settings)},
+            },
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[binding, config, pool]),
+        )
+        k8s.core.v1.Service(
+            f"{name}-metrics",
+            metadata={**meta, "name": f"{NAME}-metrics"},
+            spec={"selector": labels, "ports": [{"name": "metrics", "port": settings.metrics_port}]},
+            opts=child,
+        )
+        self.register_outputs({})

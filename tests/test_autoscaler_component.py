@@ -1,0 +1,144 @@
+"""The autoscaler deployed: settings rendered from the same declaration as the workers,
+least-privilege RBAC, a limited IDTOKEN, and config errors for what cannot work."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from conftest import by_name, of_type, preview_values, stack_values
+from test_config import HUB_SECRET, edit, hub_base, only_problem
+from test_hub import manifest
+
+from autoscaler.kube import GROUP_LABEL
+from autoscaler.settings import ControllerSettings
+from components.config import build_config
+from components.config.batch import worker_groups
+
+IMAGE = "registry.example.org/af/af-autoscaler:0.1.0"
+
+
+def with_autoscaler(**extra: Any) -> tuple[dict[str, Any], set[str]]:
+    values, secret = stack_values("cms-bari")
+    values["autoscaler"] = {"enabled": True, "image": IMAGE, **extra}
+    return values, secret
+
+
+@pytest.fixture(scope="module")
+def result():
+    trigger = {"constraint": 'RequestGpus > 0 && AcctGroup == "cms.ml"', "group": "gpu-a100"}
+    return preview_values("cms-bari", *with_autoscaler(triggers=[trigger]))
+
+
+def test_settings_describe_the_worker_groups_the_pool_deploys(result):
+    settings = ControllerSettings.from_json(by_name(result, "af-autoscaler-settings").inputs["data"]["settings.json"])
+    assert settings.to_json() == result.files["autoscaler/settings.json"]
+    cfg = build_config(*with_autoscaler())
+    groups = worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors)
+    assert [g.name for g in settings.groups] == sorted(groups) == ["cpu", "gpu-a100"]
+    deployments = {r.inputs["metadata"]["name"]: r for r in of_type(result, "kubernetes:apps/v1:Deployment")}
+    for g in settings.groups:
+        pool = groups[g.name]
+        assert (g.cpus, g.memory_mb, g.gpus) == (pool.slot_cpus, pool.slot_memory_mib, pool.gpus)
+        assert (g.start, g.min_workers, g.max_workers, g.preference) == (
+            pool.start,
+            pool.min_workers,
+            pool.max_workers,
+            pool.preference,
+        )
+        workers = deployments[g.deployment].inputs["spec"]
+        assert workers["template"]["metadata"]["labels"][GROUP_LABEL] == g.name
+    gpu = next(g for g in settings.groups if g.name == "gpu-a100")
+    assert gpu.gpus == 1 and settings.triggers[0].group == "gpu-a100"
+    assert settings.scale_down_delay_seconds == 120 and settings.schedds and settings.collector.endswith(":9618")
+
+
+def test_rbac_lets_it_scale_only_the_worker_groups_and_touch_only_pods(result):
+    role = by_name(result, "af-autoscaler-role").inputs
+    assert role["kind"] == "Role" and role["metadata"]["namespace"] == "condor"
+    assert not of_type(result, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")
+    rules = role["rules"]
+    for rule in rules:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
+        assert not {"delete", "create", "update", "deletecollection"} & set(rule["verbs"])
+    pods, scale = rules
+    assert (pods["resources"], pods["verbs"]) == (["pods"], ["get", "list", "patch"])
+    assert scale["resources"] == ["deployments/scale"]
+    assert sorted(scale["resourceNames"]) == ["af-condor-worker-cpu", "af-condor-worker-gpu-a100"]
+    binding = by_name(result, "af-autoscaler-binding").inputs
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "af-autoscaler", "namespace": "condor"}]
+
+
+def test_the_controller_gets_a_limited_token_and_never_the_pool_key(result):
+    pod = by_name(result, "af-autoscaler-controller").inputs["spec"]["template"]["spec"]
+    (mint,) = pod["initContainers"]
+    command = mint["command"][-1]
+    assert "-identity autoscaler@af.ba.infn.it -authz READ -authz ADMINISTRATOR" in command
+    assert "chown 65534:65534" in command
+    (controller,) = pod["containers"]
+    assert controller["image"] == IMAGE
+    assert controller["securityContext"]["runAsUser"] == 65534 and controller["securityContext"]["runAsNonRoot"]
+    mounted = {m["name"] for m in controller["volumeMounts"]}
+    assert "pool-key" not in mounted and "token" in mounted
+    assert pod["serviceAccountName"] == "af-autoscaler"
+    for container in [mint, controller]:
+        assert set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {"cpu", "memory"}
+
+
+def test_its_condor_client_config_parses_in_htcondor(result, tmp_path):
+    path = tmp_path / "condor_config"
+    path.write_text(result.files["autoscaler/condor_config"])
+    code = "import htcondor2; p = htcondor2.param; print(p['SEC_CLIENT_AUTHENTICATION_METHODS'], p['COLLECTOR_HOST'])"
+    env = {**os.environ, "CONDOR_CONFIG": str(path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    methods, collector = done.stdout.split()
+    assert methods == "IDTOKENS" and collector.endswith(":9618")
+
+
+def test_autoscaler_manifests_pass_kubernetes_validate(result):
+    kinds = set()
+    for r in result.registrations:
+        if r.custom and r.name.startswith("af-autoscaler"):
+            kubernetes_validate.validate(manifest(r), "1.36.2", strict=True)
+            kinds.add(r.inputs["kind"])
+    assert kinds == {"ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Deployment", "Service"}
+
+
+def test_shipped_stacks_without_an_image_deploy_no_autoscaler(shipped):
+    assert not [r for r in shipped("cms-bari").registrations if r.name.startswith("af-autoscaler")]
+
+
+def _base_with_pool() -> dict[str, Any]:
+    cfg = edit(hub_base(), "condor", {"enabled": True})
+    return edit(cfg, "identity.roles.batch", ["/users"])
+
+
+@pytest.mark.parametrize(
+    ("autoscaler", "path", "allowed"),
+    [
+        ({"enabled": True}, "af:autoscaler.image", "make autoscaler-image"),
+        (
+            {"enabled": True, "image": IMAGE, "triggers": [{"constraint": "x >", "group": "cpu"}]},
+            "af:autoscaler.triggers[0].constraint",
+            "ClassAd",
+        ),
+        (
+            {"enabled": True, "image": IMAGE, "triggers": [{"constraint": "true", "group": "gpu-h100"}]},
+            "af:autoscaler.triggers[0].group",
+            "a worker group: cpu, gpu",
+        ),
+        ({"enabled": True, "image": "af-autoscaler:latest"}, "af:autoscaler.image", "never `latest`"),
+    ],
+)
+def test_bad_autoscaler_config(autoscaler, path, allowed):
+    only_problem(edit(_base_with_pool(), "autoscaler", autoscaler), path, allowed, HUB_SECRET)
+
+
+def test_autoscaler_needs_the_pool():
+    cfg = edit(hub_base(), "autoscaler", {"enabled": True, "image": IMAGE})
+    only_problem(cfg, "af:autoscaler.enabled", "only with af:condor.enabled", HUB_SECRET)
