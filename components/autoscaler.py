@@ -16,6 +16,7 @@ from .condor import NAMESPACE, PORT, RUNTIME, daemon_volumes, token_init_contain
 from .condorconf import autoscaler_identity
 from .config import FacilityConfig
 from .config.batch import worker_groups
+from .workloads import SMALL
 
 NAME = "af-autoscaler"
 SETTINGS_DIR = "/etc/af-autoscaler"
@@ -88,10 +89,6 @@ def rbac_rules(settings: ControllerSettings) -> list[dict[str, Any]]:
     ]
 
 
-def _resources() -> dict[str, Any]:
-    return {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
-
-
 def pod_spec(cfg: FacilityConfig, settings: ControllerSettings) -> dict[str, Any]:
     assert cfg.autoscaler.image is not None, "checked by cross_checks"
     port = settings.metrics_port
@@ -108,7 +105,7 @@ def pod_spec(cfg: FacilityConfig, settings: ControllerSettings) -> dict[str, Any
                     {"name": "CONDOR_CONFIG", "value": f"{SETTINGS_DIR}/condor_config"},
                 ],
                 "ports": [{"name": "metrics", "containerPort": port}],
-                "resources": _resources(),
+                "resources": SMALL,
                 "securityContext": {
                     "runAsUser": USER,
                     "runAsGroup": USER,

@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
 from .config import FacilityConfig
+from .workloads import SMALL
 
 CHART_REPO = "https://charts.jetstack.io"
 NAMESPACE = "cert-manager"
@@ -62,10 +63,6 @@ def needed(cfg: FacilityConfig) -> bool:
     return (cfg.hub.enabled and cfg.hub.tls.mode == "cert-manager") or cfg.cache.enabled or cfg.condor.enabled
 
 
-def _resources() -> dict[str, dict[str, str]]:
-    return {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
-
-
 class CertManager(pulumi.ComponentResource):
     """The cert-manager release and the internal CA issuer. Certificate users depend on
     `internal_issuer`; `ca_pem` is the CA certificate clients trust."""
@@ -89,9 +86,9 @@ class CertManager(pulumi.ComponentResource):
             create_namespace=True,
             values={
                 "crds": {"enabled": True},
-                "resources": _resources(),
-                "webhook": {"resources": _resources()},
-                "cainjector": {"resources": _resources()},
+                "resources": SMALL,
+                "webhook": {"resources": SMALL},
+                "cainjector": {"resources": SMALL},
             },
             opts=pulumi.ResourceOptions(parent=self, provider=provider),
         )

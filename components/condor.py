@@ -39,6 +39,7 @@ from .condorfiles import text
 from .config import FacilityConfig
 from .config.batch import WorkerGroup, worker_groups
 from .cvmfs import CLAIM, MOUNT, Cvmfs
+from .workloads import layer_namespace, resources
 from .xcache import client_env as xcache_client_env
 from .xcache import client_files as xcache_client_files
 
@@ -103,10 +104,6 @@ def _labels(name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": name, **PART_OF}
 
 
-def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict[str, Any]:
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory_limit}}
-
-
 def _digest(*texts: str) -> str:
     return hashlib.sha256("\x00".join(texts).encode()).hexdigest()
 
@@ -129,7 +126,7 @@ def token_init_container(
             f"umask 077 && condor_token_create -identity {identity} {limits} > {token_mount}/token"
             + (f" && chown {owner}:{owner} {token_mount}/token" if owner is not None else ""),
         ],
-        "resources": _resources("10m", "32Mi", "200m", "128Mi"),
+        "resources": resources("10m", "32Mi", "200m", "128Mi"),
         "volumeMounts": [
             {"name": "config", "mountPath": f"{CONFIG_DIR}/{POOL_FILE}", "subPath": "pool.conf", "readOnly": True},
             {"name": "pool-key", "mountPath": RUNTIME.key_dir, "readOnly": True},
@@ -269,9 +266,7 @@ class Condor(pulumi.ComponentResource):
     ) -> None:
         super().__init__("af:index:Condor", name, None, opts)
         condor = cfg.condor
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=provider)
-        namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": NAMESPACE}, opts=k8s_opts)
-        ns_opts = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[namespace])
+        namespace, _, ns_opts = layer_namespace(self, name, NAMESPACE, provider)
         files = rendered_files(cfg)
         for key, content in {**files, "client.conf": render_client(cfg, RUNTIME)}.items():
             rendered.publish("condor", key, content)
@@ -389,7 +384,7 @@ class Condor(pulumi.ComponentResource):
             opts=opts,
         )
         pod = _service_pod(
-            cfg, CM, cfg.condor.image("cm"), "central-manager.conf", _resources("250m", "512Mi", "2", "2Gi")
+            cfg, CM, cfg.condor.image("cm"), "central-manager.conf", resources("250m", "512Mi", "2", "2Gi")
         )
         pod["volumes"].append({"name": "spool", "persistentVolumeClaim": {"claimName": f"{CM}-spool"}})
         k8s.apps.v1.Deployment(
@@ -409,9 +404,7 @@ class Condor(pulumi.ComponentResource):
         self, name: str, cfg: FacilityConfig, config_hash: str, opts: pulumi.ResourceOptions, waits: list[Any]
     ) -> None:
         labels = _labels(SCHEDD)
-        pod = _service_pod(
-            cfg, SCHEDD, cfg.condor.image("submit"), "submit.conf", _resources("500m", "1Gi", "4", "8Gi")
-        )
+        pod = _service_pod(cfg, SCHEDD, cfg.condor.image("submit"), "submit.conf", resources("500m", "1Gi", "4", "8Gi"))
         k8s.apps.v1.StatefulSet(
             f"{name}-schedd",
             metadata={"name": SCHEDD, "namespace": NAMESPACE, "labels": labels},

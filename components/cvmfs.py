@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 from . import rendered, yamltext
 from .config import GPU_TAINT_KEY, FacilityConfig
 from .config.interactive import Cvmfs as CvmfsConfig
+from .workloads import layer_namespace, resources
 
 CHART_REPO = "oci://registry.cern.ch/kubernetes/charts/cvmfs-csi"
 DRIVER = "cvmfs.csi.cern.ch"
@@ -48,15 +49,11 @@ def render_default_local(cvmfs: CvmfsConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict[str, Any]:
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory_limit}}
-
-
 def cvmfs_values(cvmfs: CvmfsConfig) -> dict[str, Any]:
     """The chart's values. The node plugin also runs on GPU nodes, so GPU notebooks get
     /cvmfs too; the storage class is ours, not the chart's, so consumers can depend on it."""
-    small = _resources("10m", "32Mi", "200m", "128Mi")
-    client = _resources("100m", "256Mi", "2", "2Gi")
+    small = resources("10m", "32Mi", "200m", "128Mi")
+    client = resources("100m", "256Mi", "2", "2Gi")
     return {
         "extraConfigMaps": {"cvmfs-csi-default-local": {"default.local": render_default_local(cvmfs)}},
         "cache": {"local": {"cvmfsQuotaLimit": cvmfs.cache_gib * 1024}},
@@ -101,8 +98,7 @@ class Cvmfs(pulumi.ComponentResource):
         super().__init__("af:index:Cvmfs", name, None, opts)
         self._provider = provider
         cvmfs = cfg.cvmfs
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=provider)
-        namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": NAMESPACE}, opts=k8s_opts)
+        namespace, k8s_opts, _ = layer_namespace(self, name, NAMESPACE, provider)
         waits: list[pulumi.Resource] = [namespace]
         if cvmfs.squid_proxy:
             waits.append(self._squid(name, [cfg.cluster.pod_cidr, cfg.site.node_cidr], k8s_opts))
@@ -150,7 +146,7 @@ class Cvmfs(pulumi.ComponentResource):
                                 "name": "squid",
                                 "image": SQUID_IMAGE,
                                 "ports": [{"containerPort": SQUID_PORT, "name": "http"}],
-                                "resources": _resources("100m", "512Mi", "1", "1Gi"),
+                                "resources": resources("100m", "512Mi", "1", "1Gi"),
                                 "volumeMounts": [
                                     {"name": "conf", "mountPath": "/etc/squid/squid.conf", "subPath": "squid.conf"},
                                     {"name": "cache", "mountPath": "/var/spool/squid"},

@@ -14,6 +14,7 @@ from .condor import client_files as condor_client_files
 from .config import FacilityConfig
 from .cvmfs import Cvmfs
 from .hubvalues import CLUSTER_ISSUER, HUB_SECRET, TLS_SECRET, HubSite, hub_values
+from .workloads import layer_namespace
 from .xcache import client_env as xcache_client_env
 from .xcache import client_files as xcache_client_files
 
@@ -64,9 +65,7 @@ class Hub(pulumi.ComponentResource):
         super().__init__("af:index:Hub", name, None, opts)
         assert cfg.identity is not None and cfg.identity.client_secret is not None, "checked by cross_checks"
         host = hub_host(cfg)
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=provider)
-        namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": NAMESPACE}, opts=k8s_opts)
-        ns_opts = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[namespace])
+        _, _, ns_opts = layer_namespace(self, name, NAMESPACE, provider)
         # 32 random bytes each; RandomBytes keeps them secret and stable across updates, so
         # sessions and encrypted auth state survive a redeploy.
         cookie = random.RandomBytes(f"{name}-cookie-secret", length=32, opts=pulumi.ResourceOptions(parent=self))

@@ -14,6 +14,7 @@ from .config import GPU_TAINT_KEY, FacilityConfig, NodeGroup
 from .config.interactive import GpuProfile, NotebookProfile
 from .cvmfs import CLAIM, MOUNT
 from .hubfiles import text
+from .workloads import resources
 
 HUB_SECRET = "af-hub-secrets"
 """Kubernetes Secret with keys `client-secret`, `cookie-secret`, `crypt-key`."""
@@ -127,13 +128,6 @@ def _secret_env(key: str) -> dict[str, Any]:
     return {"valueFrom": {"secretKeyRef": {"name": HUB_SECRET, "key": key}}}
 
 
-def _resources(cpu_request: str, memory_request: str, cpu_limit: str, memory_limit: str) -> dict[str, Any]:
-    return {
-        "requests": {"cpu": cpu_request, "memory": memory_request},
-        "limits": {"cpu": cpu_limit, "memory": memory_limit},
-    }
-
-
 def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
     """The chart's values for this facility."""
     identity, hub = cfg.identity, cfg.hub
@@ -192,13 +186,13 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
                 "30-af-token": text("extra_token.py"),
             },
             "nodeSelector": dict(SYSTEM_NODES),
-            "resources": _resources("200m", "512Mi", "1", "1Gi"),
+            "resources": resources("200m", "512Mi", "1", "1Gi"),
             "db": {"type": "sqlite-pvc", "pvc": {"storage": "1Gi"}},
         },
         "proxy": {
             "service": {"type": "ClusterIP"},
             "https": {"enabled": False},
-            "chp": {"nodeSelector": dict(SYSTEM_NODES), "resources": _resources("100m", "128Mi", "500m", "512Mi")},
+            "chp": {"nodeSelector": dict(SYSTEM_NODES), "resources": resources("100m", "128Mi", "500m", "512Mi")},
         },
         "singleuser": {
             "image": _image(hub.notebook_image),
@@ -222,12 +216,12 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
             },
         },
         "scheduling": {
-            "userScheduler": {"enabled": True, "resources": _resources("50m", "256Mi", "500m", "512Mi")},
+            "userScheduler": {"enabled": True, "resources": resources("50m", "256Mi", "500m", "512Mi")},
             "userPlaceholder": {"enabled": False},
         },
         "prePuller": {
-            "resources": _resources("10m", "16Mi", "100m", "64Mi"),
-            "hook": {"resources": _resources("10m", "16Mi", "100m", "64Mi")},
+            "resources": resources("10m", "16Mi", "100m", "64Mi"),
+            "hook": {"resources": resources("10m", "16Mi", "100m", "64Mi")},
         },
         "cull": {"enabled": True, "timeout": hub.idle_cull_minutes * 60, "every": 300},
         "ingress": {

@@ -15,6 +15,7 @@ from .certs import CA_CERT_DIR, INTERNAL_ISSUER, CertManager
 from .cluster import LABEL_PREFIX
 from .config import GPU_TAINT_KEY, FacilityConfig
 from .config.data import BearerToken, X509Proxy, size_bytes
+from .workloads import layer_namespace, resources
 from .xcacheconf import CacheRuntime, render_scitokens_cfg, render_xrootd_cfg
 
 NAMESPACE = "xcache"
@@ -70,10 +71,6 @@ def client_files() -> dict[str, str]:
     return {f"{PLUGIN_CONF_DIR}/af-xcache.conf": client_plugin_conf()}
 
 
-def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict[str, Any]:
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory_limit}}
-
-
 def _gib(n_bytes: int) -> int:
     return -(-n_bytes // (1 << 30))
 
@@ -106,7 +103,7 @@ def _credential_container(upstream: X509Proxy | BearerToken, token_url: str, ima
         "image": image,
         "command": ["python3", f"{CONFIG_DIR}/af_credential.py", mode],
         "env": [{"name": k, "value": v} for k, v in env.items()],
-        "resources": _resources("10m", "32Mi", "200m", "128Mi"),
+        "resources": resources("10m", "32Mi", "200m", "128Mi"),
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "credential-secret", "mountPath": SECRET_DIR, "readOnly": True},
@@ -136,7 +133,7 @@ def pod_spec(cfg: FacilityConfig, token_url: str) -> dict[str, Any]:
         "ports": [{"name": "root", "containerPort": PORT}, {"name": "https", "containerPort": HTTPS_PORT}],
         # scitokens-cpp caches the issuers' keys under XDG_CACHE_HOME: somewhere the server may write.
         "env": [{"name": "XDG_CACHE_HOME", "value": f"{RUNTIME.run_dir}/cache"}, *upstream_env(cache.upstream)],
-        "resources": _resources("500m", f"{ram + 1}Gi", "4", f"{2 * ram + 2}Gi"),
+        "resources": resources("500m", f"{ram + 1}Gi", "4", f"{2 * ram + 2}Gi"),
         "readinessProbe": {"tcpSocket": {"port": PORT}, "periodSeconds": 10},
         "livenessProbe": {"tcpSocket": {"port": PORT}, "initialDelaySeconds": 30, "periodSeconds": 20},
         "volumeMounts": [
@@ -151,7 +148,7 @@ def pod_spec(cfg: FacilityConfig, token_url: str) -> dict[str, Any]:
         "name": "prepare",
         "image": cache.image,
         "command": ["chown", "-R", "xrootd:xrootd", RUNTIME.data_dir, RUNTIME.run_dir, CRED_DIR],
-        "resources": _resources("10m", "16Mi", "100m", "64Mi"),
+        "resources": resources("10m", "16Mi", "100m", "64Mi"),
         "volumeMounts": [
             {"name": "data", "mountPath": RUNTIME.data_dir},
             {"name": "run", "mountPath": RUNTIME.run_dir},
@@ -207,9 +204,7 @@ class XCache(pulumi.ComponentResource):
     ) -> None:
         super().__init__("af:index:XCache", name, None, opts)
         cache = cfg.cache
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=provider)
-        namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": NAMESPACE}, opts=k8s_opts)
-        ns_opts = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[namespace])
+        namespace, _, ns_opts = layer_namespace(self, name, NAMESPACE, provider)
         xrootd_cfg, scitokens_cfg = render_xrootd_cfg(cfg, RUNTIME), render_scitokens_cfg(cfg)
         rendered.publish("cache", "xrootd.cfg", xrootd_cfg)
         rendered.publish("cache", "scitokens.cfg", scitokens_cfg)

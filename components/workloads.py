@@ -1,0 +1,27 @@
+"""Kubernetes building blocks every layer uses: container resources and a layer's namespace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+
+def resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict[str, Any]:
+    """Requests and limits of a container: every container declares both."""
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory_limit}}
+
+
+SMALL = resources("50m", "128Mi", "500m", "512Mi")
+"""A small controller's resources."""
+
+
+def layer_namespace(
+    component: pulumi.ComponentResource, name: str, namespace: str, provider: k8s.Provider
+) -> tuple[k8s.core.v1.Namespace, pulumi.ResourceOptions, pulumi.ResourceOptions]:
+    """Create the layer's namespace; it, options for the layer's cluster-wide objects, and
+    options for objects inside the namespace (which wait for it)."""
+    k8s_opts = pulumi.ResourceOptions(parent=component, provider=provider)
+    ns = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": namespace}, opts=k8s_opts)
+    return ns, k8s_opts, pulumi.ResourceOptions(parent=component, provider=provider, depends_on=[ns])
