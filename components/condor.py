@@ -35,10 +35,10 @@ from .condorconf import (
     render_pool,
     render_submit,
 )
-from .condorfiles import text
 from .config import FacilityConfig
 from .config.batch import WorkerGroup, worker_groups
 from .cvmfs import CLAIM, MOUNT, Cvmfs
+from .shipped import shipped
 from .workloads import layer_namespace, resources
 from .xcache import client_env as xcache_client_env
 from .xcache import client_files as xcache_client_files
@@ -268,12 +268,13 @@ class Condor(pulumi.ComponentResource):
         condor = cfg.condor
         namespace, _, ns_opts = layer_namespace(self, name, NAMESPACE, provider)
         files = rendered_files(cfg)
+        plugin = shipped("condorfiles", PLUGIN_SCRIPT)
         for key, content in {**files, "client.conf": render_client(cfg, RUNTIME)}.items():
             rendered.publish("condor", key, content)
         config = k8s.core.v1.ConfigMap(
             f"{name}-config",
             metadata={"name": CONFIG_MAP, "namespace": NAMESPACE, "labels": PART_OF},
-            data={**files, PLUGIN_SCRIPT: text(PLUGIN_SCRIPT)},
+            data={**files, PLUGIN_SCRIPT: plugin},
             opts=ns_opts,
         )
         # The pool signing key: alphanumeric, so HTCondor's (un)scrambling of key files can never
@@ -291,7 +292,7 @@ class Condor(pulumi.ComponentResource):
         )
         waits: list[pulumi.Resource] = [config, secret]
         tls = [self._certificate(name, service, provider, certs, namespace) for service in (CM, SCHEDD)]
-        pool_hash = _digest(files["pool.conf"], files[MAPFILE], files[PLUGIN_CONFIG], text(PLUGIN_SCRIPT))
+        pool_hash = _digest(files["pool.conf"], files[MAPFILE], files[PLUGIN_CONFIG], plugin)
         self._central_manager(name, cfg, _digest(pool_hash, files["central-manager.conf"]), ns_opts, waits + tls[:1])
         self._schedd(name, cfg, _digest(pool_hash, files["submit.conf"]), ns_opts, waits + tls[1:])
         if cvmfs is not None:

@@ -13,7 +13,7 @@ from .cluster import LABEL_PREFIX
 from .config import GPU_TAINT_KEY, FacilityConfig, NodeGroup
 from .config.interactive import GpuProfile, NotebookProfile
 from .cvmfs import CLAIM, MOUNT
-from .hubfiles import text
+from .shipped import shipped
 from .workloads import resources
 
 HUB_SECRET = "af-hub-secrets"
@@ -181,9 +181,9 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
                 "JUPYTERHUB_CRYPT_KEY": _secret_env("crypt-key"),
             },
             "extraConfig": {
-                "10-af-auth": text("extra_auth.py"),
-                "20-af-profiles": text("extra_profiles.py"),
-                "30-af-token": text("extra_token.py"),
+                "10-af-auth": shipped("hubfiles", "extra_auth.py"),
+                "20-af-profiles": shipped("hubfiles", "extra_profiles.py"),
+                "30-af-token": shipped("hubfiles", "extra_token.py"),
             },
             "nodeSelector": dict(SYSTEM_NODES),
             "resources": resources("200m", "512Mi", "1", "1Gi"),
@@ -208,7 +208,11 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
                 **dict(site.extra_env),
             },
             "extraFiles": {
-                "af-token": {"mountPath": TOKEN_SCRIPT, "mode": 0o555, "stringData": text("af_token.py")},
+                "af-token": {
+                    "mountPath": TOKEN_SCRIPT,
+                    "mode": 0o555,
+                    "stringData": shipped("hubfiles", "af_token.py"),
+                },
                 **{
                     f"af-file-{index}": {"mountPath": path, "mode": 0o444, "stringData": content}
                     for index, (path, content) in enumerate(site.extra_files)

@@ -10,11 +10,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import rendered
-from .cachefiles import text
 from .certs import CA_CERT_DIR, INTERNAL_ISSUER, CertManager
 from .cluster import LABEL_PREFIX
 from .config import GPU_TAINT_KEY, FacilityConfig
 from .config.data import BearerToken, X509Proxy, size_bytes
+from .shipped import shipped
 from .workloads import layer_namespace, resources
 from .xcacheconf import CacheRuntime, render_scitokens_cfg, render_xrootd_cfg
 
@@ -214,7 +214,7 @@ class XCache(pulumi.ComponentResource):
             data={
                 "xrootd.cfg": xrootd_cfg,
                 "scitokens.cfg": scitokens_cfg,
-                "af_credential.py": text("af_credential.py"),
+                "af_credential.py": shipped("cachefiles", "af_credential.py"),
             },
             opts=ns_opts,
         )

@@ -6,7 +6,3 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).parent
-
-
-def text(name: str) -> str:
-    return (HERE / name).read_text(encoding="utf-8")
