@@ -180,6 +180,20 @@ def test_figures_on_a_trace_checked_by_hand():
     assert out.kills == 0 and sum(out.changes.values()) == 0
 
 
+def test_the_ceiling_bounds_every_policys_waits():
+    """The bound the wait goal is read against: a pool held at max from the start waits least, job by job in order."""
+    trace = sim.burst(jobs=300)
+    groups = sim.facility_groups()
+    bound = sim.simulate(trace, sim.Ceiling(), groups)
+    assert bound.peak == {g.name: g.max_workers for g in groups}
+    assert bound.kills == 0 and sum(bound.changes.values()) == 0
+    for policy in (sim.Ours(groups), sim.Hpa(groups)):
+        out = sim.simulate(trace, policy, groups)
+        # Every quantile, not just the median.
+        assert all(b <= o for b, o in zip(sorted(bound.waits), sorted(out.waits), strict=True))
+        assert sim.statistics.median(bound.waits) < sim.statistics.median(out.waits)
+
+
 def test_direction_changes_count_turns_not_steps():
     pool = pool_with([ONE_CORE], groups=(CPU,), cpu=1)
     pool.grow("cpu", 3)
