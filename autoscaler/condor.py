@@ -16,7 +16,19 @@ GROUP_ATTRIBUTE = "AfWorkerGroup"
 """Machine attribute naming a slot's worker group (set in the workers' config)."""
 POD_ATTRIBUTE = "AfPodName"
 """Machine attribute with the worker's pod name (set in the workers' config)."""
-SIGNIFICANT = ("RequestCpus", "RequestMemory", "RequestGPUs", "Requirements", "WantOffload", "AcctGroup")
+IN_CLUSTER_ATTRIBUTE = "AfInCluster"
+"""Machine attribute: the slot runs in the cluster (False on offload gateways)."""
+SIGNIFICANT = (
+    "RequestCpus",
+    "RequestMemory",
+    "RequestGPUs",
+    "Requirements",
+    "WantOffload",
+    "AcctGroup",
+    "AuthTokenGroups",
+    "MaxWallTimeMins",
+)
+"""Job attributes the groups' START and the jobs' Requirements read: what an autocluster carries."""
 
 
 def parse_ads(text: str) -> list[classad2.ClassAd]:
@@ -29,7 +41,7 @@ def _number(ad: classad2.ClassAd, name: str, default: float = 0.0) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
 
 
-def machine_ad(group: str, worker: Resources, start: str) -> classad2.ClassAd:
+def machine_ad(group: str, worker: Resources, start: str, in_cluster: bool = True) -> classad2.ClassAd:
     """What a fresh slot of a worker group looks like to matchmaking; START as Requirements."""
     ad = classad2.ClassAd(
         {
@@ -43,6 +55,7 @@ def machine_ad(group: str, worker: Resources, start: str) -> classad2.ClassAd:
             "HasFileTransfer": True,
             "PartitionableSlot": True,
             GROUP_ATTRIBUTE: group,
+            IN_CLUSTER_ATTRIBUTE: in_cluster,
         }
     )
     ad["Requirements"] = classad2.ExprTree(start)

@@ -30,7 +30,7 @@ class GroupSettings:
         return Group(
             name=self.name,
             worker=worker,
-            machine_ad=machine_ad(self.name, worker, self.start),
+            machine_ad=machine_ad(self.name, worker, self.start, in_cluster=self.local),
             min_workers=self.min_workers,
             max_workers=self.max_workers,
             preference=self.preference,

@@ -28,7 +28,7 @@ USER = 65534
 def controller_settings(cfg: FacilityConfig) -> ControllerSettings:
     """What the controller reads: the pool's services, each worker group's Deployment, slot
     shape, START, bounds and preference (the same declaration the workers are built from)."""
-    groups = worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors).values()
+    groups = worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors, cfg.offload).values()
     settings = [
         GroupSettings(
             name=g.name,
@@ -40,10 +40,14 @@ def controller_settings(cfg: FacilityConfig) -> ControllerSettings:
             min_workers=g.min_workers,
             max_workers=g.max_workers,
             preference=g.preference,
+            local=g.local,
         )
         for g in groups
     ]
-    budget = sum((Resources(s.cpus, s.memory_mb, s.gpus).times(s.max_workers) for s in settings), Resources())
+    # The site's budget bounds local groups; offload groups are bounded by their gateway.
+    budget = sum(
+        (Resources(s.cpus, s.memory_mb, s.gpus).times(s.max_workers) for s in settings if s.local), Resources()
+    )
     autoscaler = cfg.autoscaler
     return ControllerSettings(
         namespace=NAMESPACE,

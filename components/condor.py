@@ -236,7 +236,7 @@ def worker_pod(cfg: FacilityConfig, group: WorkerGroup) -> dict[str, Any]:
 
 def rendered_files(cfg: FacilityConfig) -> dict[str, str]:
     """Every file of the pool's ConfigMap, by key (the role fragments, the map file, the plugin)."""
-    groups = worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors)
+    groups = worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors, cfg.offload)
     job_env = xcache_client_env() if cfg.cache.enabled else {}
     return {
         "pool.conf": render_pool(cfg, RUNTIME),
@@ -309,7 +309,7 @@ class Condor(pulumi.ComponentResource):
                 )
             )
         self.workers = {}
-        for group in worker_groups(condor, cfg.cluster, cfg.site.flavors).values():
+        for group in worker_groups(condor, cfg.cluster, cfg.site.flavors).values():  # local groups
             labels = worker_labels(group.name)
             config_hash = _digest(pool_hash, files[f"execute-{group.name}.conf"])
             self.workers[group.name] = k8s.apps.v1.Deployment(

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from autoscaler.condor import GROUP_ATTRIBUTE as AUTOSCALER_GROUP_ATTRIBUTE
+from autoscaler.condor import IN_CLUSTER_ATTRIBUTE
 from autoscaler.condor import POD_ATTRIBUTE as AUTOSCALER_POD_ATTRIBUTE
 
 from .certs import CA_CERT_DIR
@@ -40,6 +41,8 @@ PREFERENCE_ATTRIBUTE = "AfWorkerGroupPreference"
 """Machine attribute with the group's preference: lower is tried first."""
 POD_ATTRIBUTE = AUTOSCALER_POD_ATTRIBUTE
 """Machine attribute with the worker's pod name (from the `POD_NAME` environment variable)."""
+GATEWAY_ATTRIBUTE = "AfOffloadGateway"
+"""Machine attribute of offloaded slots: the gateway they run behind."""
 
 
 @dataclass(frozen=True)
@@ -227,7 +230,13 @@ def render_execute(
         f'{GROUP_ATTRIBUTE} = "{group.name}"',
         f"{PREFERENCE_ATTRIBUTE} = {group.preference}",
         f'{POD_ATTRIBUTE} = "$ENV(POD_NAME)"',
-        f"STARTD_ATTRS = $(STARTD_ATTRS) {GROUP_ATTRIBUTE} {PREFERENCE_ATTRIBUTE} {POD_ATTRIBUTE}",
+        f"{IN_CLUSTER_ATTRIBUTE} = {group.local}",
+        *([f'{GATEWAY_ATTRIBUTE} = "{group.name}"'] if group.gateway else []),
+        "STARTD_ATTRS = $(STARTD_ATTRS) "
+        + " ".join(
+            [GROUP_ATTRIBUTE, PREFERENCE_ATTRIBUTE, POD_ATTRIBUTE, IN_CLUSTER_ATTRIBUTE]
+            + ([GATEWAY_ATTRIBUTE] if group.gateway else [])
+        ),
         f"START = {group.start}",
         "STARTER_ALLOW_RUNAS_OWNER = False",
         "",
@@ -240,7 +249,7 @@ def render_execute(
         "# The autoscaler may drain this worker.",
         "ALLOW_ADMINISTRATOR = $(ALLOW_ADMINISTRATOR) $(AF_AUTOSCALER)",
     ]
-    if job_env:
+    if job_env and group.local:  # the cache's address means nothing at an HPC centre
         env = _job_environment(job_env)
         lines += ["", "# What jobs find in their environment (the data cache).", f"STARTER_JOB_ENVIRONMENT = {env}"]
     return "\n".join(lines) + "\n"

@@ -162,8 +162,8 @@ def test_daemons_mint_their_token_from_the_signing_key_secret(shipped, stack):
     key = by_name(result, "af-condor-pool-key")
     assert key.type == "kubernetes:core/v1:Secret" and key.inputs["stringData"] == "[secret]"
     assert key.inputs["metadata"]["name"] == KEY_SECRET
-    password = next(r for r in result.registrations if r.type == "random:index/randomPassword:RandomPassword")
-    assert password.name == "af-condor-signing-key" and password.inputs["length"] >= 32
+    password = by_name(result, "af-condor-signing-key")
+    assert password.type == "random:index/randomPassword:RandomPassword" and password.inputs["length"] >= 32
     assert password.inputs["special"] is False  # no byte HTCondor's key-file scrambling could turn into NUL
     assert password.urn in key.dependencies
     identity = daemon_identity(_cfg(stack))

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from support.gateways import leonardo
 
 from afctl import cli
 from afctl.stackfile import available_stacks, read_stack
@@ -36,8 +37,8 @@ from components.config.data import Cache, size_bytes
 from components.config.errors import key_path, show_value
 from components.config.identity import Identity, Roles
 from components.config.interactive import Cvmfs, Hub
-from components.config.layers import Gateway, Offload
 from components.config.loader import PROFILES_DIR, available_profiles
+from components.config.offload import Gateway, Offload
 
 LINE = re.compile(r"^af:(\S+)?: got .+; allowed: .+$")
 DELETE = object()
@@ -213,10 +214,13 @@ def test_layer_models_good() -> None:
     assert size_bytes(cache.ram) == 1 << 30 and size_bytes(cache.block_size) == 64 << 10
     assert Condor.model_validate({"enabled": True, "imageTag": "25.0.1-el9"}).idle_shutdown_minutes == 20
     assert Autoscaler.model_validate({"scaleDownDelaySeconds": 0}).interval_seconds == 30
-    gateway = Gateway.model_validate({"endpoint": "https://hpc.example.org/interlink", "groups": ["cms"]})
-    assert gateway.kind == "interlink-slurm"
-    offload = Offload.model_validate({"gateways": {"leonardo": {"endpoint": "https://hpc.example.org/"}}})
-    assert list(offload.gateways) == ["leonardo"]
+    gateway = Gateway.model_validate(leonardo())
+    assert gateway.kind == "interlink-slurm" and gateway.auth.kind == "iam-client"
+    # 4 jobs at once; 256 cores / 32, 1024 GiB / 120 and 24 GPUs / 4 would allow more.
+    assert gateway.max_workers == 4
+    assert Gateway.model_validate(leonardo(limits={"maxJobs": 100})).max_workers == 6  # then the GPUs bind
+    offload = Offload.model_validate({"gateways": {"leonardo": leonardo()}})
+    assert list(offload.gateways) == ["leonardo"] and offload.virtual_kubelet_image.endswith(":0.6.0")
 
 
 def test_facility_defaults_and_every_section() -> None:
@@ -228,8 +232,9 @@ def test_facility_defaults_and_every_section() -> None:
             "cache": {"enabled": True, "servers": 2},
             "condor": {"enabled": True},
             "autoscaler": {"enabled": True, "image": "registry.example.org/af/af-autoscaler:0.1.0"},
-            "offload": {"gateways": {"leonardo": {"endpoint": "https://hpc.example.org/"}}},
-        }
+            "offload": {"gateways": {"leonardo": leonardo(groups=["/users"])}},
+        },
+        {"offload"},
     )
     assert isinstance(cfg, FacilityConfig)
     assert cfg.hub.idle_cull_minutes == 60 and cfg.cvmfs.squid_proxy and cfg.cache.servers == 2
@@ -451,28 +456,28 @@ BAD_CASES: list[tuple[str, str, Any, str, str]] = [
     (
         "gateway-name",
         "offload.gateways",
-        {"Leonardo": {"endpoint": "https://hpc.example.org/"}},
+        {"Leonardo": leonardo()},
         "af:offload.gateways.Leonardo",
         LABEL,
     ),
     (
         "gateway-endpoint",
         "offload.gateways",
-        {"leo": {"endpoint": "hpc.example.org"}},
+        {"leo": leonardo(endpoint="http://hpc.example.org")},
         "af:offload.gateways.leo.endpoint",
-        "URL",
+        "https://",
     ),
     (
         "gateway-missing-endpoint",
         "offload.gateways",
-        {"leo": {"groups": []}},
+        {"leo": {k: v for k, v in leonardo().items() if k != "endpoint"}},
         "af:offload.gateways.leo.endpoint",
         REQUIRED,
     ),
     (
         "gateway-kind",
         "offload.gateways",
-        {"leo": {"endpoint": "https://h.example.org/", "kind": "slurm"}},
+        {"leo": leonardo(kind="slurm")},
         "af:offload.gateways.leo.kind",
         "'interlink-slurm'",
     ),

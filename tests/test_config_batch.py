@@ -76,7 +76,12 @@ def test_existing_clusters_need_declared_worker_sizes() -> None:
         ("condor.groups.cpu", {"minWorkers": 2, "maxWorkers": 1}, "af:condor.groups.cpu.minWorkers", "(1)"),
         ("condor.groups.cpu.maxWorkers", 5, "af:condor.groups.cpu.maxWorkers", "at most 2, one worker per node"),
         ("condor.groups.cpu.minWorkers", -1, "af:condor.groups.cpu.minWorkers", "greater than or equal to 0"),
-        ("condor.groups.cache", {"minWorkers": 1}, "af:condor.groups.cache", "a node group with role batch (cpu, gpu)"),
+        (
+            "condor.groups.cache",
+            {"minWorkers": 1},
+            "af:condor.groups.cache",
+            "a batch node group or offload gateway (cpu, gpu)",
+        ),
         ("condor.groups.Cpu", {}, "af:condor.groups.Cpu", "a DNS label"),
         ("condor.groups.cpu.cpus", 8, "af:condor.groups.cpu", "a worker that fits a node of flavor 8 vCPUs"),
         ("condor.groups.cpu.memoryGib", 30, "af:condor.groups.cpu", "90% of its RAM"),

@@ -14,6 +14,8 @@ FQDN_PATTERN = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 IMAGE_PATTERN = r"^[^:@\s]+:[^:@\s]+(@sha256:[0-9a-f]{64})?$"
 HTTPS_URL_PATTERN = r"^https://[a-z0-9.-]+(:\d{1,5})?(/\S*)?$"
+SLURM_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+SLURM_FLAG_PATTERN = r"^--[a-z][a-z-]*(=[^\s'\"]+)?$"
 
 PATTERN_HELP = {
     DNS_LABEL_PATTERN: (
@@ -24,6 +26,8 @@ PATTERN_HELP = {
     SHA256_PATTERN: "64 lowercase hexadecimal digits (a SHA-256 digest)",
     IMAGE_PATTERN: "an image pinned by tag, name:tag or name:tag@sha256:<digest>",
     HTTPS_URL_PATTERN: "an https:// URL (token issuers must use HTTPS)",
+    SLURM_NAME_PATTERN: "a Slurm name: letters, digits, '_', '.', '-', at most 64 characters",
+    SLURM_FLAG_PATTERN: "a long sbatch flag such as --constraint=gpu, without spaces or quotes",
 }
 
 

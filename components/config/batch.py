@@ -15,6 +15,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
 from .base import DnsLabel, PinnedImage, StrictModel
 from .cluster import Cluster, NodeGroup
 from .data import WLCG_ANY_AUDIENCE
+from .offload import OFFLOAD_PREFERENCE, Gateway, Offload
 from .site import Flavor
 
 SYSTEM_RESERVE_CORES = 0.5
@@ -27,7 +28,11 @@ DAEMON_MEMORY_MIB = 1024
 GPU_START = "TARGET.RequestGpus > 0"
 """Default START of GPU groups: only jobs that ask for GPUs use them."""
 CPU_PREFERENCE, GPU_PREFERENCE = 0, 10
-"""Default preferences: CPU groups are tried before GPU groups."""
+"""Default preferences: CPU groups are tried before GPU groups (offload groups come last)."""
+WANT_OFFLOAD = "WantOffload"
+"""The job attribute a job opts in to offloading with (`+WantOffload = True` at submit)."""
+RETIRE_MARGIN_MINUTES = 10
+"""An offloaded worker stops taking jobs this long before its Slurm job's wall time ends."""
 Role = Literal["cm", "submit", "execute"]
 
 
@@ -46,18 +51,21 @@ def classad_expression(text: str) -> str:
 
 
 class WorkerGroupConfig(StrictModel):
-    """Settings of one worker group, by the name of its node group (a group with role `batch`)."""
+    """Settings of one worker group, by the name of its node group (a group with role `batch`)
+    or of its offload gateway."""
 
     min_workers: NonNegativeInt = 0
     """Workers kept even when idle (the Deployment's replicas; the autoscaler scales from there)."""
     max_workers: NonNegativeInt | None = None
-    """Most workers the group may have; by default one per node of the node group."""
+    """Most workers the group may have; by default one per node of the node group, or what the
+    gateway's limits and resources allow."""
     start: str | None = None
     """START expression of the group's slots (ClassAd). Default: `TARGET.RequestGpus > 0` on GPU
-    groups, so CPU-only jobs never hold a GPU node; `True` elsewhere."""
+    groups, so CPU-only jobs never hold a GPU node; `True` elsewhere. On an offload group it
+    narrows the gateway's own START (opt-in, allowed groups, wall time)."""
     preference: NonNegativeInt | None = None
     """Order in which groups are tried for a job both can run: lower first. Default: 0 for CPU
-    groups, 10 for GPU groups (CPU jobs prefer CPU groups)."""
+    groups, 10 for GPU groups (CPU jobs prefer CPU groups), 100 for offload groups."""
     cpus: float | None = Field(default=None, ge=1)
     """Cores of each worker pod; by default the node's vCPUs less half a core. Required in
     cluster mode `existing`, where flavors are unknown."""
@@ -120,10 +128,11 @@ class Condor(StrictModel):
 @dataclass(frozen=True)
 class WorkerGroup:
     """A worker group as deployed: the pod's size on the node and the slot it advertises.
-    Sizes are None when they cannot be known (mode `existing` without explicit sizes)."""
+    Sizes are None when they cannot be known (mode `existing` without explicit sizes).
+    A group runs either on a node group of the cluster or on an offload gateway's virtual node."""
 
     name: str
-    node_group: NodeGroup
+    node_group: NodeGroup | None
     pod_cpus: float | None
     pod_memory_mib: int | None
     gpus: int
@@ -131,6 +140,12 @@ class WorkerGroup:
     max_workers: int
     start: str
     preference: int
+    gateway: Gateway | None = None
+
+    @property
+    def local(self) -> bool:
+        """Runs in the cluster (and counts against the site's quota)."""
+        return self.gateway is None
 
     @property
     def slot_cpus(self) -> int | None:
@@ -143,8 +158,10 @@ class WorkerGroup:
         return None if self.pod_memory_mib is None else self.pod_memory_mib - DAEMON_MEMORY_MIB
 
 
-def worker_groups(condor: Condor, cluster: Cluster, flavors: Mapping[str, Flavor]) -> dict[str, WorkerGroup]:
-    """Every node group with role `batch`, as a worker group, in name order."""
+def worker_groups(
+    condor: Condor, cluster: Cluster, flavors: Mapping[str, Flavor], offload: Offload | None = None
+) -> dict[str, WorkerGroup]:
+    """Every node group with role `batch`, in name order, then every offload gateway."""
     found: dict[str, WorkerGroup] = {}
     for name, group in sorted(cluster.node_groups.items()):
         if "batch" not in group.roles:
@@ -169,7 +186,36 @@ def worker_groups(condor: Condor, cluster: Cluster, flavors: Mapping[str, Flavor
             if settings.preference is not None
             else (GPU_PREFERENCE if gpu else CPU_PREFERENCE),
         )
+    for name, gateway in sorted((offload.gateways if offload else {}).items()):
+        settings = condor.groups.get(name) or WorkerGroupConfig()
+        start = offload_start(gateway)
+        found[name] = WorkerGroup(
+            name=name,
+            node_group=None,
+            pod_cpus=float(gateway.worker.cpus),
+            pod_memory_mib=gateway.worker.memory_gib * 1024,
+            gpus=gateway.worker.gpus,
+            min_workers=settings.min_workers,
+            max_workers=gateway.max_workers if settings.max_workers is None else settings.max_workers,
+            start=start if settings.start is None else f"({start}) && ({settings.start})",
+            preference=OFFLOAD_PREFERENCE if settings.preference is None else settings.preference,
+            gateway=gateway,
+        )
     return found
+
+
+def offload_start(gateway: Gateway) -> str:
+    """START of a gateway's workers: only jobs that opted in, submitted with a token of an
+    allowed group, whose declared wall time (if any) ends before the Slurm job's; on GPU
+    workers, only jobs asking for GPUs."""
+    groups = " || ".join(f'stringListMember("{g}", TARGET.AuthTokenGroups, ",")' for g in gateway.groups)
+    wall = gateway.limits.wall_time_minutes - RETIRE_MARGIN_MINUTES
+    start = (
+        f"(TARGET.{WANT_OFFLOAD} =?= True) && ({groups}) && "
+        f"(TARGET.MaxWallTimeMins =?= undefined || TARGET.MaxWallTimeMins <= {wall})"
+    )
+    # As on local GPU groups, GPU workers are kept for jobs that ask for GPUs.
+    return f"{start} && ({GPU_START})" if gateway.worker.gpus else start
 
 
 class Trigger(StrictModel):

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from .base import StrictModel
-from .batch import FIT_RULE, Autoscaler, Condor, fits, worker_groups
+from .batch import FIT_RULE, Autoscaler, Condor, WorkerGroup, WorkerGroupConfig, fits, worker_groups
 from .cluster import GPU_TAINT_KEY, Cluster
 from .data import Cache, under
 from .errors import Problem, problem
 from .identity import WLCG_GROUPS_CLAIM, Identity
 from .interactive import CertManager, Cvmfs, Hub
-from .layers import Offload
+from .offload import Offload
 from .site import Site
 
 
@@ -284,8 +284,8 @@ def _condor_problems(cfg: FacilityConfig) -> list[Problem]:
     condor = cfg.condor
     if not condor.enabled:
         return []
-    groups = worker_groups(condor, cfg.cluster, cfg.site.flavors)
-    if not groups:
+    groups = worker_groups(condor, cfg.cluster, cfg.site.flavors, cfg.offload)
+    if not any(g.local for g in groups.values()):
         return [
             problem(
                 ("cluster", "nodeGroups"),
@@ -296,13 +296,19 @@ def _condor_problems(cfg: FacilityConfig) -> list[Problem]:
     found: list[Problem] = []
     batch = ", ".join(groups)
     for name in sorted(set(condor.groups) - set(groups)):
-        found.append(problem(("condor", "groups", name), name, f"the name of a node group with role batch ({batch})"))
+        found.append(
+            problem(("condor", "groups", name), name, f"the name of a batch node group or offload gateway ({batch})")
+        )
     existing = cfg.cluster.mode == "existing"
     for name, group in groups.items():
         loc = ("condor", "groups", name)
         settings = condor.groups.get(name)
         if group.min_workers > group.max_workers:
             found.append(problem((*loc, "minWorkers"), group.min_workers, f"at most maxWorkers ({group.max_workers})"))
+        if group.gateway is not None:
+            found += _offload_group_problems(name, group, settings)
+            continue
+        assert group.node_group is not None
         if group.max_workers > group.node_group.count:
             found.append(
                 problem(
@@ -343,6 +349,70 @@ def _condor_problems(cfg: FacilityConfig) -> list[Problem]:
     return found
 
 
+def _offload_group_problems(name: str, group: WorkerGroup, settings: WorkerGroupConfig | None) -> list[Problem]:
+    """An offload group's workers are sized by its gateway, and bounded by what it allows."""
+    assert group.gateway is not None
+    loc = ("condor", "groups", name)
+    found = [
+        problem((*loc, key), value, f"unset: offloaded workers take af:offload.gateways.{name}.worker")
+        for key, value in (("cpus", settings and settings.cpus), ("memoryGib", settings and settings.memory_gib))
+        if value is not None
+    ]
+    if settings is not None and settings.max_workers is not None and settings.max_workers > group.gateway.max_workers:
+        found.append(
+            problem(
+                (*loc, "maxWorkers"),
+                settings.max_workers,
+                f"at most {group.gateway.max_workers}, what gateway {name}'s limits and resources allow",
+            )
+        )
+    return found
+
+
+def _offload_problems(cfg: FacilityConfig) -> list[Problem]:
+    """Gateways feed the pool, admit groups the identity declares, and have room for a worker."""
+    gateways = cfg.offload.gateways
+    if not gateways:
+        return []
+    found: list[Problem] = []
+    loc = ("offload", "gateways")
+    if not cfg.condor.enabled:
+        found.append(problem(loc, sorted(gateways), "no gateways without af:condor.enabled (they run its workers)"))
+    declared = set(cfg.identity.roles.all_groups()) if cfg.identity else set()
+    for name, gateway in sorted(gateways.items()):
+        if name in cfg.cluster.node_groups:
+            found.append(problem((*loc, name), name, "a name no node group has (it names a worker group too)"))
+        for index, group in enumerate(gateway.groups):
+            if group not in declared:
+                found.append(
+                    problem(
+                        (*loc, name, "groups", index),
+                        group,
+                        "a group declared in af:identity.roles: "
+                        + (", ".join(sorted(declared)) or "none declared (set af:identity)"),
+                    )
+                )
+        r, w = gateway.resources, gateway.worker
+        if r.gpus and r.gpu_model is None:
+            found.append(problem((*loc, name, "resources", "gpuModel"), None, "the GPU model when gpus > 0"))
+        if w.cpus > r.cpus or w.memory_gib > r.memory_gib or w.gpus > r.gpus:
+            found.append(
+                problem(
+                    (*loc, name, "worker"),
+                    f"{w.cpus} cores, {w.memory_gib} GiB, {w.gpus} GPUs",
+                    f"a worker within the virtual node's resources ({r.cpus} cores, {r.memory_gib} GiB, {r.gpus} GPUs)",
+                )
+            )
+        auth = gateway.auth
+        if auth.kind == "iam-client" and auth.token_url is None and cfg.identity is None:
+            found.append(problem((*loc, name, "auth", "tokenUrl"), None, "the IAM token endpoint, or af:identity"))
+        key, secret = ("clientSecret", auth.client_secret) if auth.kind == "iam-client" else ("token", auth.token)
+        if secret is None:
+            how = f"a Pulumi secret: pulumi config set --secret --path 'af:offload.gateways.{name}.auth.{key}' …"
+            found.append(problem((*loc, name, "auth", key), None, how))
+    return found
+
+
 def _autoscaler_problems(cfg: FacilityConfig) -> list[Problem]:
     """The autoscaler scales the pool's worker groups: it needs the pool, its image, and
     triggers naming those groups."""
@@ -356,7 +426,7 @@ def _autoscaler_problems(cfg: FacilityConfig) -> list[Problem]:
         found.append(
             problem(("autoscaler", "image"), None, "the controller's image: make autoscaler-image IMAGE=<registry>/…")
         )
-    groups = sorted(worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors))
+    groups = sorted(worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors, cfg.offload))
     for index, trigger in enumerate(autoscaler.triggers):
         if trigger.group not in groups:
             found.append(
@@ -384,4 +454,5 @@ def cross_checks(cfg: FacilityConfig) -> list[Problem]:
         *_cache_problems(cfg),
         *_condor_problems(cfg),
         *_autoscaler_problems(cfg),
+        *_offload_problems(cfg),
     ]

@@ -100,6 +100,16 @@ def _unwrap(annotation: Any) -> Any:
             return annotation
 
 
+def _tags(annotation: Any) -> dict[str, type[BaseModel]]:
+    """The members of a union of models tagged by `kind`, by tag ({} for anything else)."""
+    members: dict[str, type[BaseModel]] = {}
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        for member in typing.get_args(annotation):
+            kind = getattr(member, "model_fields", {}).get("kind")
+            members.update({tag: member for tag in typing.get_args(kind.annotation)} if kind else {})
+    return members
+
+
 def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
     """The model class that validates the mapping at `loc`, to name the keys it knows."""
     current: Any = FacilityConfig
@@ -116,9 +126,25 @@ def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
         if origin in (list, dict):
             annotation = _unwrap(typing.get_args(annotation)[-1])
             index += 1  # skip the list index or the mapping key
+        tagged = _tags(annotation)
+        if tagged and index + 1 < len(loc) and str(loc[index + 1]) in tagged:
+            annotation = tagged[str(loc[index + 1])]
+            index += 1  # pydantic puts the member's tag in the location
         current = annotation
         index += 1
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _without_tags(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """`loc` without the union tags pydantic inserts: the user's key path."""
+    kept: list[str | int] = []
+    for part in loc:
+        parent = _model_at(tuple(kept[:-1])) if kept else None
+        field = {(f.alias or n): f for n, f in parent.model_fields.items()}.get(str(kept[-1])) if parent else None
+        if field is not None and str(part) in _tags(_unwrap(field.annotation)):
+            continue
+        kept.append(part)
+    return tuple(kept)
 
 
 def _allowed_text(error: Mapping[str, Any]) -> str:
@@ -144,10 +170,19 @@ def translate(exc: ValidationError, secret_keys: Set[str] = frozenset()) -> list
     a kubeconfig set without `--path` must not end up in a CI log."""
     found = []
     for error in exc.errors(include_url=False):
-        loc = tuple(error["loc"])
+        loc = _without_tags(tuple(error["loc"]))
         if loc and loc[-1] == "[key]":
             # A mapping key failed (for example a node group name): report the key itself.
             found.append(Problem(key_path(loc[:-1]), show_value(error["input"]), _allowed_text(error)))
+            continue
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            # A tagged choice (`kind`): report the tag, never the whole block (it may hold a secret).
+            ctx, tag_key = error.get("ctx", {}), error.get("ctx", {}).get("discriminator", "'kind'").strip("'")
+            tag = ctx.get("tag")
+            expected = ctx.get("expected_tags") or _expected_tags(loc)
+            found.append(
+                Problem(key_path((*loc, tag_key)), "nothing" if tag is None else show_value(tag), f"one of {expected}")
+            )
             continue
         if error["type"] == "missing":
             value = "nothing"
@@ -157,6 +192,14 @@ def translate(exc: ValidationError, secret_keys: Set[str] = frozenset()) -> list
             value = show_value(error["input"])
         found.append(Problem(key_path(loc), value, _allowed_text(error)))
     return found
+
+
+def _expected_tags(loc: tuple[str | int, ...]) -> str:
+    """The tags a tagged choice at `loc` accepts (pydantic names them only for a wrong tag)."""
+    model = _model_at(loc[:-1])
+    field = {(f.alias or n): f for n, f in model.model_fields.items()}.get(str(loc[-1])) if model else None
+    tags = [repr(t) for t in _tags(_unwrap(field.annotation))] if field else []
+    return ", ".join(tags) or "the documented kinds"
 
 
 def _secret_fields(model: BaseModel, loc: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
@@ -201,6 +244,21 @@ DEPLOY_SECRETS: tuple[tuple[tuple[str, ...], Callable[[Mapping[str, Any]], bool]
     (("hub", "tls", "privateKey"), _provided_tls),
     (("cache", "upstream", "clientSecret"), _cache_token),
 )
+GATEWAY_SECRETS = {"iam-client": "clientSecret", "token": "token"}
+"""Each offload gateway's credential, by auth kind."""
+
+
+def _deploy_secret_paths(merged: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """The deploy secrets this merged config needs: the fixed ones, and one per gateway."""
+    paths = [path for path, needed in DEPLOY_SECRETS if needed(merged)]
+    offload = merged.get("offload")
+    gateways = offload.get("gateways") if isinstance(offload, Mapping) else None
+    for name, gateway in sorted(gateways.items()) if isinstance(gateways, Mapping) else ():
+        auth = gateway.get("auth") if isinstance(gateway, Mapping) else None
+        kind = auth.get("kind") if isinstance(auth, Mapping) else None
+        if kind in GATEWAY_SECRETS:
+            paths.append(("offload", "gateways", str(name), "auth", GATEWAY_SECRETS[kind]))
+    return paths
 
 
 def stand_in_secrets(
@@ -211,11 +269,11 @@ def stand_in_secrets(
     base, _ = _load_profiles(stack_values.get("profiles", []), profiles_dir)
     merged = deep_merge(base, stack_values)
     values, secrets, filled = copy.deepcopy(dict(stack_values)), set(secret_keys), []
-    for path, needed in DEPLOY_SECRETS:
+    for path in _deploy_secret_paths(merged):
         section: Any = merged
         for key in path[:-1]:
             section = section.get(key) if isinstance(section, Mapping) else None
-        if not isinstance(section, Mapping) or path[-1] in section or not needed(merged):
+        if not isinstance(section, Mapping) or path[-1] in section:
             continue
         target = values
         for key in path[:-1]:
