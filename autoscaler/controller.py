@@ -52,13 +52,20 @@ def observe(pods: Iterable[Pod], slots: Iterable[Slot]) -> list[Worker]:
 
 def apply(plan: Plan, settings: ControllerSettings, workers: list[Worker], batch: Batch, cluster: Cluster) -> None:
     deployments = {g.name: g.deployment for g in settings.groups}
+    local = {g.name: g.local for g in settings.groups}
     for name, decision in plan.decisions.items():
         log.info("group %s: %d -> %d workers: %s", name, decision.current, decision.desired, decision.reason)
         if decision.desired == decision.current:
             continue
         if decision.remove:
-            for pod in decision.remove:
-                batch.drain(pod)
+            # Only unclaimed workers are removed; draining them first closes the gap in which a
+            # job could still land. Offloaded startds take no remote commands (they hold no
+            # signing key): their preStop retires them. A failed drain must not stop the scale-in.
+            for pod in decision.remove if local.get(name, True) else ():
+                try:
+                    batch.drain(pod)
+                except Exception as exc:
+                    log.warning("group %s: could not drain %s (%s); its preStop retires it", name, pod, exc)
             for worker in (w for w in workers if w.group == name):
                 cost = REMOVE_FIRST if worker.name in decision.remove else BUSY if worker.claimed else KEEP
                 cluster.set_deletion_cost(worker.name, cost)

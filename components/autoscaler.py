@@ -13,7 +13,7 @@ from autoscaler.settings import ControllerSettings, GroupSettings, TriggerSettin
 
 from . import rendered
 from .condor import NAMESPACE, PORT, RUNTIME, daemon_volumes, token_init_container, worker_name
-from .condorconf import autoscaler_identity
+from .condorconf import autoscaler_identity, private_network
 from .config import FacilityConfig
 from .config.batch import worker_groups
 from .workloads import SMALL
@@ -62,7 +62,7 @@ def controller_settings(cfg: FacilityConfig) -> ControllerSettings:
     )
 
 
-def render_client_config(token_dir: str) -> str:
+def render_client_config(cfg: FacilityConfig, token_dir: str) -> str:
     """The controller's HTCondor client config: the pool, and its IDTOKEN as the only credential."""
     return "\n".join(
         [
@@ -74,6 +74,7 @@ def render_client_config(token_dir: str) -> str:
             "SEC_CLIENT_ENCRYPTION = REQUIRED",
             "SEC_CLIENT_INTEGRITY = REQUIRED",
             f"SEC_TOKEN_DIRECTORY = {token_dir}",
+            *private_network(cfg),
             "",
         ]
     )
@@ -148,7 +149,7 @@ class Autoscaler(pulumi.ComponentResource):
         super().__init__("af:index:Autoscaler", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[pool])
         settings = controller_settings(cfg)
-        document, client = settings.to_json(), render_client_config(TOKEN_DIR)
+        document, client = settings.to_json(), render_client_config(cfg, TOKEN_DIR)
         rendered.publish("autoscaler", "settings.json", document)
         rendered.publish("autoscaler", "condor_config", client)
         labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "analysis-facility"}

@@ -27,30 +27,40 @@ from .condorconf import (
     PLUGIN_SCRIPT,
     PoolRuntime,
     daemon_identity,
+    offloading,
     render_central_manager,
     render_client,
     render_execute,
     render_mapfile,
+    render_offload,
     render_plugin_config,
     render_pool,
     render_submit,
 )
 from .config import FacilityConfig
-from .config.batch import WorkerGroup, worker_groups
+from .config.batch import COLLECTOR_PORT, WorkerGroup, worker_groups
 from .cvmfs import CLAIM, MOUNT, Cvmfs
+from .offloadconf import GATEWAY_LABEL, GATEWAY_TAINT_KEY, SLURM_FLAGS_ANNOTATION, VIRTUAL_NODE_TAINT, slurm_flags
 from .shipped import shipped
 from .workloads import layer_namespace, resources
 from .xcache import client_env as xcache_client_env
 from .xcache import client_files as xcache_client_files
 
 NAMESPACE = "condor"
-PORT = 9618
+PORT = COLLECTOR_PORT
 CM = "af-condor-cm"
 SCHEDD = "af-condor-schedd"
 WORKER = "af-condor-worker"
 KEY_SECRET = "af-condor-pool-key"
 CONFIG_MAP = "af-condor-config"
 JOB_FILES = "af-condor-job-files"
+OFFLOAD_TOKEN = "af-condor-offload-token"
+"""The Secret holding offloaded workers' IDTOKEN (minted in the cluster by a Job)."""
+MINTER = "af-condor-token-minter"
+STORE_SCRIPT = "af_store_token.py"
+OFFLOAD_AUTHZ = ["READ", "ADVERTISE_MASTER", "ADVERTISE_STARTD", "DAEMON"]
+"""What an offloaded worker's token allows: advertising itself and what a startd does, nothing
+more (claims are activated with the negotiator's match session, not with this token)."""
 CONFIG_DIR = "/etc/condor/config.d"
 RUNTIME = PoolRuntime(
     central_manager=f"{CM}.{NAMESPACE}.svc.cluster.local",
@@ -69,7 +79,7 @@ CONFIG_HASH = f"{LABEL_PREFIX}/config-sha256"
 SYSTEM_NODES = {f"{LABEL_PREFIX}/role-system": "true"}
 CLIENT_CONFIG = "/etc/af/condor/condor_config"
 """Where notebooks find the client config (`CONDOR_CONFIG`)."""
-POOL_FILE, ROLE_FILE = "90-af-pool.conf", "91-af-role.conf"
+POOL_FILE, ROLE_FILE, REMOTE_FILE = "90-af-pool.conf", "91-af-role.conf", "92-af-offload.conf"
 """Names in `config.d`: after the images' own `01-*.conf`, so these settings win."""
 PRESTOP = (
     "condor_off -graceful -daemon startd || true; "
@@ -171,14 +181,14 @@ def daemon_volumes() -> list[dict[str, Any]]:
 
 
 def _service_pod(
-    cfg: FacilityConfig, service: str, image: str, role_file: str, resources: dict[str, Any]
+    cfg: FacilityConfig, service: str, image: str, role_file: str, resources: dict[str, Any], port: int
 ) -> dict[str, Any]:
-    """The central manager's or the schedd's pod: on system nodes, reachable on the shared
+    """The central manager's or the schedd's pod: on system nodes, reachable on its shared
     port, with its certificate for users' TLS and its spool."""
     container = _daemon_container(cfg, image, role_file, resources)
-    container["ports"] = [{"name": "condor", "containerPort": PORT}]
-    container["readinessProbe"] = {"tcpSocket": {"port": PORT}, "periodSeconds": 10}
-    container["livenessProbe"] = {"tcpSocket": {"port": PORT}, "initialDelaySeconds": 60, "periodSeconds": 30}
+    container["ports"] = [{"name": "condor", "containerPort": port}]
+    container["readinessProbe"] = {"tcpSocket": {"port": port}, "periodSeconds": 10}
+    container["livenessProbe"] = {"tcpSocket": {"port": port}, "initialDelaySeconds": 60, "periodSeconds": 30}
     container["volumeMounts"] += [
         {"name": "tls", "mountPath": RUNTIME.tls_dir, "readOnly": True},
         {"name": "spool", "mountPath": RUNTIME.spool_dir},
@@ -234,6 +244,53 @@ def worker_pod(cfg: FacilityConfig, group: WorkerGroup) -> dict[str, Any]:
     return spec
 
 
+def offload_worker_pod(cfg: FacilityConfig, group: WorkerGroup) -> dict[str, Any]:
+    """A worker of an offload group: on its gateway's virtual node (a Slurm job at the centre,
+    its flags in the annotation the plugin reads), sized by the gateway, with a minted token
+    instead of the signing key, and no /cvmfs or cache files (the cluster's, not the centre's)."""
+    assert group.gateway is not None and group.pod_cpus is not None and group.pod_memory_mib is not None
+    size = {"cpu": str(int(group.pod_cpus)), "memory": f"{group.pod_memory_mib}Mi"}
+    if group.gpus:
+        size["nvidia.com/gpu"] = str(group.gpus)
+    config = {"name": "config", "readOnly": True}
+    container = {
+        "name": "condor",
+        "image": cfg.condor.image("execute"),
+        "command": ["/usr/sbin/condor_master", "-f"],
+        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "resources": {"requests": dict(size), "limits": size},
+        "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", PRESTOP]}}},
+        "volumeMounts": [
+            {**config, "mountPath": f"{CONFIG_DIR}/{POOL_FILE}", "subPath": "pool.conf"},
+            {**config, "mountPath": f"{CONFIG_DIR}/{ROLE_FILE}", "subPath": f"execute-{group.name}.conf"},
+            {**config, "mountPath": f"{CONFIG_DIR}/{REMOTE_FILE}", "subPath": "offload.conf"},
+            {"name": "tokens", "mountPath": RUNTIME.token_dir, "readOnly": True},
+            {"name": "execute", "mountPath": "/var/lib/condor/execute"},
+        ],
+    }
+    return {
+        "terminationGracePeriodSeconds": cfg.condor.retire_grace_minutes * 60 + RETIRE_MARGIN_SECONDS,
+        "nodeSelector": {GATEWAY_LABEL: group.name},
+        "tolerations": [
+            {"key": VIRTUAL_NODE_TAINT, "operator": "Exists", "effect": "NoSchedule"},
+            {"key": GATEWAY_TAINT_KEY, "operator": "Equal", "value": group.name, "effect": "NoSchedule"},
+        ],
+        "containers": [container],
+        "volumes": [
+            {"name": "config", "configMap": {"name": CONFIG_MAP}},
+            {
+                "name": "tokens",
+                "secret": {
+                    "secretName": OFFLOAD_TOKEN,
+                    "items": [{"key": "token", "path": "pool"}],
+                    "defaultMode": 0o400,
+                },
+            },
+            {"name": "execute", "emptyDir": {}},
+        ],
+    }
+
+
 def rendered_files(cfg: FacilityConfig) -> dict[str, str]:
     """Every file of the pool's ConfigMap, by key (the role fragments, the map file, the plugin)."""
     groups = worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors, cfg.offload)
@@ -245,6 +302,7 @@ def rendered_files(cfg: FacilityConfig) -> dict[str, str]:
         **{f"execute-{g.name}.conf": render_execute(cfg, RUNTIME, g, job_env) for g in groups.values()},
         MAPFILE: render_mapfile(cfg),
         PLUGIN_CONFIG: render_plugin_config(cfg),
+        **({"offload.conf": render_offload(cfg, RUNTIME)} if offloading(cfg) else {}),
     }
 
 
@@ -269,12 +327,13 @@ class Condor(pulumi.ComponentResource):
         namespace, _, ns_opts = layer_namespace(self, name, NAMESPACE, provider)
         files = rendered_files(cfg)
         plugin = shipped("condorfiles", PLUGIN_SCRIPT)
+        store = shipped("condorfiles", STORE_SCRIPT)
         for key, content in {**files, "client.conf": render_client(cfg, RUNTIME)}.items():
             rendered.publish("condor", key, content)
         config = k8s.core.v1.ConfigMap(
             f"{name}-config",
             metadata={"name": CONFIG_MAP, "namespace": NAMESPACE, "labels": PART_OF},
-            data={**files, PLUGIN_SCRIPT: plugin},
+            data={**files, PLUGIN_SCRIPT: plugin, **({STORE_SCRIPT: store} if offloading(cfg) else {})},
             opts=ns_opts,
         )
         # The pool signing key: alphanumeric, so HTCondor's (un)scrambling of key files can never
@@ -308,10 +367,21 @@ class Condor(pulumi.ComponentResource):
                     opts=ns_opts,
                 )
             )
+        remote_waits: list[pulumi.Resource] = [config]
+        if offloading(cfg):
+            self._publish(name, cfg, ns_opts)
+            remote_waits.append(self._offload_token(name, cfg, ns_opts, [config, secret]))
         self.workers = {}
-        for group in worker_groups(condor, cfg.cluster, cfg.site.flavors).values():  # local groups
+        for group in worker_groups(condor, cfg.cluster, cfg.site.flavors, cfg.offload).values():
             labels = worker_labels(group.name)
             config_hash = _digest(pool_hash, files[f"execute-{group.name}.conf"])
+            annotations: dict[str, str] = {CONFIG_HASH: config_hash}
+            if group.gateway is None:
+                pod, deps = worker_pod(cfg, group), waits
+            else:
+                config_hash = _digest(config_hash, files["offload.conf"])
+                annotations = {CONFIG_HASH: config_hash, SLURM_FLAGS_ANNOTATION: slurm_flags(group.gateway)}
+                pod, deps = offload_worker_pod(cfg, group), remote_waits
             self.workers[group.name] = k8s.apps.v1.Deployment(
                 f"{name}-worker-{group.name}",
                 metadata={"name": worker_name(group.name), "namespace": NAMESPACE, "labels": labels},
@@ -320,19 +390,113 @@ class Condor(pulumi.ComponentResource):
                     "selector": {"matchLabels": labels},
                     # One worker per node: no surge, replace one at a time, each retiring its jobs.
                     "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
-                    "template": {
-                        "metadata": {"labels": labels, "annotations": {CONFIG_HASH: config_hash}},
-                        "spec": worker_pod(cfg, group),
-                    },
+                    "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod},
                 },
                 # The autoscaler owns replicas once the group exists: `pulumi up` must not reset them.
                 opts=pulumi.ResourceOptions(
-                    parent=self, provider=provider, depends_on=[namespace, *waits], ignore_changes=["spec.replicas"]
+                    parent=self, provider=provider, depends_on=[namespace, *deps], ignore_changes=["spec.replicas"]
                 ),
             )
         self.collector = f"{RUNTIME.central_manager}:{PORT}"
         self.schedd = RUNTIME.schedd
         self.register_outputs({"collector": self.collector, "schedd": self.schedd})
+
+    def _publish(self, name: str, cfg: FacilityConfig, opts: pulumi.ResourceOptions) -> None:
+        """The central manager and the schedd at the facility's address, for offloaded workers
+        only: the load balancers admit the gateways' source networks and nothing else."""
+        sources = sorted({cidr for g in cfg.offload.gateways.values() for cidr in g.source_cidrs})
+        for service, port in ((CM, RUNTIME.port), (SCHEDD, RUNTIME.schedd_port)):
+            k8s.core.v1.Service(
+                f"{name}-{service.removeprefix('af-condor-')}-public",
+                metadata={"name": f"{service}-public", "namespace": NAMESPACE, "labels": _labels(service)},
+                spec={
+                    "type": "LoadBalancer",
+                    "selector": _labels(service),
+                    "ports": [{"name": "condor", "port": port, "targetPort": "condor"}],
+                    "loadBalancerSourceRanges": sources,
+                },
+                opts=opts,
+            )
+
+    def _offload_token(
+        self, name: str, cfg: FacilityConfig, opts: pulumi.ResourceOptions, waits: list[pulumi.Resource]
+    ) -> pulumi.Resource:
+        """The offloaded workers' IDTOKEN, minted in the cluster by a Job (from the signing key,
+        limited to a startd's rights) into a Secret the Job may patch and nothing else."""
+        labels = _labels(MINTER)
+        secret = k8s.core.v1.Secret(
+            f"{name}-offload-token",
+            metadata={"name": OFFLOAD_TOKEN, "namespace": NAMESPACE, "labels": PART_OF},
+            type="Opaque",
+            # The Job writes the token; `pulumi up` must not empty it again.
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=["data", "stringData"])),
+        )
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-minter-sa", metadata={"name": MINTER, "namespace": NAMESPACE, "labels": labels}, opts=opts
+        )
+        role = k8s.rbac.v1.Role(
+            f"{name}-minter-role",
+            metadata={"name": MINTER, "namespace": NAMESPACE, "labels": labels},
+            rules=[{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [OFFLOAD_TOKEN], "verbs": ["patch"]}],
+            opts=opts,
+        )
+        binding = k8s.rbac.v1.RoleBinding(
+            f"{name}-minter-binding",
+            metadata={"name": MINTER, "namespace": NAMESPACE, "labels": labels},
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": MINTER},
+            subjects=[{"kind": "ServiceAccount", "name": MINTER, "namespace": NAMESPACE}],
+            opts=opts,
+        )
+        mint = token_init_container(cfg, daemon_identity(cfg), OFFLOAD_AUTHZ, "/var/run/af-token")
+        store_command = [
+            "python3",
+            f"/etc/af/{STORE_SCRIPT}",
+            "/var/run/af-token/token",
+            NAMESPACE,
+            OFFLOAD_TOKEN,
+            "token",
+        ]
+        job = k8s.batch.v1.Job(
+            f"{name}-minter",
+            metadata={"name": MINTER, "namespace": NAMESPACE, "labels": labels},
+            spec={
+                "backoffLimit": 3,
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": MINTER,
+                        "restartPolicy": "OnFailure",
+                        "nodeSelector": dict(SYSTEM_NODES),
+                        "initContainers": [mint],
+                        "containers": [
+                            {
+                                "name": "store",
+                                "image": cfg.condor.image("cm"),
+                                "command": store_command,
+                                "resources": resources("10m", "32Mi", "200m", "128Mi"),
+                                "volumeMounts": [
+                                    {
+                                        "name": "config",
+                                        "mountPath": f"/etc/af/{STORE_SCRIPT}",
+                                        "subPath": STORE_SCRIPT,
+                                        "readOnly": True,
+                                    },
+                                    {"name": "token", "mountPath": "/var/run/af-token", "readOnly": True},
+                                ],
+                            }
+                        ],
+                        "volumes": [
+                            *[v for v in daemon_volumes() if v["name"] in ("config", "pool-key")],
+                            {"name": "token", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+                        ],
+                    },
+                },
+            },
+            opts=pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(depends_on=[*waits, secret, binding, role, account])
+            ),
+        )
+        return job
 
     def _certificate(
         self, name: str, service: str, provider: k8s.Provider, certs: CertManager, namespace: k8s.core.v1.Namespace
@@ -357,13 +521,13 @@ class Condor(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[namespace, certs.internal_issuer]),
         )
 
-    def _service(self, name: str, service: str, opts: pulumi.ResourceOptions) -> None:
-        """The daemon's Service on the shared port, and the budget that keeps it up in drains."""
+    def _service(self, name: str, service: str, port: int, opts: pulumi.ResourceOptions) -> None:
+        """The daemon's Service on its shared port, and the budget that keeps it up in drains."""
         labels = _labels(service)
         k8s.core.v1.Service(
             f"{name}-svc",
             metadata={"name": service, "namespace": NAMESPACE, "labels": labels},
-            spec={"selector": labels, "ports": [{"name": "condor", "port": PORT, "targetPort": "condor"}]},
+            spec={"selector": labels, "ports": [{"name": "condor", "port": port, "targetPort": "condor"}]},
             opts=opts,
         )
         # The pool's single central manager and schedd: a node drain must move them deliberately.
@@ -385,7 +549,7 @@ class Condor(pulumi.ComponentResource):
             opts=opts,
         )
         pod = _service_pod(
-            cfg, CM, cfg.condor.image("cm"), "central-manager.conf", resources("250m", "512Mi", "2", "2Gi")
+            cfg, CM, cfg.condor.image("cm"), "central-manager.conf", resources("250m", "512Mi", "2", "2Gi"), PORT
         )
         pod["volumes"].append({"name": "spool", "persistentVolumeClaim": {"claimName": f"{CM}-spool"}})
         k8s.apps.v1.Deployment(
@@ -399,13 +563,20 @@ class Condor(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[*waits, claim])),
         )
-        self._service(f"{name}-cm", CM, opts)
+        self._service(f"{name}-cm", CM, PORT, opts)
 
     def _schedd(
         self, name: str, cfg: FacilityConfig, config_hash: str, opts: pulumi.ResourceOptions, waits: list[Any]
     ) -> None:
         labels = _labels(SCHEDD)
-        pod = _service_pod(cfg, SCHEDD, cfg.condor.image("submit"), "submit.conf", resources("500m", "1Gi", "4", "8Gi"))
+        pod = _service_pod(
+            cfg,
+            SCHEDD,
+            cfg.condor.image("submit"),
+            "submit.conf",
+            resources("500m", "1Gi", "4", "8Gi"),
+            RUNTIME.schedd_port,
+        )
         k8s.apps.v1.StatefulSet(
             f"{name}-schedd",
             metadata={"name": SCHEDD, "namespace": NAMESPACE, "labels": labels},
@@ -420,7 +591,7 @@ class Condor(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=waits)),
         )
-        self._service(f"{name}-schedd", SCHEDD, opts)
+        self._service(f"{name}-schedd", SCHEDD, RUNTIME.schedd_port, opts)
 
 
 def _claim_spec(cfg: FacilityConfig, gib: int) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from autoscaler.condor import POD_ATTRIBUTE as AUTOSCALER_POD_ATTRIBUTE
 
 from .certs import CA_CERT_DIR
 from .config import FacilityConfig
-from .config.batch import WorkerGroup
+from .config.batch import COLLECTOR_PORT, SCHEDD_PORT, WorkerGroup
 from .hubvalues import BEARER_TOKEN_FILE
 
 PLUGIN = "AFBATCH"
@@ -63,8 +63,10 @@ class PoolRuntime:
     """`tls.crt` and `tls.key` of the central manager's or the schedd's certificate."""
     spool_dir: str
     """The schedd's spool (its persistent volume)."""
-    port: int = 9618
-    """The shared port every daemon listens on."""
+    port: int = COLLECTOR_PORT
+    """The shared port the central manager (and every worker) listens on."""
+    schedd_port: int = SCHEDD_PORT
+    """The schedd's shared port: its own, so both can be published on the facility's address."""
     python: str = "/usr/bin/python3"
     """Interpreter of the group plugin in the official images."""
     ca_dir: str = CA_CERT_DIR
@@ -112,6 +114,7 @@ def render_pool(cfg: FacilityConfig, runtime: PoolRuntime) -> str:
         f"TRUST_DOMAIN = {domain}",
         "USE_SHARED_PORT = True",
         "ENABLE_KERNEL_TUNING = False",
+        *private_network(cfg),
         "",
         "# Authentication is required for every command: IDTOKENS between daemons, SCITOKENS for",
         "# users (central manager and schedd only), FS for admin tools run inside a pod.",
@@ -151,6 +154,19 @@ def render_pool(cfg: FacilityConfig, runtime: PoolRuntime) -> str:
         "DENY_WRITE = *@unmapped",
     ]
     return "\n".join(lines) + "\n"
+
+
+def offloading(cfg: FacilityConfig) -> bool:
+    """Workers at HPC centres join the pool: its central manager and schedd are published."""
+    return bool(cfg.offload.gateways)
+
+
+def private_network(cfg: FacilityConfig) -> list[str]:
+    """In-cluster daemons and clients share a private network name, so they reach each other by
+    their in-cluster addresses; offloaded workers use the published ones."""
+    if not offloading(cfg):
+        return []
+    return [f"PRIVATE_NETWORK_NAME = {pool_domain(cfg)}"]
 
 
 def _user_auth(cfg: FacilityConfig, runtime: PoolRuntime, host: str) -> list[str]:
@@ -193,9 +209,29 @@ def render_submit(cfg: FacilityConfig, runtime: PoolRuntime) -> str:
         *_header("HTCondor access point (schedd)"),
         "use ROLE : Submit",
         f"SPOOL = {runtime.spool_dir}",
+        f"SHARED_PORT_PORT = {runtime.schedd_port}",
         *_user_auth(cfg, runtime, runtime.schedd),
         "ALLOW_READ = $(ALLOW_READ) $(AF_USERS)",
         "ALLOW_WRITE = $(ALLOW_WRITE) $(AF_USERS)",
+    ]
+    if offloading(cfg):
+        lines += [
+            "",
+            "# Offloaded workers reach the schedd (shadows, through CCB) at the facility's address.",
+            f"TCP_FORWARDING_HOST = {cfg.site.dns_name}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def render_offload(cfg: FacilityConfig, runtime: PoolRuntime) -> str:
+    """What an offloaded worker adds to its group's: the pool at the facility's published
+    address, CCB through the collector (nothing connects into an HPC compute node), and its
+    token from a Secret (no signing key leaves the cluster)."""
+    lines = [
+        *_header("HTCondor worker at an HPC centre (startd behind the centre's NAT)"),
+        f"COLLECTOR_HOST = {cfg.site.dns_name}:{runtime.port}",
+        "CCB_ADDRESS = $(COLLECTOR_HOST)",
+        "PRIVATE_NETWORK_NAME =",
     ]
     return "\n".join(lines) + "\n"
 
@@ -300,5 +336,6 @@ def render_client(cfg: FacilityConfig, runtime: PoolRuntime) -> str:
         "SEC_CLIENT_INTEGRITY = REQUIRED",
         f"SCITOKENS_FILE = {BEARER_TOKEN_FILE}",
         f"AUTH_SSL_CLIENT_CADIR = {runtime.ca_dir}",
+        *private_network(cfg),
     ]
     return "\n".join(lines) + "\n"

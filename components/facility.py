@@ -14,6 +14,7 @@ from .config import FacilityConfig
 from .cvmfs import Cvmfs
 from .hub import Hub
 from .network import Network
+from .offload import Offload
 from .xcache import XCache
 
 
@@ -29,6 +30,7 @@ class Facility(pulumi.ComponentResource):
     hub: Hub | None
     cache: XCache | None
     condor: Condor | None
+    offload: Offload | None
     hub_url: str | None
 
     def __init__(self, name: str, cfg: FacilityConfig, stack: str, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -42,7 +44,12 @@ class Facility(pulumi.ComponentResource):
                 f"{name}-openstack", region=cfg.site.region, opts=pulumi.ResourceOptions(parent=self)
             )
             network = Network(
-                f"{name}-network", cfg.site, prefix, openstack_provider, opts=pulumi.ResourceOptions(parent=self)
+                f"{name}-network",
+                cfg.site,
+                cfg.offload,
+                prefix,
+                openstack_provider,
+                opts=pulumi.ResourceOptions(parent=self),
             )
         self.cluster = Cluster(
             f"{name}-cluster", cfg, prefix, openstack_provider, network, opts=pulumi.ResourceOptions(parent=self)
@@ -65,6 +72,7 @@ class Facility(pulumi.ComponentResource):
             self.condor = Condor(f"{name}-condor", cfg, provider, certs, self.cvmfs, layer)
             if cfg.autoscaler.enabled:
                 Autoscaler(f"{name}-autoscaler", cfg, provider, self.condor, layer)
+        self.offload = Offload(f"{name}-offload", cfg, provider, layer) if cfg.offload.gateways else None
         self.hub = Hub(f"{name}-hub", cfg, provider, self.cvmfs, certs, layer) if cfg.hub.enabled else None
         self.hub_url = self.hub.url if self.hub else None
         self.register_outputs(

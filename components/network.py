@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_openstack as openstack
 
+from .config.batch import COLLECTOR_PORT, SCHEDD_PORT
+from .config.offload import Offload
 from .config.site import Site
 
 API_PORT = 6443
@@ -40,6 +42,17 @@ def public_rules() -> list[IngressRule]:
     return [IngressRule("https from anywhere", HTTPS_PORT, "0.0.0.0/0")]
 
 
+def pool_rules(offload: Offload) -> list[IngressRule]:
+    """The HTCondor pool's published ports, only from the networks of the HPC centres whose
+    workers join it (none without offload gateways)."""
+    return [
+        IngressRule(f"htcondor {what} from gateway {name} {cidr}", port, cidr)
+        for name, gateway in sorted(offload.gateways.items())
+        for cidr in gateway.source_cidrs
+        for what, port in (("collector", COLLECTOR_PORT), ("schedd", SCHEDD_PORT))
+    ]
+
+
 def control_plane_ips(node_cidr: str, count: int) -> list[str]:
     hosts = ipaddress.ip_network(node_cidr).hosts()
     addresses = [str(next(hosts)) for _ in range(10 + count)]
@@ -70,6 +83,7 @@ class Network(pulumi.ComponentResource):
         self,
         name: str,
         site: Site,
+        offload: Offload,
         prefix: str,
         provider: openstack.Provider,
         opts: pulumi.ResourceOptions | None = None,
@@ -111,7 +125,7 @@ class Network(pulumi.ComponentResource):
         self.admin_group = self._group(name, prefix, "admin", "ssh and kubernetes api from admin networks", child)
         self._rules(name, "admin", self.admin_group, admin_rules(site), child)
         self.public_group = self._group(name, prefix, "public", "https entry point", child)
-        self._rules(name, "public", self.public_group, public_rules(), child)
+        self._rules(name, "public", self.public_group, public_rules() + pool_rules(offload), child)
 
         self.network_id = network.id
         self.subnet_id = subnet.id

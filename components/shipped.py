@@ -1,4 +1,4 @@
-"""Python the facility ships into its pods and its hub as text (`hubfiles`, `cachefiles`,
+"""Python the facility ships into its pods and its hub as text (`hubfiles`, `credfiles`,
 `condorfiles`): real modules in the repository, so they are linted and tested like the rest."""
 
 from __future__ import annotations

@@ -214,7 +214,7 @@ class XCache(pulumi.ComponentResource):
             data={
                 "xrootd.cfg": xrootd_cfg,
                 "scitokens.cfg": scitokens_cfg,
-                "af_credential.py": shipped("cachefiles", "af_credential.py"),
+                "af_credential.py": shipped("credfiles", "af_credential.py"),
             },
             opts=ns_opts,
         )

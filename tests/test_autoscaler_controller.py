@@ -48,6 +48,10 @@ class FakeBatch:
 
     def drain(self, pod):
         self.drained.append(pod)
+        if pod in self.unreachable:
+            raise RuntimeError(f"{pod}: AUTHENTICATE:1003:Failed to authenticate")
+
+    unreachable: frozenset[str] = frozenset()
 
 
 class FakeCluster:
@@ -109,6 +113,25 @@ def test_scale_in_drains_then_marks_then_scales_and_spares_claimed_workers():
         ("scale", "af-condor-cpu", 1),
     ]
     assert KEEP == 0
+
+
+def test_a_failed_drain_or_a_remote_group_does_not_stop_the_scale_in():
+    slots = [s for s in map(slot_worker, parse_ads((FIXTURES / "slots_busy.txt").read_text())) if s]
+    pods = [Pod(s.pod, "cpu", "Running", NOW - 7200, False) for s in slots]
+    batch, cluster = FakeBatch([], slots), FakeCluster(pods)
+    batch.unreachable = frozenset({"af-condor-cpu-7d9f-bbbb2"})
+    cycle(SETTINGS, batch, cluster, Memory(surplus_since={"cpu": NOW - 700}), NOW, Metrics())
+    assert len(batch.drained) == 3 and cluster.calls[-1] == ("scale", "af-condor-cpu", 1)
+    # The same workers in an offload group: nobody is asked to drain, the scale-in happens.
+    remote = ControllerSettings(
+        **{
+            **SETTINGS.__dict__,
+            "groups": [GroupSettings("cpu", "af-condor-cpu", 8, 30000, 0, "true", 0, 10, 100, local=False)],
+        }
+    )
+    batch, cluster = FakeBatch([], slots), FakeCluster(pods)
+    cycle(remote, batch, cluster, Memory(surplus_since={"cpu": NOW - 700}), NOW, Metrics())
+    assert batch.drained == [] and cluster.calls[-1] == ("scale", "af-condor-cpu", 1)
 
 
 # --- the Kubernetes adapter against a fake API server --------------------------------------------

@@ -32,7 +32,7 @@ from components.condor import (
 )
 from components.condorconf import autoscaler_identity, daemon_identity
 from components.config import build_config
-from components.config.batch import worker_groups
+from components.config.batch import SCHEDD_PORT, worker_groups
 from components.cvmfs import MOUNT
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -196,18 +196,18 @@ def test_no_secret_in_config_maps_or_rendered_files(shipped, stack):
 def test_central_manager_and_schedd_services_certificates_and_budgets(shipped, stack):
     result = shipped(stack)
     cfg = _cfg(stack)
-    for short, role_file in (("cm", "central-manager.conf"), ("schedd", "submit.conf")):
+    for short, role_file, port in (("cm", "central-manager.conf", PORT), ("schedd", "submit.conf", SCHEDD_PORT)):
         service = by_name(result, f"af-condor-{short}-svc").inputs
         workload = by_name(result, f"af-condor-{short}")
         labels = workload.inputs["spec"]["template"]["metadata"]["labels"]
         assert service["spec"]["selector"] == labels
-        assert service["spec"]["ports"] == [{"name": "condor", "port": PORT, "targetPort": "condor"}]
+        assert service["spec"]["ports"] == [{"name": "condor", "port": port, "targetPort": "condor"}]
         pdb = by_name(result, f"af-condor-{short}-pdb").inputs["spec"]
         assert pdb == {"minAvailable": 1, "selector": {"matchLabels": labels}}
         pod = workload.inputs["spec"]["template"]["spec"]
         assert pod["nodeSelector"] == {"af.infn.it/role-system": "true"}
         container = _container(pod)
-        assert container["ports"] == [{"name": "condor", "containerPort": PORT}]
+        assert container["ports"] == [{"name": "condor", "containerPort": port}]
         for kind in ("requests", "limits"):
             assert set(container["resources"][kind]) == {"cpu", "memory"}
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}

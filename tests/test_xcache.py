@@ -22,10 +22,10 @@ from support.oidc import TestIssuer
 from test_hub import hub_values, manifest
 
 from afctl.mocks import _computed
-from components.cachefiles import HERE as CACHEFILES
-from components.cachefiles.af_credential import proxy_command
 from components.certs import INTERNAL_CA_NAME, subject_hash
 from components.config import build_config
+from components.credfiles import HERE as CREDFILES
+from components.credfiles.af_credential import proxy_command
 from components.xcache import CONFIG_DIR, HTTPS_PORT, PORT, RUNTIME, SERVICE
 from components.xcacheconf import CacheRuntime, render_scitokens_cfg, render_xrootd_cfg
 
@@ -258,7 +258,7 @@ def test_scitokens_cfg_lists_declared_issuers_with_their_paths():
 
 def _run_credential(mode: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(CACHEFILES / "af_credential.py"), mode, "--once"],
+        [sys.executable, str(CREDFILES / "af_credential.py"), mode, "--once"],
         env={"PATH": os.environ["PATH"], **env},
         capture_output=True,
         text=True,

@@ -29,6 +29,8 @@ GPU_START = "TARGET.RequestGpus > 0"
 """Default START of GPU groups: only jobs that ask for GPUs use them."""
 CPU_PREFERENCE, GPU_PREFERENCE = 0, 10
 """Default preferences: CPU groups are tried before GPU groups (offload groups come last)."""
+COLLECTOR_PORT, SCHEDD_PORT = 9618, 9619
+"""Shared ports of the central manager and of the schedd (each published, with offloading)."""
 WANT_OFFLOAD = "WantOffload"
 """The job attribute a job opts in to offloading with (`+WantOffload = True` at submit)."""
 RETIRE_MARGIN_MINUTES = 10

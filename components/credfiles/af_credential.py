@@ -1,10 +1,11 @@
-"""Keep the cache's own upstream credential fresh: the sidecar of every cache server.
+"""Keep a service's own credential fresh: the sidecar of every cache server (its upstream
+credential) and of every offload gateway's virtual kubelet (its token for the interLink API).
 
 Usage: af_credential.py bearer|x509 [--once]. `bearer` fetches a token with IAM's
 client-credentials grant into `$BEARER_TOKEN_FILE`; `x509` makes a proxy from the service
 certificate into `$X509_USER_PROXY` (with `voms-proxy-init` when `$AF_VOMS` is set, else
 `xrdgsiproxy`). It renews every `$AF_REFRESH_SECONDS`, retrying a failure after a minute; the
-cache keeps using the previous credential meanwhile. Standard library only."""
+service keeps using the previous credential meanwhile. Standard library only."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ RETRY_SECONDS = 60
 
 
 def write_private(path: str, data: bytes) -> None:
-    """Replace `path` atomically with a file only the cache's user can read."""
+    """Replace `path` atomically with a file only the service's user can read."""
     directory = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".cred-")
     with os.fdopen(fd, "wb") as handle:
@@ -32,7 +33,7 @@ def write_private(path: str, data: bytes) -> None:
 
 
 def fetch_token(token_url: str, client_id: str, client_secret: str, scopes: str, audience: str | None) -> str:
-    """An access token for the cache itself (client_secret_basic, as IAM expects)."""
+    """An access token for the service itself (client_secret_basic, as IAM expects)."""
     form = {"grant_type": "client_credentials", "scope": scopes}
     if audience:
         form["audience"] = audience
