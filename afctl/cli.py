@@ -12,7 +12,7 @@ from components.config import ConfigError, FacilityConfig, build_config
 from components.config.loader import PROJECT_ROOT
 from components.program import StackConfigError
 
-from . import plan, report
+from . import plan, reference, report
 from .runner import run_program
 from .stackfile import read_stack
 
@@ -67,6 +67,20 @@ def cmd_schema(_: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_reference(args: argparse.Namespace) -> int:
+    text = reference.render()
+    if args.check:
+        current = reference.REFERENCE.read_text(encoding="utf-8") if reference.REFERENCE.exists() else ""
+        if current != text:
+            print(f"{reference.REFERENCE} is out of date: run afctl reference", file=sys.stderr)
+            return EXIT_POLICY
+        return EXIT_OK
+    reference.REFERENCE.parent.mkdir(parents=True, exist_ok=True)
+    reference.REFERENCE.write_text(text, encoding="utf-8")
+    print(f"wrote {reference.REFERENCE}")
+    return EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="afctl", description=__doc__)
     top.add_argument(
@@ -84,6 +98,9 @@ def parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=cmd_validate)
     schema = sub.add_parser("schema", help="print the JSON Schema of the config")
     schema.set_defaults(func=cmd_schema)
+    ref = sub.add_parser("reference", help="write docs/config-reference.md from the config models")
+    ref.add_argument("--check", action="store_true", help="exit 1 if the committed reference is out of date")
+    ref.set_defaults(func=cmd_reference)
     return top
 
 
