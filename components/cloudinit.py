@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, fields, replace
 
-from . import yamltext
-from .config.cluster import K3s
+from . import gpunode, yamltext
+from .config.cluster import GpuSpec, K3s
 
 REDACTED = "[secret]"
 DATA_MOUNT = "/var/lib/af-data"
@@ -65,6 +65,8 @@ class NodeBootstrap:
     taints: list[str] = field(default_factory=list)
     data_volume: bool = False
     ssh_public_keys: list[str] = field(default_factory=list)
+    gpu: GpuSpec | None = None
+    """The node's GPUs (agents only): driver, container runtime and MIG set up before k3s."""
     # Servers only:
     server: bool = False
     cluster_init: bool = False
@@ -95,6 +97,10 @@ def _k3s_config(node: NodeBootstrap) -> dict:
         config["node-label"] = [f"{k}={v}" for k, v in sorted(node.labels.items())]
     if node.taints:
         config["node-taint"] = list(node.taints)
+    if node.gpu is not None:
+        # Every container of a GPU node runs through the NVIDIA runtime (the device plugin
+        # needs it); only containers given GPUs by the device plugin see any.
+        config["default-runtime"] = "nvidia"
     if node.server:
         if node.cluster_init:
             config["cluster-init"] = True
@@ -127,6 +133,14 @@ def _install_k3s(k3s: K3s) -> str:
     )
 
 
+def _k3s_unit(node: NodeBootstrap) -> str:
+    text = _SERVER_UNIT if node.server else _AGENT_UNIT
+    if node.gpu is None:
+        return text
+    checks = "".join(f"{line}\n" for line in gpunode.kubelet_checks())
+    return text.replace("[Service]\n", "[Service]\n" + checks)
+
+
 def render_user_data(node: NodeBootstrap) -> str:
     """`#cloud-config` for one node; deterministic for equal input."""
     unit = "k3s.service" if node.server else "k3s-agent.service"
@@ -136,12 +150,23 @@ def render_user_data(node: NodeBootstrap) -> str:
             files.append(_file(f"{K3S_TLS_DIR}/{name}.crt", pair.cert_pem, "0644"))
             files.append(_file(f"{K3S_TLS_DIR}/{name}.key", pair.key_pem))
         files.append(_file(f"{K3S_TLS_DIR}/service.key", node.service_account_key))
-    files.append(_file(f"/etc/systemd/system/{unit}", _SERVER_UNIT if node.server else _AGENT_UNIT, "0644"))
+    gpu_setup: list[list[str]] = []
+    if node.gpu is not None:
+        files.append(_file(gpunode.SETUP_PATH, gpunode.render_setup(node.gpu), "0755"))
+        gpu_setup.append([gpunode.SETUP_PATH])
+        if node.gpu.mig is not None:
+            mig_unit = f"/etc/systemd/system/{gpunode.MIG_UNIT}"
+            files.append(_file(mig_unit, gpunode.render_mig_unit(node.gpu, before=unit), "0644"))
+            gpu_setup += [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", gpunode.MIG_UNIT]]
+    files.append(_file(f"/etc/systemd/system/{unit}", _k3s_unit(node), "0644"))
 
+    packages = ["curl", "ca-certificates", "nfs-common"]
+    if node.gpu is not None and node.gpu.driver == "install":
+        packages.append("gnupg")  # checks the container toolkit's signing key
     doc: dict = {
         "hostname": node.node_name,
         "package_update": True,
-        "packages": ["curl", "ca-certificates", "nfs-common"],
+        "packages": packages,
         "write_files": files,
     }
     if node.ssh_public_keys:
@@ -151,6 +176,7 @@ def render_user_data(node: NodeBootstrap) -> str:
         doc["fs_setup"] = [{"label": "af-data", "filesystem": "ext4", "device": "/dev/vdb", "partition": "auto"}]
         doc["mounts"] = [["LABEL=af-data", DATA_MOUNT, "ext4", "defaults,nofail", "0", "2"]]
     doc["runcmd"] = [
+        *gpu_setup,
         ["sh", "-c", _install_k3s(node.k3s)],
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", "--now", unit],

@@ -20,6 +20,7 @@ from .readiness import ApiReady
 
 LABEL_PREFIX = "af.infn.it"
 CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane:NoSchedule"
+DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
 
 
 def node_labels(group_name: str, group: NodeGroup) -> dict[str, str]:
@@ -29,6 +30,8 @@ def node_labels(group_name: str, group: NodeGroup) -> dict[str, str]:
     if group.gpu:
         labels.update({"nvidia.com/gpu.present": "true", f"{LABEL_PREFIX}/gpu-model": group.gpu.model})
         labels[f"{LABEL_PREFIX}/gpu-count"] = str(group.gpu.count)
+        # The device plugin's config manager picks the group's entry (time-slicing, MIG) by it.
+        labels[DEVICE_PLUGIN_CONFIG_LABEL] = group_name
     labels.update(group.labels)
     return labels
 
@@ -201,6 +204,7 @@ class Cluster(pulumi.ComponentResource):
                         taints=taints,
                         data_volume=group.volume_gib > 0,
                         ssh_public_keys=ssh_keys,
+                        gpu=group.gpu,
                     )
 
                 filename = f"cloud-init/{group_name}.yaml" if index == 0 else None
@@ -211,7 +215,7 @@ class Cluster(pulumi.ComponentResource):
                 VmSpec(
                     role=group_name,
                     flavor=group.flavor,
-                    image=site.image,
+                    image=group.image or site.image,
                     count=group.count,
                     key_pair=key_pair.name,
                     network_id=network.network_id,

@@ -261,6 +261,12 @@ def render_execute(
     ]
     if group.gpus:
         lines += ["use FEATURE : GPUs"]
+        gpu = group.node_group.gpu if group.node_group else None
+        sharing = gpu.time_slicing if gpu else None
+        if sharing is not None:
+            # The pod sees each time-sliced GPU once; advertise it as the replicas the device
+            # plugin counts, each with its share of the memory.
+            lines += [f"GPU_DISCOVERY_EXTRA = $(GPU_DISCOVERY_EXTRA) -divide {sharing.replicas}"]
     lines += [
         "",
         f'{GROUP_ATTRIBUTE} = "{group.name}"',

@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 
 from . import rendered, yamltext
 from .config import GPU_TAINT_KEY, FacilityConfig
+from .config.gpu import gpu_groups
 from .config.interactive import Cvmfs as CvmfsConfig
 from .workloads import layer_namespace, resources
 
@@ -49,22 +50,25 @@ def render_default_local(cvmfs: CvmfsConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cvmfs_values(cvmfs: CvmfsConfig) -> dict[str, Any]:
-    """The chart's values. The node plugin also runs on GPU nodes, so GPU notebooks get
-    /cvmfs too; the storage class is ours, not the chart's, so consumers can depend on it."""
+def cvmfs_values(cvmfs: CvmfsConfig, gpu_nodes: bool) -> dict[str, Any]:
+    """The chart's values. With `gpu_nodes`, the node plugin also runs on GPU nodes, so GPU
+    notebooks get /cvmfs too; the storage class is ours, not the chart's, so consumers can
+    depend on it."""
     small = resources("10m", "32Mi", "200m", "128Mi")
     client = resources("100m", "256Mi", "2", "2Gi")
+    nodeplugin: dict[str, Any] = {
+        "plugin": {"resources": small},
+        "automount": {"resources": client},
+        "automountReconciler": {"resources": small},
+        "singlemount": {"resources": client},
+        "registrar": {"resources": small},
+    }
+    if gpu_nodes:
+        nodeplugin["tolerations"] = [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
     return {
         "extraConfigMaps": {"cvmfs-csi-default-local": {"default.local": render_default_local(cvmfs)}},
         "cache": {"local": {"cvmfsQuotaLimit": cvmfs.cache_gib * 1024}},
-        "nodeplugin": {
-            "plugin": {"resources": small},
-            "automount": {"resources": client},
-            "automountReconciler": {"resources": small},
-            "singlemount": {"resources": client},
-            "registrar": {"resources": small},
-            "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
-        },
+        "nodeplugin": nodeplugin,
         "controllerplugin": {"plugin": {"resources": small}, "provisioner": {"resources": small}},
         "automountStorageClass": {"create": False},
     }
@@ -102,7 +106,7 @@ class Cvmfs(pulumi.ComponentResource):
         waits: list[pulumi.Resource] = [namespace]
         if cvmfs.squid_proxy:
             waits.append(self._squid(name, [cfg.cluster.pod_cidr, cfg.site.node_cidr], k8s_opts))
-        values = cvmfs_values(cvmfs)
+        values = cvmfs_values(cvmfs, gpu_nodes=bool(gpu_groups(cfg.cluster)))
         rendered.publish("cvmfs", "values.yaml", yamltext.dump(values))
         rendered.publish("cvmfs", "default.local", render_default_local(cvmfs))
         self.release = k8s.helm.v3.Release(

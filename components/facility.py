@@ -11,7 +11,9 @@ from .certs import needed as certs_needed
 from .cluster import Cluster
 from .condor import Condor
 from .config import FacilityConfig
+from .config.gpu import deploys_device_plugin
 from .cvmfs import Cvmfs
+from .gpu import DevicePlugin
 from .hub import Hub
 from .network import Network
 from .offload import Offload
@@ -27,6 +29,7 @@ class Facility(pulumi.ComponentResource):
     api_endpoint: pulumi.Output[str]
     ingress_address: pulumi.Output[str]
     cvmfs: Cvmfs | None
+    gpu: DevicePlugin | None
     hub: Hub | None
     cache: XCache | None
     condor: Condor | None
@@ -62,6 +65,8 @@ class Facility(pulumi.ComponentResource):
         provider = self.k8s_provider
         certs = CertManager(f"{name}-certs", cfg, provider, layer) if certs_needed(cfg) else None
         self.cvmfs = Cvmfs(f"{name}-cvmfs", cfg, provider, layer) if cfg.cvmfs.enabled else None
+        gpu = deploys_device_plugin(cfg.gpu, cfg.cluster)
+        self.gpu = DevicePlugin(f"{name}-gpu", cfg, provider, layer) if gpu else None
         self.cache = None
         if cfg.cache.enabled:
             assert certs is not None

@@ -10,7 +10,7 @@ from typing import Any
 
 from .certs import CA_CERT_DIR, TRUST_CONFIGMAP
 from .cluster import LABEL_PREFIX
-from .config import GPU_TAINT_KEY, FacilityConfig, NodeGroup
+from .config import GPU_TAINT_KEY, FacilityConfig, GpuSpec, NodeGroup
 from .config.interactive import GpuProfile, NotebookProfile
 from .cvmfs import CLAIM, MOUNT
 from .shipped import shipped
@@ -72,11 +72,21 @@ def cpu_profile(profile: NotebookProfile, guarantee_fraction: float) -> dict[str
     }
 
 
+def _gpu_kind(gpu: GpuSpec) -> str:
+    """What one `nvidia.com/gpu` of the group is, as users read it."""
+    model = gpu.model.upper()
+    if gpu.mig is not None:
+        return f"{model} MIG {gpu.mig.profile}"
+    if gpu.time_slicing is not None:
+        return f"{model} time-sliced {gpu.time_slicing.replicas} ways"
+    return model
+
+
 def gpu_profile(group_name: str, group: NodeGroup, shape: GpuProfile, guarantee_fraction: float) -> dict[str, Any]:
     """A KubeSpawner profile pinned to one GPU node group: it asks for the GPUs and tolerates
     the GPU taint; nothing else does."""
     assert group.gpu is not None
-    model = group.gpu.model.upper()
+    model = _gpu_kind(group.gpu)
     return {
         "display_name": f"GPU: {shape.gpus}x {model} ({group_name})",
         "slug": f"gpu-{group_name}",

@@ -252,7 +252,9 @@ def test_mode_existing_skips_flavor_and_quota_checks() -> None:
 
 
 def test_magnum_mode_is_valid() -> None:
-    assert build_config(edit(base(), "cluster.mode", "magnum")).cluster.mode == "magnum"
+    # Magnum nodes boot the template's image: a GPU group's driver must come with it.
+    cfg = edit(base(), "cluster.nodeGroups.gpu.gpu.driver", "preinstalled")
+    assert build_config(edit(cfg, "cluster.mode", "magnum")).cluster.mode == "magnum"
 
 
 def test_hub_disabled_needs_no_identity() -> None:
@@ -373,7 +375,13 @@ BAD_CASES: list[tuple[str, str, Any, str, str]] = [
     ("gpu-count-zero", "cluster.nodeGroups.gpu.gpu.count", 0, "af:cluster.nodeGroups.gpu.gpu.count", "greater than 0"),
     ("gpu-model-label", "cluster.nodeGroups.gpu.gpu.model", "A100", "af:cluster.nodeGroups.gpu.gpu.model", LABEL),
     ("gpu-missing-model", "cluster.nodeGroups.gpu.gpu.model", DELETE, "af:cluster.nodeGroups.gpu.gpu.model", REQUIRED),
-    ("gpu-unknown", "cluster.nodeGroups.gpu.gpu.memory", "80g", "af:cluster.nodeGroups.gpu.gpu.memory", "count, model"),
+    (
+        "gpu-unknown",
+        "cluster.nodeGroups.gpu.gpu.memory",
+        "80g",
+        "af:cluster.nodeGroups.gpu.gpu.memory",
+        "containerToolkitVersion, count, driver, driverBranch, mig, model, timeSlicing",
+    ),
     # K3s
     ("k3s-distribution", "cluster.k3s.distribution", "rke2", "af:cluster.k3s.distribution", "'k3s'"),
     ("k3s-version", "cluster.k3s.version", "1.30.4", "af:cluster.k3s.version", "text matching"),

@@ -565,6 +565,32 @@ def m_gpu_spec_missing(draw: Draw, stack: str) -> Mutation:
     return Mutation("gpu-spec-missing", [loc], (*loc, "gpu"), "a gpu spec", "cross", apply)
 
 
+def m_gpu_sharing(draw: Draw, stack: str) -> Mutation:
+    """A GPU group shared in a way that cannot be: time-slicing and MIG together, replicas out
+    of range, or more MIG instances than a GPU's compute slices."""
+    loc, add, _ = _gpu_group(draw, stack)
+    gpu = (*loc, "gpu")
+    choice = _pick(draw, ["both", "replicas", "slices"])
+    if choice == "both":
+        at, allowed = gpu, "not both"
+        sharing = {"timeSlicing": {"replicas": 4}, "mig": {"profile": "1g.10gb", "instances": 7}}
+    elif choice == "replicas":
+        replicas = draw(st.one_of(st.integers(-3, 1), st.integers(65, 1000)))
+        at, allowed = (*gpu, "timeSlicing", "replicas"), "than or equal to"
+        sharing = {"timeSlicing": {"replicas": replicas}}
+    else:
+        slices = draw(st.integers(2, 7))
+        instances = draw(st.integers(7 // slices + 1, 7))
+        at, allowed = (*gpu, "mig"), "compute slices"
+        sharing = {"mig": {"profile": f"{slices}g.{slices * 10}gb", "instances": instances}}
+
+    def apply(cfg: dict[str, Any]) -> None:
+        add(cfg)
+        get(cfg, gpu).update(copy.deepcopy(sharing))
+
+    return Mutation("gpu-sharing", [loc], at, allowed, "schema", apply, sharing)
+
+
 def m_gpu_model_missing(draw: Draw, stack: str) -> Mutation:
     name, _ = _gpu_flavor(stack)
     loc = ("site", "flavors", name, "gpuModel")
@@ -650,6 +676,7 @@ MUTATIONS: dict[str, Callable[[Draw, str], Mutation]] = {
     "untainted-gpu": m_untainted_gpu,
     "gpu-count": m_gpu_count,
     "gpu-spec-missing": m_gpu_spec_missing,
+    "gpu-sharing": m_gpu_sharing,
     "gpu-model-missing": m_gpu_model_missing,
     "unknown-flavor": m_unknown_flavor,
     "delete-used-flavor": m_delete_used_flavor,

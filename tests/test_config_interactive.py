@@ -94,8 +94,8 @@ def test_gpu_profile_must_fit_every_gpu_group_that_runs_notebooks() -> None:
     assert build_config(edit(cfg, "hub.gpuProfile", {"gpus": 2, "cpu": 15, "memoryGib": 57}), HUB_SECRET)
     for shape in ({"gpus": 3}, {"cpu": 16}, {"memoryGib": 60}):
         bad(edit(cfg, "hub.gpuProfile", shape), "af:hub.gpuProfile", "fits a node of GPU group gpu")
-    # Groups that do not run notebooks do not constrain it.
-    assert build_config(edit(hub_base(), "hub.gpuProfile", {"gpus": 3}), HUB_SECRET)
+    # Groups that do not run notebooks get no profile: a shape declared for none is a mistake.
+    bad(edit(hub_base(), "hub.gpuProfile", {"gpus": 3}), "af:hub.gpuProfile", "no node group has a gpu spec")
 
 
 def test_existing_clusters_skip_the_size_checks() -> None:

@@ -63,16 +63,16 @@ def test_vms_per_node_group(shipped, stack):
     result = shipped(stack)
     cfg = build_config(*stack_values(stack))
     instances = of_type(result, INSTANCE)
-    groups = {**{n: (g.flavor, g.count) for n, g in cfg.cluster.node_groups.items()}}
-    groups["control-plane"] = (cfg.cluster.control_plane.flavor, cfg.cluster.control_plane.count)
-    assert len(instances) == sum(count for _, count in groups.values())
-    for group, (flavor, count) in groups.items():
+    groups = {n: (g.flavor, g.count, g.image or cfg.site.image) for n, g in cfg.cluster.node_groups.items()}
+    groups["control-plane"] = (cfg.cluster.control_plane.flavor, cfg.cluster.control_plane.count, cfg.site.image)
+    assert len(instances) == sum(count for _, count, _ in groups.values())
+    for group, (flavor, count, image) in groups.items():
         members = [i for i in instances if i.inputs["metadata"]["af-role"] == group]
         assert len(members) == count, group
         spread = by_name(result, f"af-cluster-{group}-spread")
         for vm in members:
             assert vm.inputs["flavorName"] == flavor
-            assert vm.inputs["imageName"] == cfg.site.image
+            assert vm.inputs["imageName"] == image
             assert vm.inputs["userData"] == "[secret]"
             assert spread.urn in vm.dependencies
             assert vm.inputs["schedulerHints"][0]["group"].startswith(f"af-cluster-{group}-spread-")
@@ -129,6 +129,22 @@ def test_gpu_group_is_tainted_and_labelled(shipped):
     assert "nvidia.com/gpu.present=true" in text
     assert "af.infn.it/gpu-model=a100" in text
     assert "nvidia.com/gpu" not in result.files["cluster/cloud-init/cpu.yaml"]
+
+
+def test_a_group_image_replaces_the_site_image_for_that_group_only():
+    values, secret = stack_values("dev")
+    values["cluster"]["nodeGroups"]["gpu"] = {
+        "flavor": "g1-a100",
+        "count": 1,
+        "roles": ["batch"],
+        "image": "ubuntu-24.04-nvidia-580",
+        "gpu": {"count": 1, "model": "a100", "driver": "preinstalled"},
+        "taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}],
+    }
+    result = preview_values("dev", values, secret)
+    images = {i.inputs["metadata"]["af-role"]: i.inputs["imageName"] for i in of_type(result, INSTANCE)}
+    site = build_config(values, secret).site.image
+    assert images == {"control-plane": site, "cpu": site, "gpu": "ubuntu-24.04-nvidia-580"}
 
 
 def test_data_volumes_only_where_asked(shipped):

@@ -180,7 +180,8 @@ def worker_groups(
             node_group=group,
             pod_cpus=cpus,
             pod_memory_mib=None if memory_gib is None else math.floor(memory_gib * 1024),
-            gpus=group.gpu.count if group.gpu else 0,
+            # Schedulable GPUs: time-slicing replicas and MIG instances each count as one.
+            gpus=group.gpu.schedulable if group.gpu else 0,
             min_workers=settings.min_workers,
             max_workers=group.count if settings.max_workers is None else settings.max_workers,
             start=settings.start or (GPU_START if gpu else "True"),

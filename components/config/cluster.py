@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, SecretStr
+from pydantic import Field, NonNegativeInt, PositiveInt, SecretStr, model_validator
 
 from .base import Cidr, DnsLabel, Sha256, StrictModel
 
 NodeRole = Literal["system", "interactive", "batch", "cache"]
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
+MIG_COMPUTE_SLICES = 7
+"""Compute slices of the largest MIG-capable GPUs (A100, H100, H200): no GPU fits more instances.
+Smaller ones (A30: 4) are held to their own limit by `nvidia-smi` at boot."""
 
 
 class Taint(StrictModel):
@@ -28,13 +31,79 @@ class Taint(StrictModel):
         return f"{self.key}={self.value}:{self.effect}" if self.value else f"{self.key}:{self.effect}"
 
 
+class TimeSlicing(StrictModel):
+    """GPU time-slicing by the device plugin: each GPU is advertised `replicas` times and the
+    pods given those replicas take turns on it, with no memory or fault isolation."""
+
+    replicas: int = Field(ge=2, le=64)
+    """`nvidia.com/gpu` resources each physical GPU becomes."""
+
+
+class Mig(StrictModel):
+    """Multi-Instance GPU (A100, A30, H100, H200): every GPU of the node is split into
+    `instances` isolated GPU instances of one profile at boot. The device plugin runs MIG
+    strategy `single`, so each instance is one `nvidia.com/gpu`."""
+
+    profile: str = Field(pattern=r"^[1-7]g\.\d{1,3}gb(\+me)?$")
+    """GPU instance profile, for example `1g.10gb` or `3g.40gb` (`nvidia-smi mig -lgip` lists
+    what a GPU offers)."""
+    instances: int = Field(ge=1, le=MIG_COMPUTE_SLICES)
+    """GPU instances per GPU."""
+
+    @model_validator(mode="after")
+    def _fits_the_gpu(self) -> Mig:
+        slices = int(self.profile[0]) * self.instances
+        if slices > MIG_COMPUTE_SLICES:
+            raise ValueError(
+                f"instances that fit the GPU's {MIG_COMPUTE_SLICES} compute slices "
+                f"({self.instances} x {self.profile} takes {slices})"
+            )
+        return self
+
+
 class GpuSpec(StrictModel):
-    """GPUs on each node of a group."""
+    """GPUs on each node of a group, how the node gets its driver, and how the GPUs are shared.
+    Hub GPU profiles and HTCondor GPU workers count the schedulable GPUs (`count` times the
+    time-slicing replicas or MIG instances)."""
 
     count: PositiveInt
     """GPUs per node."""
     model: DnsLabel
-    """GPU model, for example `a100`; becomes the `nvidia.com/gpu.product` selector."""
+    """GPU model, for example `a100`; becomes the `af.infn.it/gpu-model` node label."""
+    driver: Literal["install", "preinstalled"] = "install"
+    """`install`: cloud-init installs the NVIDIA driver and container toolkit at first boot,
+    before Kubernetes starts; `preinstalled`: the group's image already has both (faster boots,
+    required with Secure Boot). Mode `openstack` only: other modes do not run the facility's
+    cloud-init."""
+    driver_branch: str = Field(default="580-server", pattern=r"^\d{3}(-server)?$")
+    """Ubuntu NVIDIA driver branch installed (`nvidia-headless-<branch>`); `580-server` is the
+    long-term support branch."""
+    container_toolkit_version: str = Field(default="1.17.8-1", pattern=r"^\d+\.\d+\.\d+-\d+$")
+    """Pinned NVIDIA container toolkit package version, from NVIDIA's apt repository."""
+    time_slicing: TimeSlicing | None = None
+    """Share each GPU among several pods in turns; omit for whole GPUs."""
+    mig: Mig | None = None
+    """Split each GPU into MIG instances; omit for whole GPUs. Not with `timeSlicing`."""
+
+    @model_validator(mode="after")
+    def _one_way_to_share(self) -> GpuSpec:
+        if self.time_slicing is not None and self.mig is not None:
+            raise ValueError("timeSlicing or mig, not both (time-slicing MIG instances is not supported here)")
+        return self
+
+    @property
+    def per_gpu(self) -> int:
+        """`nvidia.com/gpu` resources one physical GPU becomes."""
+        if self.time_slicing is not None:
+            return self.time_slicing.replicas
+        if self.mig is not None:
+            return self.mig.instances
+        return 1
+
+    @property
+    def schedulable(self) -> int:
+        """`nvidia.com/gpu` resources a node of the group advertises."""
+        return self.count * self.per_gpu
 
 
 class NodeGroup(StrictModel):
@@ -44,6 +113,9 @@ class NodeGroup(StrictModel):
     """Flavor name from `af:site.flavors`."""
     count: NonNegativeInt
     """Number of nodes."""
+    image: str | None = None
+    """Glance image of the group's VMs, for example a GPU-ready image with the NVIDIA driver;
+    omit to use `af:site.image` (mode `openstack`)."""
     roles: list[NodeRole] = Field(default_factory=lambda: ["system"], min_length=1)
     """Workloads the group hosts: system services, notebooks, batch workers, caches."""
     labels: dict[str, str] = Field(default_factory=dict)

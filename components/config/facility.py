@@ -11,6 +11,7 @@ from .batch import FIT_RULE, Autoscaler, Condor, WorkerGroup, WorkerGroupConfig,
 from .cluster import GPU_TAINT_KEY, Cluster
 from .data import Cache, under
 from .errors import Problem, problem
+from .gpu import Gpu, gpu_groups
 from .identity import WLCG_GROUPS_CLAIM, Identity
 from .interactive import CertManager, Cvmfs, Hub
 from .offload import Offload
@@ -26,6 +27,8 @@ class FacilityConfig(StrictModel):
     """The OpenStack site."""
     cluster: Cluster
     """The Kubernetes cluster."""
+    gpu: Gpu = Field(default_factory=Gpu)
+    """The NVIDIA device plugin for the node groups with GPUs."""
     identity: Identity | None = None
     """The OIDC provider; required by the hub, HTCondor user auth and cache token auth."""
     hub: Hub = Field(default_factory=Hub)
@@ -114,6 +117,63 @@ def _gpu_problems(cfg: FacilityConfig) -> list[Problem]:
                     f"GPU groups tainted {GPU_TAINT_KEY}=present:NoSchedule, so CPU-only pods stay off",
                 )
             )
+        if cfg.cluster.mode == "magnum" and group.gpu.driver == "install":
+            found.append(
+                problem(
+                    (*loc, "gpu", "driver"),
+                    group.gpu.driver,
+                    "preinstalled in cluster mode magnum: its nodes boot the template's image without the "
+                    "facility's cloud-init, so the image must have the driver and container toolkit",
+                )
+            )
+    # Per-group images exist for GPU-ready images; Magnum has one image for the whole cluster.
+    for name, group in cfg.cluster.node_groups.items():
+        if cfg.cluster.mode == "magnum" and group.image is not None:
+            found.append(
+                problem(
+                    ("cluster", "nodeGroups", name, "image"),
+                    group.image,
+                    "no per-group image in cluster mode magnum: nodes boot af:cluster.magnum.image",
+                )
+            )
+    if cfg.gpu.device_plugin and not gpu_groups(cfg.cluster):
+        found.append(problem(("gpu", "devicePlugin"), True, "true only when a node group has a gpu spec"))
+    return found + _hub_gpu_problems(cfg)
+
+
+def _hub_gpu_problems(cfg: FacilityConfig) -> list[Problem]:
+    """GPU profiles are generated per GPU group with role interactive: a declared shape needs
+    such a group, and must fit each one's schedulable GPUs (time-slicing and MIG multiply them)
+    and, where flavors are known, its nodes."""
+    hub = cfg.hub
+    if not hub.enabled:
+        return []
+    shape = hub.gpu_profile
+    groups = {
+        name: group
+        for name, group in sorted(cfg.cluster.node_groups.items())
+        if group.gpu is not None and "interactive" in group.roles
+    }
+    loc = ("hub", "gpuProfile")
+    shown = f"{shape.gpus} GPUs, {shape.cpu:g} cores, {shape.memory_gib:g} GiB"
+    if not groups:
+        if "gpu_profile" in hub.model_fields_set:
+            return [problem(loc, shown, "no GPU profile: no node group has a gpu spec and role interactive")]
+        return []
+    found: list[Problem] = []
+    for name, group in groups.items():
+        assert group.gpu is not None
+        flavor = cfg.site.flavors.get(group.flavor) if cfg.cluster.mode != "existing" else None
+        too_many = shape.gpus > group.gpu.schedulable
+        if too_many or (flavor is not None and not fits(shape.cpu, shape.memory_gib, flavor)):
+            found.append(
+                problem(
+                    loc,
+                    shown,
+                    f"a size that fits a node of GPU group {name} "
+                    f"({group.gpu.schedulable} schedulable GPUs; {FIT_RULE})",
+                )
+            )
     return found
 
 
@@ -194,7 +254,8 @@ def _identity_problems(cfg: FacilityConfig) -> list[Problem]:
 
 
 def _hub_problems(cfg: FacilityConfig) -> list[Problem]:
-    """The certificate source is complete, and every profile fits a node that can run it."""
+    """The certificate source is complete, and every CPU profile fits an interactive CPU node
+    (GPU profiles: `_hub_gpu_problems`)."""
     hub = cfg.hub
     if not hub.enabled:
         return []
@@ -225,18 +286,6 @@ def _hub_problems(cfg: FacilityConfig) -> list[Problem]:
                     ("hub", "profiles", index),
                     f"{profile.name}: {profile.cpu} cores, {profile.memory_gib} GiB",
                     f"a size that fits an interactive CPU node with room for system pods ({FIT_RULE})",
-                )
-            )
-    gpu = hub.gpu_profile
-    for name, (group, flavor) in sorted(interactive.items()):
-        if group.gpu is None or flavor is None:
-            continue
-        if gpu.gpus > group.gpu.count or not fits(gpu.cpu, gpu.memory_gib, flavor):
-            found.append(
-                problem(
-                    ("hub", "gpuProfile"),
-                    f"{gpu.gpus} GPUs, {gpu.cpu} cores, {gpu.memory_gib} GiB",
-                    f"a size that fits a node of GPU group {name} ({group.gpu.count} GPUs; {FIT_RULE})",
                 )
             )
     return found
