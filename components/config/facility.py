@@ -14,6 +14,7 @@ from .errors import Problem, problem
 from .identity import WLCG_GROUPS_CLAIM, Identity
 from .interactive import CertManager, Cvmfs, Hub
 from .layers import Offload
+from .policy import PolicySettings
 from .site import Site
 
 
@@ -42,6 +43,8 @@ class FacilityConfig(StrictModel):
     """Worker autoscaler."""
     offload: Offload = Field(default_factory=Offload)
     """HPC offload gateways."""
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    """Inputs of the policy pack: production or not, enforcement levels, public ports."""
 
 
 @dataclass(frozen=True)
