@@ -50,6 +50,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "cacheTokenAuth": {"type": "boolean", "description": "The cache must require tokens from clients"},
     "privilegedAllowList": {**_STRINGS, "description": "Workloads (namespace/name) allowed host access"},
     "criticalWorkloads": {**_STRINGS, "description": "Workloads (namespace/name) that need a PodDisruptionBudget"},
+    "clusterRbacAllowList": {**_STRINGS, "description": "ClusterRoles (by name) a node agent may hold"},
     "secretMarkers": {
         "type": "boolean",
         "description": 'Pulumi secrets show as "[secret]" (the offline plan); the engine hands packs decrypted values',
@@ -76,6 +77,7 @@ class Facts:
     cache_token_auth: bool = True
     privileged_allow: tuple[str, ...] = DEFAULT_PRIVILEGED_ALLOW
     critical_workloads: tuple[str, ...] = DEFAULT_CRITICAL
+    cluster_rbac_allow: tuple[str, ...] = ()
     secret_markers: bool = False
 
 
@@ -96,6 +98,7 @@ def facts_from(config: Mapping[str, Any]) -> Facts:
         cache_token_auth=bool(config.get("cacheTokenAuth", True)),
         privileged_allow=tuple(config.get("privilegedAllowList") or DEFAULT_PRIVILEGED_ALLOW),
         critical_workloads=tuple(config.get("criticalWorkloads") or DEFAULT_CRITICAL),
+        cluster_rbac_allow=tuple(config.get("clusterRbacAllowList") or ()),
         secret_markers=bool(config.get("secretMarkers", False)),
     )
 
@@ -122,4 +125,5 @@ def stack_facts(cfg: FacilityConfig) -> dict[str, Any]:
         "cacheTokenAuth": cfg.cache.enabled and cfg.cache.token_auth,
         "privilegedAllowList": list(DEFAULT_PRIVILEGED_ALLOW),
         "criticalWorkloads": list(DEFAULT_CRITICAL),
+        "clusterRbacAllowList": [],
     }

@@ -143,8 +143,9 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "rbac-namespaced",
-        "RBAC is namespaced: Roles and RoleBindings, no ClusterRole.",
+        "RBAC is namespaced: Roles and RoleBindings, no ClusterRole outside the allow-list.",
         MANDATORY,
+        ("clusterRbacAllowList",),
         resource=workloads.rbac_namespaced,
     ),
     Rule(

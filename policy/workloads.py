@@ -247,10 +247,20 @@ def gpu_nodes_tainted(resource: Resource, facts: Facts) -> list[str]:
 
 
 def rbac_namespaced(resource: Resource, facts: Facts) -> list[str]:
-    """RBAC stays in a namespace: Roles and RoleBindings, never ClusterRoles or bindings to one."""
+    """RBAC stays in a namespace: Roles and RoleBindings, never ClusterRoles or bindings to one,
+    unless the ClusterRole is allow-listed (`clusterRbacAllowList`: a node agent's, which must
+    see nodes)."""
     if resource.type in CLUSTER_WIDE:
+        role = dig(resource.props, "roleRef", "name") if resource.type.endswith("Binding") else None
+        if (role or dig(resource.props, "metadata", "name")) in facts.cluster_rbac_allow:
+            return []
         return [f"{label(resource)} grants rights in every namespace: use a Role and a RoleBinding in the namespace"]
-    if resource.type == f"{RBAC}:RoleBinding" and dig(resource.props, "roleRef", "kind") == "ClusterRole":
+    role_ref = dig(resource.props, "roleRef") or {}
+    if (
+        resource.type == f"{RBAC}:RoleBinding"
+        and role_ref.get("kind") == "ClusterRole"
+        and role_ref.get("name") not in facts.cluster_rbac_allow
+    ):
         return [
             f"{label(resource)} binds ClusterRole {dig(resource.props, 'roleRef', 'name')}: bind a Role of the "
             "namespace that grants only what the workload does"

@@ -546,6 +546,7 @@ def test_a_cluster_role_is_reported_where_the_program_emits_a_role(plans, config
     cluster_wide = {**copy.deepcopy(role), "type": "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"}
     (message,) = judge("rbac-namespaced", cluster_wide, props)
     assert message.startswith("ClusterRole condor/af-autoscaler grants rights in every namespace")
+    assert judge("rbac-namespaced", cluster_wide, {**props, "clusterRbacAllowList": ["af-autoscaler"]}) == []
 
 
 def test_a_declared_public_port_may_be_open_to_the_world(plans, configs):
