@@ -1,4 +1,4 @@
-"""`afctl`: offline preview, validation and schema of the facility's stacks."""
+"""`afctl`: offline preview, validation, policy check and schema of the facility's stacks."""
 
 from __future__ import annotations
 
@@ -11,12 +11,16 @@ from pathlib import Path
 from components.config import ConfigError, FacilityConfig, build_config
 from components.config.loader import PROJECT_ROOT
 from components.program import StackConfigError
+from policy.offline import evaluate, mandatory, report_text
+from policy.packconfig import pack_config, pack_config_json
+from policy.rules import RULES
 
 from . import plan, reference, report
 from .runner import run_program
 from .stackfile import read_stack
 
 EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2
+POLICY_CONFIG = "policy-config.json"
 
 
 def _fail_config(error: ConfigError) -> int:
@@ -40,16 +44,27 @@ def _load(args: argparse.Namespace) -> tuple[dict, set[str], FacilityConfig]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     _, _, cfg = _load(args)
+    pack_config(cfg)  # rule names in af:policy.enforcement
     groups = ", ".join(f"{n} x{g.count}" for n, g in sorted(cfg.cluster.node_groups.items()))
     print(f"{args.stack}: valid ({cfg.cluster.mode} cluster at {cfg.site.name}; node groups {groups})")
     return EXIT_OK
 
 
+def _policy(document: dict, config: dict) -> int:
+    """Print the pack's verdict on a plan; exit 1 on a mandatory violation."""
+    violations = evaluate(document, config)
+    print(report_text(violations, len(RULES)))
+    return EXIT_POLICY if mandatory(violations) else EXIT_OK
+
+
 def cmd_preview(args: argparse.Namespace) -> int:
     values, secret, cfg = _load(args)
+    config = pack_config(cfg)
     result = run_program(args.stack, values, secret)
     out = Path(args.out) if args.out else Path("build") / args.stack
     plan.write_plan(result, out)
+    # The same pack config serves `pulumi preview --policy-pack policy --policy-pack-config …`.
+    (out / POLICY_CONFIG).write_text(pack_config_json(cfg), encoding="utf-8")
     custom = [r for r in result.registrations if r.custom]
     print(report.tree(result.registrations))
     print()
@@ -57,7 +72,25 @@ def cmd_preview(args: argparse.Namespace) -> int:
     print()
     kinds = Counter(r.type for r in custom)
     print(f"{len(custom)} resources ({len(kinds)} types), {len(result.files)} rendered files -> {out}")
-    return EXIT_OK
+    print()
+    return _policy(plan.plan_document(result), config)
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    if args.list:
+        for rule in RULES:
+            print(f"{rule.name:34} {rule.level.value:9}  {rule.description}")
+        return EXIT_OK
+    if not args.stack:
+        print("afctl policy: give a STACK (or --list)", file=sys.stderr)
+        return EXIT_CONFIG
+    _, _, cfg = _load(args)
+    config = pack_config(cfg)
+    path = Path(args.plan) if args.plan else Path("build") / args.stack / "plan.json"
+    if not path.is_file():
+        print(f"plan: got no file at {path}; allowed: a plan written by afctl preview {args.stack}", file=sys.stderr)
+        return EXIT_CONFIG
+    return _policy(json.loads(path.read_text(encoding="utf-8")), config)
 
 
 def cmd_schema(_: argparse.Namespace) -> int:
@@ -96,6 +129,11 @@ def parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a stack's config only")
     validate.add_argument("stack")
     validate.set_defaults(func=cmd_validate)
+    policy = sub.add_parser("policy", help="evaluate the policy pack on the plan afctl preview recorded")
+    policy.add_argument("stack", nargs="?")
+    policy.add_argument("--plan", help="plan.json to judge (default build/STACK/plan.json)")
+    policy.add_argument("--list", action="store_true", help="list the rules and their default levels")
+    policy.set_defaults(func=cmd_policy)
     schema = sub.add_parser("schema", help="print the JSON Schema of the config")
     schema.set_defaults(func=cmd_schema)
     ref = sub.add_parser("reference", help="write docs/config-reference.md from the config models")

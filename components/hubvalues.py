@@ -198,11 +198,17 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
             "nodeSelector": dict(SYSTEM_NODES),
             "resources": resources("200m", "512Mi", "1", "1Gi"),
             "db": {"type": "sqlite-pvc", "pvc": {"storage": "1Gi"}},
+            # The chart leaves its budgets off; a drain must move the single hub deliberately.
+            "pdb": {"enabled": True, "minAvailable": 1},
         },
         "proxy": {
             "service": {"type": "ClusterIP"},
             "https": {"enabled": False},
-            "chp": {"nodeSelector": dict(SYSTEM_NODES), "resources": resources("100m", "128Mi", "500m", "512Mi")},
+            "chp": {
+                "nodeSelector": dict(SYSTEM_NODES),
+                "resources": resources("100m", "128Mi", "500m", "512Mi"),
+                "pdb": {"enabled": True, "minAvailable": 1},
+            },
         },
         "singleuser": {
             "image": _image(hub.notebook_image),

@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_openstack as openstack
 
+ROLE_METADATA = "af-role"
+"""Instance metadata naming the VM's role: `control-plane` or its node group."""
+TAINTS_METADATA = "af-node-taints"
+"""Instance metadata listing the taints the node registers with, comma-separated."""
+
 
 @dataclass(frozen=True)
 class VmSpec:
@@ -29,6 +34,9 @@ class VmSpec:
     volume_type: str | None = None
     keep_bootstrap: bool = False
     """Ignore later user-data changes: replacing a control-plane VM loses its etcd member."""
+    taints: list[str] = field(default_factory=list)
+    """Taints the node registers with (`key=value:Effect`), declared in the VM's metadata too:
+    the user-data that applies them is a secret, the policy pack and operators read them here."""
 
 
 class NodePool(pulumi.ComponentResource):
@@ -79,7 +87,11 @@ class NodePool(pulumi.ComponentResource):
                 networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
                 scheduler_hints=[openstack.compute.InstanceSchedulerHintArgs(group=self.server_group.id)],
                 user_data=user_data(index),
-                metadata={"af-role": spec.role, "af-index": str(index)},
+                metadata={
+                    ROLE_METADATA: spec.role,
+                    "af-index": str(index),
+                    **({TAINTS_METADATA: ",".join(spec.taints)} if spec.taints else {}),
+                },
                 opts=pulumi.ResourceOptions.merge(
                     child, pulumi.ResourceOptions(ignore_changes=["userData"] if spec.keep_bootstrap else None)
                 ),

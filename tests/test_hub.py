@@ -234,3 +234,11 @@ def test_kubernetes_validate_catches_a_broken_claim(shipped):
     claim["spec"]["accessModes"] = "ReadOnlyMany"  # a string where a list belongs
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(claim, "1.36.2", strict=True)
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_the_hub_and_its_proxy_have_disruption_budgets(shipped, stack):
+    """The chart leaves both budgets off; a node drain must not evict the single hub or proxy."""
+    values = by_name(shipped(stack), "af-hub-chart").inputs["values"]
+    assert values["hub"]["pdb"] == {"enabled": True, "minAvailable": 1}
+    assert values["proxy"]["chp"]["pdb"] == {"enabled": True, "minAvailable": 1}

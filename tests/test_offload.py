@@ -20,6 +20,7 @@ from support.gateways import galileo, leonardo
 from test_condor_config import condor_params
 from test_hub import manifest
 
+from afctl import plan
 from components.condorfiles.af_store_token import store
 from components.config import build_config
 from components.config.batch import COLLECTOR_PORT, SCHEDD_PORT
@@ -32,6 +33,8 @@ from components.offloadconf import (
     SlurmPluginConfig,
     VirtualKubeletConfig,
 )
+from policy.offline import evaluate
+from policy.packconfig import pack_config
 
 SECRETS = ("leonardo-client-secret-value", "galileo-static-token-value")
 RULE = "openstack:networking/secGroupRule:SecGroupRule"
@@ -265,3 +268,14 @@ def test_the_minted_token_is_patched_into_its_secret(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_stack_with_gateways_passes_every_policy_rule(result):
+    """The virtual kubelets' ClusterRoles are the node-level RBAC the declared gateways need."""
+    violations = evaluate(plan.plan_document(result), pack_config(build_config(*with_gateways())))
+    assert violations == []
+    # Only those: another ClusterRole is still refused.
+    other = plan.plan_document(result)
+    role = next(r for r in other["resources"] if r["name"] == "af-offload-leonardo-role")
+    role["inputs"]["metadata"]["name"] = "someone-elses-role"
+    assert [v.rule for v in evaluate(other, pack_config(build_config(*with_gateways())))] == ["rbac-namespaced"]

@@ -15,6 +15,7 @@ from .gpu import Gpu, gpu_groups
 from .identity import WLCG_GROUPS_CLAIM, Identity
 from .interactive import CertManager, Cvmfs, Hub
 from .offload import Offload
+from .policy import PolicySettings
 from .site import Site
 
 
@@ -45,6 +46,8 @@ class FacilityConfig(StrictModel):
     """Worker autoscaler."""
     offload: Offload = Field(default_factory=Offload)
     """HPC offload gateways."""
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    """Inputs of the policy pack: production or not, enforcement levels, public ports."""
 
 
 @dataclass(frozen=True)
