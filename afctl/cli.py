@@ -15,7 +15,7 @@ from policy.offline import evaluate, mandatory, report_text
 from policy.packconfig import pack_config, pack_config_json
 from policy.rules import RULES
 
-from . import plan, reference, report
+from . import graph, plan, reference, report
 from .runner import run_program
 from .stackfile import read_stack
 
@@ -93,6 +93,19 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return _policy(json.loads(path.read_text(encoding="utf-8")), config)
 
 
+def cmd_graph(args: argparse.Namespace) -> int:
+    values, secret, cfg = _load(args)
+    document = plan.plan_document(run_program(args.stack, values, secret))
+    text = graph.dot(graph.picture(document, cfg))
+    out = Path(args.out) if args.out else Path("build") / args.stack
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "graph.dot").write_text(text, encoding="utf-8")
+    for fmt in ("svg", "png"):
+        (out / f"graph.{fmt}").write_bytes(graph.render(text, fmt))
+    print(f"{args.stack}: graph.dot, graph.svg, graph.png -> {out}")
+    return EXIT_OK
+
+
 def cmd_schema(_: argparse.Namespace) -> int:
     schema = FacilityConfig.model_json_schema(by_alias=True)
     schema["title"] = "Analysis facility stack config (Pulumi namespace af)"
@@ -136,6 +149,10 @@ def parser() -> argparse.ArgumentParser:
     policy.set_defaults(func=cmd_policy)
     schema = sub.add_parser("schema", help="print the JSON Schema of the config")
     schema.set_defaults(func=cmd_schema)
+    picture = sub.add_parser("graph", help="draw what a stack builds (SVG and PNG, with Graphviz)")
+    picture.add_argument("stack")
+    picture.add_argument("--out", help="output directory (default build/STACK)")
+    picture.set_defaults(func=cmd_graph)
     ref = sub.add_parser("reference", help="write docs/config-reference.md from the config models")
     ref.add_argument("--check", action="store_true", help="exit 1 if the committed reference is out of date")
     ref.set_defaults(func=cmd_reference)

@@ -1,0 +1,226 @@
+"""`afctl graph STACK`: a picture of what a stack builds, from its plan (what exists) and its
+config (sizes, roles and where things connect): the site's VMs by node group, the platform's
+workloads by namespace placed on the node groups they run on, the services outside (IAM, the
+data federation, CVMFS, HPC centres) and the flows between them. DOT text is built by pure
+functions; Graphviz's `dot` (Debian `graphviz`) turns it into SVG and PNG."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from components.config import FacilityConfig
+
+WORKLOAD_TYPES = {
+    "kubernetes:apps/v1:Deployment": "Deployment",
+    "kubernetes:apps/v1:StatefulSet": "StatefulSet",
+    "kubernetes:apps/v1:DaemonSet": "DaemonSet",
+    "kubernetes:batch/v1:Job": "Job",
+    "kubernetes:helm.sh/v3:Release": "Helm chart",
+}
+NODE_POOL = "af:infra:NodePool"
+LAYER_COLOURS = {
+    "jupyterhub": "#fde2b8",
+    "condor": "#d7ecd9",
+    "xcache": "#d6e6f5",
+    "cvmfs": "#eadcf2",
+    "interlink": "#f6d5d5",
+}
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    kind: str
+    namespace: str
+    label: str
+
+
+@dataclass
+class Picture:
+    """What the picture shows, gathered from the plan; `dot()` draws it."""
+
+    stack: str
+    site: str
+    node_groups: dict[str, str] = field(default_factory=dict)
+    """Node group -> its label (count x flavor, roles, GPUs)."""
+    workloads: list[Workload] = field(default_factory=list)
+    external: dict[str, str] = field(default_factory=dict)
+    """Id -> label of things outside the facility."""
+    edges: list[tuple[str, str, str, str]] = field(default_factory=list)
+    """(from, to, label, style)."""
+
+
+def _id(*parts: str) -> str:
+    return "_".join(p.replace("-", "_").replace(".", "_").replace(":", "_").replace("/", "_") for p in parts)
+
+
+def workloads(resources: Iterable[Mapping[str, Any]]) -> list[Workload]:
+    """Every Deployment, StatefulSet, DaemonSet, Job and Helm release of the plan."""
+    found = []
+    for r in resources:
+        kind = WORKLOAD_TYPES.get(r["type"])
+        if kind is None:
+            continue
+        inputs = r["inputs"]
+        if kind == "Helm chart":
+            name = str(inputs.get("name") or r["name"])
+            namespace = str(inputs.get("namespace", "default"))
+            label = f"{name}\\n{str(inputs.get('chart', '')).rsplit('/', 1)[-1]} {inputs.get('version', '')}"
+        else:
+            meta = inputs.get("metadata") or {}
+            name, namespace = str(meta.get("name", r["name"])), str(meta.get("namespace", "default"))
+            label = f"{name}\\n{kind}"
+        found.append(Workload(name, kind, namespace, label))
+    return sorted(found, key=lambda w: (w.namespace, w.name))
+
+
+def node_group_label(name: str, cfg: FacilityConfig) -> str:
+    group = cfg.cluster.node_groups[name]
+    lines = [name, f"{group.count} x {group.flavor}", "roles: " + ", ".join(group.roles)]
+    if group.gpu:
+        lines.append(f"{group.gpu.count} GPU {group.gpu.model} per node")
+    return "\\n".join(lines)
+
+
+def picture(plan: Mapping[str, Any], cfg: FacilityConfig) -> Picture:
+    """The stack's picture: nodes from the plan, sizes and connections from the config."""
+    resources = plan["resources"]
+    pic = Picture(plan["stack"], cfg.site.name)
+    for r in resources:
+        if r["type"] == NODE_POOL:
+            group = r["name"].removeprefix("af-cluster-")
+            if group == "control-plane":
+                cp = cfg.cluster.control_plane
+                pic.node_groups[group] = f"control plane\\n{cp.count} x {cp.flavor}"
+            else:
+                pic.node_groups[group] = node_group_label(group, cfg)
+    if cfg.cluster.mode != "openstack":
+        for group in cfg.cluster.node_groups:
+            pic.node_groups.setdefault(group, node_group_label(group, cfg) + f"\\n({cfg.cluster.mode})")
+    pic.workloads = workloads(resources)
+    names = {w.name for w in pic.workloads}
+    _connect(pic, cfg, names)
+    return pic
+
+
+def _connect(pic: Picture, cfg: FacilityConfig, names: set[str]) -> None:
+    """External services, the flows a person would want to see, and where workloads run."""
+    edge = pic.edges.append
+    pic.external["users"] = "physicists\\n(browser)"
+    if cfg.identity:
+        pic.external["iam"] = f"INDIGO-IAM\\n{cfg.identity.issuer}"
+    if cfg.cvmfs.enabled:
+        pic.external["stratum1"] = "CVMFS Stratum-1\\n" + "\\n".join(cfg.cvmfs.repositories[:3])
+    if cfg.cache.enabled and cfg.cache.origin:
+        pic.external["federation"] = f"data federation\\n{cfg.cache.origin}"
+    for gw, gateway in sorted(cfg.offload.gateways.items()):
+        pic.external[f"hpc_{gw}"] = f"HPC centre {gw}\\n{gateway.endpoint}\\nSlurm {gateway.slurm.partition}"
+
+    def w(name: str) -> str | None:
+        return _id("w", name) if name in names else None
+
+    def in_namespace(namespace: str) -> str | None:
+        return next((_id("w", x.name) for x in pic.workloads if x.namespace == namespace), None)
+
+    hub, cvmfs, gpu = in_namespace("jupyterhub"), in_namespace("cvmfs"), in_namespace("nvidia-device-plugin")
+    schedd, cm, cache = w("af-condor-schedd"), w("af-condor-cm"), w("af-xcache")
+    if hub:
+        edge(("x_users", hub, "HTTPS login", "bold"))
+        if cfg.identity:
+            edge((hub, "x_iam", "OIDC", "dashed"))
+        if schedd:
+            edge((hub, schedd, "submit (IAM token)", "solid"))
+        if cache:
+            edge((hub, cache, "root:// reads", "solid"))
+        if cvmfs:
+            edge((cvmfs, hub, "/cvmfs", "dotted"))
+    if cm and schedd:
+        edge((schedd, cm, "matchmaking", "solid"))
+    workers = {g: w(f"af-condor-worker-{g}") for g in [*cfg.cluster.node_groups, *cfg.offload.gateways]}
+    for worker in filter(None, workers.values()):
+        if cm:
+            edge((worker, cm, "advertise", "dashed"))
+    for group in cfg.cluster.node_groups:
+        if (worker := workers[group]) and cache:
+            edge((worker, cache, "job reads", "solid"))
+    if cache and "federation" in pic.external:
+        edge((cache, "x_federation", "misses (service token)", "bold"))
+    if cvmfs and "stratum1" in pic.external:
+        edge(("x_stratum1", cvmfs, "HTTP", "dashed"))
+    if autoscaler := w("af-autoscaler"):
+        if cm:
+            edge((autoscaler, cm, "reads queue and slots", "dashed"))
+        for worker in filter(None, workers.values()):
+            edge((autoscaler, worker, "scales", "dotted"))
+    for gw in cfg.offload.gateways:
+        vk, worker = w(f"af-vk-{gw}"), workers[gw]
+        if vk:
+            edge((vk, f"x_hpc_{gw}", "interLink API (token)", "bold"))
+        if worker and vk:
+            edge((worker, vk, "runs on its virtual node", "dotted"))
+    # Where things run, in grey: each batch group's workers, notebooks, caches, GPU agents.
+    for group, spec in cfg.cluster.node_groups.items():
+        target = _id("ng", group)
+        if worker := workers.get(group):
+            edge((worker, target, "runs on", "place"))
+        if hub and "interactive" in spec.roles:
+            edge((hub, target, "notebooks", "place"))
+        if cache and "cache" in spec.roles:
+            edge((cache, target, "runs on", "place"))
+        if gpu and spec.gpu is not None:
+            edge((gpu, target, "GPU nodes", "place"))
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', '\\"') + '"'
+
+
+def dot(pic: Picture) -> str:
+    """The DOT text: infrastructure at the bottom, namespaces above, the outside world around."""
+    out = [
+        f"digraph {_quote('af-' + pic.stack)} {{",
+        "  graph [rankdir=LR, fontname=Helvetica, fontsize=12, newrank=true, compound=true, ranksep=0.9,"
+        f" label={_quote(f'Analysis facility {pic.stack} at {pic.site}')}, labelloc=t];",
+        '  node [fontname=Helvetica, fontsize=10, shape=box, style="rounded,filled", fillcolor=white];',
+        "  edge [fontname=Helvetica, fontsize=9];",
+        '  subgraph cluster_outside { label="outside the facility"; style=dashed;',
+    ]
+    for key, label in pic.external.items():
+        out.append(f'    {_id("x", key)} [label={_quote(label)}, shape=ellipse, fillcolor="#f2f2f2"];')
+    out.append("  }")
+    out.append(f"  subgraph cluster_site {{ label={_quote(f'OpenStack project at {pic.site}')}; style=rounded;")
+    for group, label in pic.node_groups.items():
+        out.append(f'    {_id("ng", group)} [label={_quote(label)}, shape=box3d, fillcolor="#eeeeee"];')
+    out.append("  }")
+    out.append('  subgraph cluster_k8s { label="Kubernetes"; style=rounded;')
+    for namespace in sorted({w.namespace for w in pic.workloads}):
+        colour = LAYER_COLOURS.get(namespace, "#ffffff")
+        out.append(f"    subgraph {_quote('cluster_ns_' + namespace)} {{ label={_quote('namespace ' + namespace)};")
+        out.append(f"      style=filled; fillcolor={_quote(colour)};")
+        for w in (w for w in pic.workloads if w.namespace == namespace):
+            out.append(f"      {_id('w', w.name)} [label={_quote(w.label)}];")
+        out.append("    }")
+    out.append("  }")
+    for source, target, label, style in pic.edges:
+        if style == "place":
+            grey = '"#999999"'
+            out.append(f"  {source} -> {target} [label={_quote(label)}, style=dotted, color={grey}, fontcolor={grey}];")
+        else:
+            out.append(f"  {source} -> {target} [label={_quote(label)}, style={style}];")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def render(text: str, fmt: str) -> bytes:
+    """`dot -T<fmt>` of the DOT text."""
+    binary = shutil.which("dot")
+    if binary is None:
+        raise RuntimeError("Graphviz's dot is not installed (Debian package graphviz; `make test` installs it)")
+    done = subprocess.run([binary, f"-T{fmt}"], input=text.encode(), capture_output=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"dot failed: {done.stderr.decode(errors='replace')}")
+    return done.stdout
