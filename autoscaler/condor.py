@@ -82,6 +82,10 @@ class Slot:
     free: Resources
     name: str
     """The startd's name, for draining it."""
+    jobs: int = 0
+    """Running claims (dynamic slots): one per running job."""
+    cpus: float = 0.0
+    """Cores of the whole slot, claimed or not."""
 
 
 def slot_worker(ad: classad2.ClassAd) -> Slot | None:
@@ -90,8 +94,10 @@ def slot_worker(ad: classad2.ClassAd) -> Slot | None:
         return None
     pod = str(ad.get(POD_ATTRIBUTE) or str(ad.get("Machine", ad.get("Name", ""))).split("@")[-1].split(".")[0])
     free = Resources(_number(ad, "Cpus"), _number(ad, "Memory"), _number(ad, "GPUs"))
-    claimed = int(ad.get("NumDynamicSlots", 0)) > 0 or free.cpus < _number(ad, "TotalSlotCpus", free.cpus)
-    return Slot(pod, str(ad[GROUP_ATTRIBUTE]), claimed, free, str(ad.get("Name", pod)))
+    jobs = int(ad.get("NumDynamicSlots", 0))
+    total = _number(ad, "TotalSlotCpus", free.cpus)
+    claimed = jobs > 0 or free.cpus < total
+    return Slot(pod, str(ad[GROUP_ATTRIBUTE]), claimed, free, str(ad.get("Name", pod)), jobs, total)
 
 
 class HTCondorBatch:  # pragma: no cover - needs a pool; the conversions above are tested

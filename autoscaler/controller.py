@@ -83,7 +83,8 @@ def cycle(
 ) -> Memory:
     """One planning cycle; the memory for the next."""
     start = clock()
-    workers = observe(cluster.worker_pods(), batch.slots())
+    slots = batch.slots()
+    workers = observe(cluster.worker_pods(), slots)
     plan = planner.plan(
         settings.planner_groups(),
         workers,
@@ -96,7 +97,7 @@ def cycle(
     for ac_id, idle in plan.unmatched:
         log.warning("autocluster %d: %d idle jobs match no worker group", ac_id, idle)
     apply(plan, settings, workers, batch, cluster)
-    metrics.record(plan, clock() - start)
+    metrics.record(plan, clock() - start, slots)
     return plan.memory
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from .condor import Slot
 from .model import Plan
 
 HELP = {
@@ -14,6 +16,9 @@ HELP = {
     "af_autoscaler_unserved_jobs": ("gauge", "Idle jobs whose matching groups are all at their limits."),
     "af_autoscaler_workers_desired": ("gauge", "Workers the planner wants in the group."),
     "af_autoscaler_workers_actual": ("gauge", "Worker pods of the group."),
+    "af_autoscaler_running_jobs": ("gauge", "Jobs running in the group's slots (their dynamic slots)."),
+    "af_autoscaler_cores": ("gauge", "Cores the group's slots advertise."),
+    "af_autoscaler_busy_cores": ("gauge", "Cores of the group's slots claimed by running jobs."),
     "af_autoscaler_decisions_total": ("counter", "Decisions applied, by group and direction."),
     "af_autoscaler_cycle_seconds": ("gauge", "Duration of the last planning cycle."),
     "af_autoscaler_cycle_errors_total": ("counter", "Cycles that failed."),
@@ -28,8 +33,17 @@ class Metrics:
         self._gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self._counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
 
-    def record(self, plan: Plan, seconds: float) -> None:
+    def record(self, plan: Plan, seconds: float, slots: Iterable[Slot] = ()) -> None:
+        by_group: dict[str, list[Slot]] = defaultdict(list)
+        for slot in slots:
+            by_group[slot.group].append(slot)
         with self._lock:
+            for name in plan.decisions:
+                labels = (("group", name),)
+                group = by_group.get(name, [])
+                self._gauges[("af_autoscaler_running_jobs", labels)] = sum(s.jobs for s in group)
+                self._gauges[("af_autoscaler_cores", labels)] = sum(s.cpus for s in group)
+                self._gauges[("af_autoscaler_busy_cores", labels)] = sum(s.cpus - s.free.cpus for s in group)
             for name, decision in plan.decisions.items():
                 labels = (("group", name),)
                 self._gauges[("af_autoscaler_idle_jobs", labels)] = plan.assigned.get(name, 0)

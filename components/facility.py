@@ -15,6 +15,7 @@ from .config.gpu import deploys_device_plugin
 from .cvmfs import Cvmfs
 from .gpu import DevicePlugin
 from .hub import Hub
+from .monitoring import Monitoring
 from .network import Network
 from .offload import Offload
 from .xcache import XCache
@@ -78,6 +79,8 @@ class Facility(pulumi.ComponentResource):
             if cfg.autoscaler.enabled:
                 Autoscaler(f"{name}-autoscaler", cfg, provider, self.condor, layer)
         self.offload = Offload(f"{name}-offload", cfg, provider, layer) if cfg.offload.gateways else None
+        if cfg.monitoring.enabled:
+            Monitoring(f"{name}-monitoring", cfg, provider, layer)
         self.hub = Hub(f"{name}-hub", cfg, provider, self.cvmfs, certs, layer) if cfg.hub.enabled else None
         self.hub_url = self.hub.url if self.hub else None
         self.register_outputs(

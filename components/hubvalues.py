@@ -164,7 +164,12 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
     return {
         "hub": {
             "config": {
-                "JupyterHub": {"authenticator_class": "generic-oauth", "admin_access": False},
+                "JupyterHub": {
+                    "authenticator_class": "generic-oauth",
+                    "admin_access": False,
+                    # In-cluster Prometheus reads /hub/metrics without a token (counts, no names).
+                    "authenticate_prometheus": not cfg.monitoring.enabled,
+                },
                 "Authenticator": {
                     "enable_auth_state": True,
                     "manage_groups": True,

@@ -42,9 +42,10 @@ FIX = "keep it in a Kubernetes Secret fed from a Pulumi secret (pulumi config se
 
 def secret_key(key: str) -> bool:
     """A key whose value is a credential: its last word names one (`OAUTH_CLIENT_SECRET`,
-    `cookieSecret`, `crypt-key`), not a pointer to one (`BEARER_TOKEN_FILE`, `token_url`)."""
+    `cookieSecret`, `crypt-key`), not a pointer to one (`BEARER_TOKEN_FILE`, `token_url`, and
+    Helm's `existingSecret`, the name of a Secret that holds it)."""
     words = [w.lower() for w in _WORD.findall(key)]
-    if not words:
+    if not words or words[0] == "existing":
         return False
     if words[-1] in SECRET_WORDS:
         return True

@@ -113,6 +113,15 @@ def test_scale_in_drains_then_marks_then_scales_and_spares_claimed_workers():
         ("scale", "af-condor-cpu", 1),
     ]
     assert KEEP == 0
+    # What the pool runs, per group, from the partitionable slots' ads.
+    metrics = Metrics()
+    cycle(SETTINGS, FakeBatch([], slots), FakeCluster(pods), Memory(), NOW, metrics)
+    text = metrics.render()
+    jobs = sum(s.jobs for s in slots)
+    assert jobs > 0 and f'af_autoscaler_running_jobs{{group="cpu"}} {jobs}' in text
+    busy = sum(s.cpus - s.free.cpus for s in slots)
+    assert f'af_autoscaler_busy_cores{{group="cpu"}} {busy:g}' in text and busy > 0
+    assert f'af_autoscaler_cores{{group="cpu"}} {sum(s.cpus for s in slots):g}' in text
 
 
 def test_a_failed_drain_or_a_remote_group_does_not_stop_the_scale_in():

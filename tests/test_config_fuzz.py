@@ -417,7 +417,7 @@ BAD_TEXT: dict[Loc, list[tuple[Any, str]]] = {
     ("identity", "issuer"): [("iam.cloud.infn.it", "URL"), ("not a url", "URL"), ("ftp://iam.example.org/", "http")],
     ("identity", "clientId"): [("", "at least 1 character")],
     ("offload", "gateways", "galileo", "endpoint"): [("galileo", "https://"), ("http://x.example.org/", "https://")],
-    ("offload", "gateways", "galileo", "slurm", "partition"): [("two words", "text matching"), ("", "text matching")],
+    ("offload", "gateways", "galileo", "slurm", "partition"): [("two words", "a Slurm name"), ("", "a Slurm name")],
 }
 
 

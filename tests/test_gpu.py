@@ -38,6 +38,7 @@ NO_GPU_STACKS = ["dev", "atlas-cnaf"]
 AUTOSCALER_IMAGE = "registry.example.org/af/af-autoscaler:0.1.0"
 NODE_AGENTS = {
     ("af-cvmfs-chart", "nodeplugin.tolerations"),  # the CSI node plugin: GPU notebooks mount /cvmfs too
+    ("af-monitoring-dcgm", "tolerations"),  # the DCGM exporter: GPU metrics, on GPU nodes only
     ("af-gpu-chart", "tolerations"),  # the device plugin and GPU feature discovery
     ("af-gpu-chart", "nfd.worker.tolerations"),  # node feature discovery's worker, beside them
 }

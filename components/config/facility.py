@@ -14,6 +14,7 @@ from .errors import Problem, problem
 from .gpu import Gpu, gpu_groups
 from .identity import WLCG_GROUPS_CLAIM, Identity
 from .interactive import CertManager, Cvmfs, Hub
+from .monitoring import Monitoring
 from .offload import Offload
 from .policy import PolicySettings
 from .site import Site
@@ -48,6 +49,8 @@ class FacilityConfig(StrictModel):
     """HPC offload gateways."""
     policy: PolicySettings = Field(default_factory=PolicySettings)
     """Inputs of the policy pack: production or not, enforcement levels, public ports."""
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+    """Prometheus, Grafana and the facility's dashboards."""
 
 
 @dataclass(frozen=True)
