@@ -162,6 +162,10 @@ def _connect(pic: Picture, cfg: FacilityConfig, names: set[str]) -> None:
             edge((vk, f"x_hpc_{gw}", "interLink API (token)", "bold"))
         if worker and vk:
             edge((worker, vk, "runs on its virtual node", "dotted"))
+    if prometheus := w("kube-prometheus-stack"):
+        for target in (hub, cache, w("af-autoscaler"), w("dcgm-exporter")):
+            if target:
+                edge((prometheus, target, "scrapes", "place"))
     # Where things run, in grey: each batch group's workers, notebooks, caches, GPU agents.
     for group, spec in cfg.cluster.node_groups.items():
         target = _id("ng", group)
