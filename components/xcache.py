@@ -1,6 +1,7 @@
 """The XCache: a StatefulSet of cache servers with a disk each, the rendered config, a Service
-for root:// and HTTPS, a PodDisruptionBudget, and a sidecar keeping the upstream credential
-fresh. Clients in the facility find it through `client_env`."""
+for root://, HTTPS and metrics, a PodDisruptionBudget, a sidecar keeping the upstream credential
+fresh and one exporting the server's metrics to Prometheus. Clients in the facility find it
+through `client_env`."""
 
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ NAMESPACE = "xcache"
 SERVICE = "af-xcache"
 PORT = 1094
 HTTPS_PORT = 8443
+METRICS_PORT = 9102
+"""The exporter sidecar's /metrics (container port `metrics`)."""
+REPORT_PORT = 9930
+"""Loopback UDP port where the server sends the exporter its reports."""
+EXPORTER_USER = 65534
+"""The exporter runs as nobody: it only reads the config and the disk's usage."""
 CONFIG_DIR = "/etc/xrootd/af"
 TLS_DIR = "/etc/xrootd/af-tls"
 CRED_DIR = "/run/af-cred"
@@ -34,6 +41,8 @@ RUNTIME = CacheRuntime(
     https_port=HTTPS_PORT,
     tls_cert=f"{TLS_DIR}/tls.crt",
     tls_key=f"{TLS_DIR}/tls.key",
+    report_port=REPORT_PORT,
+    report_seconds=10,
 )
 LABELS = {"app.kubernetes.io/name": SERVICE, "app.kubernetes.io/part-of": "analysis-facility"}
 
@@ -112,6 +121,37 @@ def _credential_container(upstream: X509Proxy | BearerToken, token_url: str, ima
     }
 
 
+def _exporter_container(image: str) -> dict[str, Any]:
+    """The sidecar turning the server's reports into Prometheus metrics. The cache image runs it:
+    its python3 (EL9's) already runs the credential sidecar, and no second image is pulled."""
+    return {
+        "name": "exporter",
+        "image": image,
+        "command": [
+            "python3",
+            f"{CONFIG_DIR}/af_xcache_exporter.py",
+            *("--udp", f"127.0.0.1:{REPORT_PORT}", "--http", f"0.0.0.0:{METRICS_PORT}", "--disk", RUNTIME.data_dir),
+        ],
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
+        "resources": resources("10m", "32Mi", "200m", "64Mi"),
+        "securityContext": {
+            "runAsUser": EXPORTER_USER,
+            "runAsGroup": EXPORTER_USER,
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        # No readiness probe: a metrics hiccup must not take the cache out of its Service.
+        "livenessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 30},
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            # For the disk's size and use (statvfs); XRootD 5.5 does not report them.
+            {"name": "data", "mountPath": RUNTIME.data_dir, "readOnly": True},
+        ],
+    }
+
+
 def upstream_env(upstream: X509Proxy | BearerToken | None) -> list[dict[str, str]]:
     """What the cache server's XrdCl reads to authenticate upstream."""
     if upstream is None:
@@ -164,7 +204,7 @@ def pod_spec(cfg: FacilityConfig, token_url: str) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "terminationGracePeriodSeconds": 60,
         "initContainers": [prepare],
-        "containers": [server],
+        "containers": [server, _exporter_container(cache.image)],
         "volumes": volumes,
         "affinity": {
             "podAntiAffinity": {
@@ -215,6 +255,7 @@ class XCache(pulumi.ComponentResource):
                 "xrootd.cfg": xrootd_cfg,
                 "scitokens.cfg": scitokens_cfg,
                 "af_credential.py": shipped("credfiles", "af_credential.py"),
+                "af_xcache_exporter.py": shipped("exporterfiles", "af_xcache_exporter.py"),
             },
             opts=ns_opts,
         )
@@ -268,6 +309,7 @@ class XCache(pulumi.ComponentResource):
                 "ports": [
                     {"name": "root", "port": PORT, "targetPort": "root"},
                     {"name": "https", "port": HTTPS_PORT, "targetPort": "https"},
+                    {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"},
                 ],
             },
             opts=ns_opts,

@@ -30,6 +30,11 @@ class CacheRuntime:
     """PEM certificate of the server: root:// needs TLS for tokens (ztn), and HTTPS does."""
     tls_key: str | None = None
     """Its PEM key."""
+    report_port: int | None = None
+    """Loopback UDP port of the metrics exporter, which gets the summary report and the file
+    cache's g-stream; no monitoring directives when unset."""
+    report_seconds: int = 10
+    """How often the summary report is sent and the g-stream flushed."""
 
 
 def issuers(cfg: FacilityConfig) -> list[CacheIssuer]:
@@ -92,6 +97,8 @@ def render_xrootd_cfg(cfg: FacilityConfig, runtime: CacheRuntime) -> str:
         f"pfc.diskusage {cache.low_watermark:.2f} {cache.high_watermark:.2f}",
         "pfc.trace info",
     ]
+    if runtime.report_port is not None:
+        lines += ["", *monitoring_lines(runtime.report_port, runtime.report_seconds)]
     if cache.token_auth or runtime.https_port is not None:
         if not (runtime.tls_cert and runtime.tls_key):
             raise ValueError("token auth and HTTPS need tls_cert and tls_key (ztn requires TLS)")
@@ -118,6 +125,23 @@ def render_xrootd_cfg(cfg: FacilityConfig, runtime: CacheRuntime) -> str:
             "http.header2cgi Authorization authz",
         ]
     return "\n".join(lines) + "\n"
+
+
+REPORT_OPTIONS = "link prot"
+"""What the summary report carries: `link` (client connections and bytes) and `prot` (the
+protocol's opens and errors, then the proxy's opens at the origin and the file cache's section)."""
+
+
+def monitoring_lines(port: int, seconds: int) -> list[str]:
+    """The directives that send the exporter sidecar what the server reports about itself."""
+    destination = f"127.0.0.1:{port}"
+    return [
+        "# Metrics, to the exporter sidecar on loopback. XRootD 5.5's summary report leaves its",
+        "# file-cache counters at zero, so bytes hit, missed and bypassed come from the cache's",
+        "# g-stream instead: a JSON record per closed file.",
+        f"xrd.report {destination} every {seconds}s {REPORT_OPTIONS}",
+        f"xrootd.mongstream pfc use flush {seconds}s send nohdr {destination}",
+    ]
 
 
 def render_scitokens_cfg(cfg: FacilityConfig) -> str:

@@ -26,7 +26,8 @@ from components.certs import INTERNAL_CA_NAME, subject_hash
 from components.config import build_config
 from components.credfiles import HERE as CREDFILES
 from components.credfiles.af_credential import proxy_command
-from components.xcache import CONFIG_DIR, HTTPS_PORT, PORT, RUNTIME, SERVICE
+from components.exporterfiles import HERE as EXPORTERFILES
+from components.xcache import CONFIG_DIR, HTTPS_PORT, METRICS_PORT, PORT, RUNTIME, SERVICE
 from components.xcacheconf import CacheRuntime, render_scitokens_cfg, render_xrootd_cfg
 
 STS = "kubernetes:apps/v1:StatefulSet"
@@ -75,12 +76,16 @@ def test_the_config_map_holds_the_rendered_files_at_the_paths_the_config_names(s
     assert "issuer = https://cms-auth.cern.ch/\nbase_path = /store" in data["scitokens.cfg"]
 
 
-def test_services_expose_root_and_https_and_a_budget_protects_the_servers(shipped):
+def test_services_expose_root_https_and_metrics_and_a_budget_protects_the_servers(shipped):
     result = shipped("cms-bari")
     service = by_name(result, "af-cache-svc").inputs
-    assert {(p["name"], p["port"]) for p in service["spec"]["ports"]} == {("root", PORT), ("https", HTTPS_PORT)}
-    server = next(c for c in _pod(result)["containers"] if c["name"] == "xrootd")
-    assert {p["name"] for p in server["ports"]} == {p["targetPort"] for p in service["spec"]["ports"]}
+    assert {(p["name"], p["port"]) for p in service["spec"]["ports"]} == {
+        ("root", PORT),
+        ("https", HTTPS_PORT),
+        ("metrics", METRICS_PORT),
+    }
+    named = {p["name"] for c in _pod(result)["containers"] for p in c.get("ports", [])}
+    assert named == {p["targetPort"] for p in service["spec"]["ports"]}
     labels = by_name(result, "af-cache-servers").inputs["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"] == labels
     pdb = by_name(result, "af-cache-pdb").inputs["spec"]
@@ -109,6 +114,34 @@ def test_upstream_credential_is_made_before_the_server_starts_and_kept_fresh(shi
     secret_volume = next(v for v in pod["volumes"] if v["name"] == "credential-secret")
     assert secret_volume["secret"]["secretName"] == secret.inputs["metadata"]["name"]
     assert secret.urn in by_name(result, "af-cache-servers").dependencies
+
+
+def test_every_cache_server_has_an_exporter_listening_where_the_server_reports(shipped):
+    result = shipped("cms-bari")
+    cfg = build_config(*stack_values("cms-bari"))
+    pod = _pod(result)
+    exporter = next(c for c in pod["containers"] if c["name"] == "exporter")
+    data = by_name(result, "af-cache-config").inputs["data"]
+    assert data["af_xcache_exporter.py"] == (EXPORTERFILES / "af_xcache_exporter.py").read_text()
+    assert exporter["image"] == cfg.cache.image
+    assert exporter["command"][:2] == ["python3", f"{CONFIG_DIR}/af_xcache_exporter.py"]
+    args = dict(zip(exporter["command"][2::2], exporter["command"][3::2], strict=True))
+    # The server sends its summary report and the file cache's g-stream to the exporter's loopback port.
+    lines = result.files["cache/xrootd.cfg"].splitlines()
+    assert args["--udp"].startswith("127.0.0.1:")
+    assert f"xrd.report {args['--udp']} every {RUNTIME.report_seconds}s link prot" in lines
+    assert f"xrootd.mongstream pfc use flush {RUNTIME.report_seconds}s send nohdr {args['--udp']}" in lines
+    assert args["--http"] == f"0.0.0.0:{METRICS_PORT}"
+    assert exporter["ports"] == [{"name": "metrics", "containerPort": METRICS_PORT}]
+    mounts = {m["name"]: m for m in exporter["volumeMounts"]}
+    assert mounts["data"] == {"name": "data", "mountPath": args["--disk"], "readOnly": True}
+    assert args["--disk"] == RUNTIME.data_dir and mounts["config"]["mountPath"] == CONFIG_DIR
+    assert set(exporter["resources"]["requests"]) == set(exporter["resources"]["limits"]) == {"cpu", "memory"}
+    security = exporter["securityContext"]
+    assert security["runAsNonRoot"] and security["runAsUser"] > 0 and security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] and security["capabilities"] == {"drop": ["ALL"]}
+    assert "readinessProbe" not in exporter  # metrics trouble must not take the cache out of its Service
+    assert exporter["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
 
 
 def test_notebooks_read_root_urls_through_the_cache(shipped):
@@ -220,6 +253,7 @@ def test_xrootd_cfg_carries_the_cache_settings():
     ):
         assert line in text.splitlines(), line
     assert "XrdHttp" not in text
+    assert "xrd.report" not in text and "mongstream" not in text  # no exporter port, no reports
     forwarding = render_xrootd_cfg(_cfg(forwardHosts=["xrootd.ba.infn.it:1095", "cms-xrd-global.cern.ch"]), RUNTIME)
     assert [line for line in forwarding.splitlines() if line.startswith("pss.")] == [
         "pss.cachelib libXrdPfc.so",

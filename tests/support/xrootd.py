@@ -559,12 +559,19 @@ def run_origin(workdir: Path, port: int | None = None, export: str = "/store") -
 # -- the cache --------------------------------------------------------------------------------------------------------
 
 
-def stack_cache_config(stack: str, origin: str, issuers: Sequence[str], base_path: str = "/store") -> FacilityConfig:
-    """A shipped stack's config with only the cache's origin (`host:port`) and accepted issuers made local."""
+def stack_cache_config(
+    stack: str,
+    origin: str,
+    issuers: Sequence[str],
+    base_path: str = "/store",
+    changes: Mapping[str, Any] | None = None,
+) -> FacilityConfig:
+    """A shipped stack's config with only the cache's origin (`host:port`) and accepted issuers made local, and the
+    `af:cache` values in `changes` (as in a stack file: `{"prefetch": 0}`) changed."""
     values, secret = read_stack(stack)
     values = copy.deepcopy(values)
     local = {"origin": origin, "issuers": [{"issuer": url, "basePath": base_path} for url in issuers]}
-    values["cache"] = {**values.get("cache", {}), **local}
+    values["cache"] = {**values.get("cache", {}), **local, **(changes or {})}
     return build_config(values, secret)
 
 
@@ -589,9 +596,12 @@ def run_cache(
     https_port: int | None = None,
     env: Mapping[str, str] | None = None,
     keys: Literal["fetch", "seed"] | None = None,
+    report_port: int | None = None,
+    report_seconds: int = 1,
 ) -> Iterator[Cache]:
     """The cache from the renderer's `xrootd.cfg` and `scitokens.cfg` for `cfg`, with a TLS certificate from `ca`;
-    only ports and local paths (`CacheRuntime`) come from here."""
+    only ports and local paths (`CacheRuntime`) come from here. With `report_port`, the server reports about itself
+    (summary and file-cache g-stream) to that loopback UDP port every `report_seconds`."""
     workdir.mkdir(parents=True, exist_ok=True)
     cert, key = ca.issue(workdir / "tls", "cache")
     runtime = CacheRuntime(
@@ -602,6 +612,8 @@ def run_cache(
         https_port=https_port,
         tls_cert=str(cert),
         tls_key=str(key),
+        report_port=report_port,
+        report_seconds=report_seconds,
     )
     Path(runtime.scitokens_cfg).write_text(render_scitokens_cfg(cfg))
     text = render_xrootd_cfg(cfg, runtime)
