@@ -16,6 +16,7 @@ from conftest import by_name, of_type, preview_values, stack_values
 from test_hub import hub_values, manifest
 
 from autoscaler.metrics import HELP as AUTOSCALER_METRICS
+from components.exporterfiles.af_xcache_exporter import METRICS as XCACHE_METRICS
 from components.monitoring import DASHBOARD_LABEL, DATASOURCE_UID, DCGM_COUNTERS, GRAFANA_SECRET, dashboards
 
 PANEL_TYPES = {"timeseries", "stat", "gauge", "bargauge", "table", "text"}
@@ -81,7 +82,7 @@ PROMQL_WORDS = frozenset(
 
 def exported_metrics() -> set[str]:
     """Every series name the facility's exporters can produce, from their own code."""
-    names = set(AUTOSCALER_METRICS)
+    names = set(AUTOSCALER_METRICS) | set(XCACHE_METRICS)
     for collector in vars(jupyterhub.metrics).values():
         if isinstance(collector, prometheus_client.metrics.MetricWrapperBase):
             base = collector._name
@@ -162,6 +163,8 @@ def test_the_dashboards_cover_what_operators_asked_for():
         "af_autoscaler_workers_actual",
         "DCGM_FI_DEV_GPU_UTIL",
         "jupyterhub_active_users",
+        "af_xcache_hit_bytes_total",
+        "af_xcache_miss_bytes_total",
     ):
         assert needed in used, needed
 
@@ -219,3 +222,15 @@ def test_monitoring_can_be_turned_off():
     result = preview_values("dev", values, secret)
     assert not [r for r in result.registrations if r.name.startswith("af-monitoring")]
     assert hub_values(result)["hub"]["config"]["JupyterHub"]["authenticate_prometheus"] is True
+
+
+def test_each_scrape_job_keeps_a_port_its_pods_declare(shipped):
+    result = shipped("cms-bari")
+    spec = by_name(result, "af-monitoring-chart").inputs["values"]["prometheus"]["prometheusSpec"]
+    job = next(j for j in spec["additionalScrapeConfigs"] if j["job_name"] == "af-xcache")
+    port = next(r["regex"] for r in job["relabel_configs"] if r.get("action") == "keep")
+    pod = by_name(result, "af-cache-servers").inputs["spec"]["template"]["spec"]
+    assert port in {p["name"] for c in pod["containers"] for p in c.get("ports", [])}
+    assert job["kubernetes_sd_configs"][0]["namespaces"]["names"] == [
+        by_name(result, "af-cache-servers").inputs["metadata"]["namespace"]
+    ]
