@@ -1,4 +1,4 @@
-"""`afctl`: offline preview, validation, policy check and schema of the facility's stacks."""
+"""`afctl`: offline preview, validation, policy check, plan diff and schema of the facility's stacks."""
 
 from __future__ import annotations
 
@@ -7,64 +7,92 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from components.config import ConfigError, FacilityConfig, build_config
+from components.config.errors import Problem, show_value
 from components.config.loader import PROJECT_ROOT
 from components.program import StackConfigError
-from policy.offline import evaluate, mandatory, report_text
+from policy.offline import Violation, evaluate, mandatory, report_text
 from policy.packconfig import pack_config, pack_config_json
 from policy.rules import RULES
 
-from . import graph, plan, reference, report
-from .runner import run_program
-from .stackfile import read_stack
+from . import diff, documents, graph, plan, progress, reference, report
+from .runner import RunResult, run_program
+from .stackfile import available_stacks, read_stack, stack_file
 
 EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2
 POLICY_CONFIG = "policy-config.json"
 
 
-def _fail_config(error: ConfigError) -> int:
+def _fail_config(error: ConfigError, args: argparse.Namespace) -> int:
+    """Human lines on stderr always; with `--json`, the same problems as a document on stdout."""
     for line in error.lines():
         print(line, file=sys.stderr)
+    if getattr(args, "json", False):
+        print(documents.dumps(documents.config_error(args.command, error)))
     return EXIT_CONFIG
 
 
-def _load(args: argparse.Namespace) -> tuple[dict, set[str], FacilityConfig]:
+def _load(args: argparse.Namespace, stack: str | None = None) -> tuple[dict, set[str], FacilityConfig, list[str]]:
     """The stack's values, offline: secrets only an operator can set are stood in for, with a note."""
     filled: list[str] = []
-    values, secret = read_stack(args.stack, Path(args.project_dir), filled)
+    values, secret = read_stack(stack or args.stack, Path(args.project_dir), filled)
     cfg = build_config(values, secret)
     for path in filled:
         print(
             f"note: {path} is not set; the offline preview uses a placeholder (set it before pulumi up)",
             file=sys.stderr,
         )
-    return values, secret, cfg
+    return values, secret, cfg, filled
+
+
+def _run(args: argparse.Namespace, stack: str, values: dict[str, Any], secret: set[str]) -> RunResult:
+    """The program under mocks, with progress on stderr for a terminal or `--progress`."""
+    if not progress.wanted(args.progress, sys.stderr):
+        return run_program(stack, values, secret)
+    meter = progress.Progress(stack, sys.stderr)
+    result = run_program(stack, values, secret, on_register=meter)
+    meter.done()
+    return result
+
+
+def _emit(args: argparse.Namespace, document: dict[str, Any], human: str) -> None:
+    print(documents.dumps(document) if args.json else human)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    _, _, cfg = _load(args)
+    _, _, cfg, filled = _load(args)
     pack_config(cfg)  # rule names in af:policy.enforcement
     groups = ", ".join(f"{n} x{g.count}" for n, g in sorted(cfg.cluster.node_groups.items()))
-    print(f"{args.stack}: valid ({cfg.cluster.mode} cluster at {cfg.site.name}; node groups {groups})")
+    human = f"{args.stack}: valid ({cfg.cluster.mode} cluster at {cfg.site.name}; node groups {groups})"
+    _emit(args, documents.validate(args.stack, cfg, filled), human)
     return EXIT_OK
 
 
-def _policy(document: dict, config: dict) -> int:
-    """Print the pack's verdict on a plan; exit 1 on a mandatory violation."""
-    violations = evaluate(document, config)
-    print(report_text(violations, len(RULES)))
+def _verdict(violations: list[Violation]) -> int:
     return EXIT_POLICY if mandatory(violations) else EXIT_OK
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    values, secret, cfg = _load(args)
+    values, secret, cfg, filled = _load(args)
     config = pack_config(cfg)
-    result = run_program(args.stack, values, secret)
+    result = _run(args, args.stack, values, secret)
     out = Path(args.out) if args.out else Path("build") / args.stack
     plan.write_plan(result, out)
     # The same pack config serves `pulumi preview --policy-pack policy --policy-pack-config …`.
     (out / POLICY_CONFIG).write_text(pack_config_json(cfg), encoding="utf-8")
+    violations = evaluate(plan.plan_document(result), config)
+    if args.json:
+        files = {
+            "out": str(out),
+            "plan": str(out / "plan.json"),
+            "policyConfig": str(out / POLICY_CONFIG),
+            "rendered": [f"files/{p}" for p in sorted(result.files)],
+        }
+        document = documents.preview(args.stack, result.registrations, cfg, files, violations, len(RULES), filled)
+        print(documents.dumps(document))
+        return _verdict(violations)
     custom = [r for r in result.registrations if r.custom]
     print(report.tree(result.registrations))
     print()
@@ -73,29 +101,83 @@ def cmd_preview(args: argparse.Namespace) -> int:
     kinds = Counter(r.type for r in custom)
     print(f"{len(custom)} resources ({len(kinds)} types), {len(result.files)} rendered files -> {out}")
     print()
-    return _policy(plan.plan_document(result), config)
+    print(report_text(violations, len(RULES)))
+    return _verdict(violations)
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
     if args.list:
-        for rule in RULES:
-            print(f"{rule.name:34} {rule.level.value:9}  {rule.description}")
+        rules = [{"name": r.name, "level": r.level.value, "description": r.description} for r in RULES]
+        human = "\n".join(f"{r.name:34} {r.level.value:9}  {r.description}" for r in RULES)
+        _emit(args, {"command": "policy", "ok": True, "rules": rules}, human)
         return EXIT_OK
     if not args.stack:
-        print("afctl policy: give a STACK (or --list)", file=sys.stderr)
-        return EXIT_CONFIG
-    _, _, cfg = _load(args)
+        raise ConfigError([Problem("stack", "nothing", "a STACK to judge, or --list")])
+    _, _, cfg, _ = _load(args)
     config = pack_config(cfg)
     path = Path(args.plan) if args.plan else Path("build") / args.stack / "plan.json"
     if not path.is_file():
-        print(f"plan: got no file at {path}; allowed: a plan written by afctl preview {args.stack}", file=sys.stderr)
-        return EXIT_CONFIG
-    return _policy(json.loads(path.read_text(encoding="utf-8")), config)
+        raise ConfigError([Problem("plan", f"no file at {path}", f"a plan written by afctl preview {args.stack}")])
+    violations = evaluate(json.loads(path.read_text(encoding="utf-8")), config)
+    document = {"command": "policy", "stack": args.stack, "plan": str(path), "ok": not mandatory(violations)}
+    _emit(args, document | documents.policy(violations, len(RULES)), report_text(violations, len(RULES)))
+    return _verdict(violations)
+
+
+_PLAN_KEYS = {"project", "stack", "resources", "outputs"}
+
+
+def _locate(args: argparse.Namespace, which: str, plans: dict[str, dict[str, Any]]) -> Problem | None:
+    """Check a diff end before anything runs: a readable plan.json (kept in `plans`) or a stack."""
+    given = getattr(args, which)
+    project = Path(args.project_dir)
+    if Path(given).is_file():
+        try:
+            document = json.loads(Path(given).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            document = None
+        if not isinstance(document, dict) or not set(document) >= _PLAN_KEYS:
+            return Problem(which, show_value(given), "a plan.json written by afctl preview")
+        plans[given] = document
+        return None
+    if not given.endswith(".json") and stack_file(given, project).is_file():
+        return None
+    known = ", ".join(available_stacks(project)) or "none"
+    return Problem(which, show_value(given), f"a plan.json file or a stack ({known})")
+
+
+def _side(
+    args: argparse.Namespace, which: str, plans: dict[str, dict[str, Any]], previews: dict[str, diff.Side]
+) -> tuple[diff.Side, dict[str, str]]:
+    """A diff end: a plan.json as it is, or a stack previewed here (its plan kept only with --save)."""
+    given = getattr(args, which)
+    if given in plans:
+        return diff.Side(given, plans[given]), {"label": given, "plan": given, "stack": plans[given]["stack"]}
+    if given not in previews:  # `afctl diff S S`: one preview serves both ends
+        values, secret, _, _ = _load(args, given)
+        result = _run(args, given, values, secret)
+        if args.save:
+            plan.write_plan(result, Path("build") / given)
+        previews[given] = diff.Side.of_run(given, result)
+    return previews[given], {"label": given, "stack": given}
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    plans: dict[str, dict[str, Any]] = {}
+    problems = [p for p in (_locate(args, "before", plans), _locate(args, "after", plans)) if p is not None]
+    if problems:  # both ends checked before either is previewed
+        raise ConfigError(problems)
+    previews: dict[str, diff.Side] = {}
+    before, before_info = _side(args, "before", plans, previews)
+    after, after_info = _side(args, "after", plans, previews)
+    result = diff.diff(before, after)
+    _emit(args, documents.diff(result, before_info, after_info), report.diff_text(result))
+    return EXIT_OK
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    values, secret, cfg = _load(args)
-    document = plan.plan_document(run_program(args.stack, values, secret))
+    values, secret, cfg, _ = _load(args)
+    document = plan.plan_document(_run(args, args.stack, values, secret))
     text = graph.dot(graph.picture(document, cfg))
     out = Path(args.out) if args.out else Path("build") / args.stack
     out.mkdir(parents=True, exist_ok=True)
@@ -135,21 +217,43 @@ def parser() -> argparse.ArgumentParser:
         help="where the Pulumi.<stack>.yaml files are (default: this project)",
     )
     sub = top.add_subparsers(dest="command", required=True)
-    preview = sub.add_parser("preview", help="run the program offline under mocks and write the plan")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print one JSON document on stdout (for CI)")
+    runs = argparse.ArgumentParser(add_help=False)
+    runs.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="count registrations on stderr while the program runs (default: when stderr is a terminal)",
+    )
+    preview = sub.add_parser(
+        "preview", parents=[as_json, runs], help="run the program offline under mocks and write the plan"
+    )
     preview.add_argument("stack")
     preview.add_argument("--out", help="output directory (default build/STACK)")
     preview.set_defaults(func=cmd_preview)
-    validate = sub.add_parser("validate", help="check a stack's config only")
+    validate = sub.add_parser("validate", parents=[as_json], help="check a stack's config only")
     validate.add_argument("stack")
     validate.set_defaults(func=cmd_validate)
-    policy = sub.add_parser("policy", help="evaluate the policy pack on the plan afctl preview recorded")
+    policy = sub.add_parser(
+        "policy", parents=[as_json], help="evaluate the policy pack on the plan afctl preview recorded"
+    )
     policy.add_argument("stack", nargs="?")
     policy.add_argument("--plan", help="plan.json to judge (default build/STACK/plan.json)")
     policy.add_argument("--list", action="store_true", help="list the rules and their default levels")
     policy.set_defaults(func=cmd_policy)
+    changes = sub.add_parser(
+        "diff",
+        parents=[as_json, runs],
+        help="what changing from plan BEFORE to plan AFTER creates, updates, replaces and deletes",
+    )
+    changes.add_argument("before", help="a stack (previewed here) or a plan.json")
+    changes.add_argument("after", help="a stack (previewed here) or a plan.json")
+    changes.add_argument("--save", action="store_true", help="also write each previewed stack's plan to build/STACK")
+    changes.set_defaults(func=cmd_diff)
     schema = sub.add_parser("schema", help="print the JSON Schema of the config")
     schema.set_defaults(func=cmd_schema)
-    picture = sub.add_parser("graph", help="draw what a stack builds (SVG and PNG, with Graphviz)")
+    picture = sub.add_parser("graph", parents=[runs], help="draw what a stack builds (SVG and PNG, with Graphviz)")
     picture.add_argument("stack")
     picture.add_argument("--out", help="output directory (default build/STACK)")
     picture.set_defaults(func=cmd_graph)
@@ -164,9 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        return _fail_config(exc)
+        return _fail_config(exc, args)
     except StackConfigError as exc:
-        return _fail_config(exc.config_error)
+        return _fail_config(exc.config_error, args)
 
 
 if __name__ == "__main__":

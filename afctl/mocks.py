@@ -6,11 +6,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
-from dataclasses import dataclass
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from secrets import token_bytes
 from typing import Any
 
 from google.protobuf import json_format
 from pulumi.runtime import mocks
+
+from .propertypath import Path, format_path
 
 SECRET = "[secret]"
 UNKNOWN = "[unknown]"
@@ -52,6 +57,36 @@ def sanitize(value: Any) -> Any:
     return value
 
 
+# Secrets are compared by salted digest, never stored: the salt lives only as long as this process.
+_SECRET_SALT = token_bytes(16)
+
+
+def secret_digests(value: Any, path: Path = ()) -> dict[str, str]:
+    """Each secret inside a wire value, by property path, as a salted digest: enough for `afctl diff`
+    to tell that a secret changed between two in-process previews without ever holding it."""
+    found: dict[str, str] = {}
+    if isinstance(value, dict):
+        if value.get(_SIG_KEY) == _SECRET_SIG:
+            text = json.dumps(value.get("value"), sort_keys=True, default=str).encode()
+            return {format_path(path): hashlib.sha256(_SECRET_SALT + text).hexdigest()}
+        if value.get(_SIG_KEY) is None:
+            for key, item in value.items():
+                found |= secret_digests(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found |= secret_digests(item, (*path, index))
+    return found
+
+
+def mock_id(typ: str, name: str) -> str:
+    return f"{name}-{digest(typ, name, length=8)}"
+
+
+def mock_outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """What the mocks answer for a custom resource beyond its inputs, `id` included."""
+    return {"id": mock_id(typ, name)} | _computed(typ, name, inputs)
+
+
 def _computed(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """Outputs a real provider would compute, faked deterministically per type and name."""
     seed = f"{typ}:{name}"
@@ -84,7 +119,7 @@ class RecordingMocks(mocks.Mocks):
         if not args.custom:
             return None, {}
         state = dict(args.inputs) | _computed(args.typ, args.name, args.inputs)
-        return f"{args.name}-{digest(args.typ, args.name, length=8)}", state
+        return mock_id(args.typ, args.name), state
 
     def call(self, args: mocks.MockCallArgs) -> dict:
         if args.token == "openstack:networking/getNetwork:getNetwork":
@@ -103,14 +138,22 @@ class Registration:
     provider: str
     dependencies: list[str]
     inputs: dict[str, Any]
+    # Known to the engine, not written to plan.json (its shape is a contract); `afctl diff` reads them.
+    ignore_changes: tuple[str, ...] = ()
+    replace_on_changes: tuple[str, ...] = ()
+    property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Top-level input property -> URNs of the resources its value came from."""
+    secrets: dict[str, str] = field(default_factory=dict)
+    """Salted digests of the secret inputs by property path (see `secret_digests`)."""
 
 
 class RecordingMonitor(mocks.MockMonitor):
     """MockMonitor that keeps each registration request (parent, provider, dependencies,
     inputs with secrets marked) and the stack's outputs."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_register: Callable[[Registration], None] | None = None) -> None:
         super().__init__(RecordingMocks())
+        self.on_register = on_register
         self.registrations: list[Registration] = []
         self.stack_outputs: dict[str, Any] = {}
         self.stack_urn = ""
@@ -120,18 +163,26 @@ class RecordingMonitor(mocks.MockMonitor):
         if request.type == "pulumi:pulumi:Stack":
             self.stack_urn = urn
         provider = request.provider.split("::")
-        self.registrations.append(
-            Registration(
-                urn=urn,
-                type=request.type,
-                name=request.name,
-                parent=request.parent,
-                custom=bool(request.custom),
-                provider="::".join(provider[:-1]) if len(provider) > 1 else request.provider,
-                dependencies=sorted(set(request.dependencies)),
-                inputs=sanitize(json_format.MessageToDict(request.object)),
-            )
+        wire = json_format.MessageToDict(request.object)
+        registration = Registration(
+            urn=urn,
+            type=request.type,
+            name=request.name,
+            parent=request.parent,
+            custom=bool(request.custom),
+            provider="::".join(provider[:-1]) if len(provider) > 1 else request.provider,
+            dependencies=sorted(set(request.dependencies)),
+            inputs=sanitize(wire),
+            ignore_changes=tuple(request.ignoreChanges),
+            replace_on_changes=tuple(request.replaceOnChanges),
+            property_dependencies={
+                key: tuple(sorted(set(deps.urns))) for key, deps in request.propertyDependencies.items() if deps.urns
+            },
+            secrets=secret_digests(wire),
         )
+        self.registrations.append(registration)
+        if self.on_register is not None:
+            self.on_register(registration)
         return super().RegisterResource(request)
 
     def RegisterResourceOutputs(self, request):

@@ -57,10 +57,13 @@ def _configure(monitor: RecordingMonitor, stack: str) -> None:
     )
 
 
-def run_mocked(stack: str, body: Callable[[], object]) -> RecordingMonitor:
+def run_mocked(
+    stack: str, body: Callable[[], object], on_register: Callable[[Registration], None] | None = None
+) -> RecordingMonitor:
     """Run `body` as the program of `stack` inside a stack resource under fresh recording mocks.
     Shared by `run_program` and the benchmarks' bare-SDK baseline, so both pay the same setup."""
-    monitor = RecordingMonitor()
+    monitor = RecordingMonitor()  # no arguments: tests swap in subclasses of their own
+    monitor.on_register = on_register
     _configure(monitor, stack)
     _sync_await(run_in_stack(body))
     return monitor
@@ -71,12 +74,14 @@ def run_program(
     values: dict[str, Any],
     secret_keys: set[str],
     program: Path = PROJECT_ROOT / "__main__.py",
+    on_register: Callable[[Registration], None] | None = None,
 ) -> RunResult:
     """Register every resource the program declares for `stack`; return what was recorded.
+    `on_register` sees each registration as it happens (progress output).
     Raises whatever the program raises (a `StackConfigError` for bad config)."""
     runtime_config.set_all_config(config_strings(values), [f"{NAMESPACE}:{k}" for k in sorted(secret_keys)])
     rendered.reset()
-    monitor = run_mocked(stack, lambda: runpy.run_path(str(program), run_name="__main__"))
+    monitor = run_mocked(stack, lambda: runpy.run_path(str(program), run_name="__main__"), on_register)
 
     async def resolve() -> dict[str, str]:
         texts = {}
