@@ -50,3 +50,12 @@ def by_name(result: RunResult, name: str) -> Registration:
     matches = [r for r in result.registrations if r.name == name]
     assert len(matches) == 1, f"expected one resource named {name}, found {len(matches)}"
     return matches[0]
+
+
+def secret_leaves(value: Any) -> int:
+    """How many values of a plan document (or part of one) are Pulumi secrets, `"[secret]"`."""
+    if isinstance(value, dict):
+        return sum(secret_leaves(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(secret_leaves(v) for v in value)
+    return int(value == "[secret]")

@@ -9,6 +9,8 @@ import json
 import re
 from pathlib import Path
 
+from conftest import secret_leaves
+
 from afctl import plan, progress
 from afctl.cli import main
 from policy.rules import RULES
@@ -141,6 +143,8 @@ def _plans(shipped, tmp_path: Path) -> tuple[Path, Path, str]:
 
 def test_diff_of_two_plan_files_human_and_json(shipped, tmp_path, capsys):
     old, new, urn = _plans(shipped, tmp_path)
+    resources = json.loads(old.read_text())["resources"]
+    unchanged, secrets = len(resources) - 1, secret_leaves(resources)
     assert main(["diff", str(old), str(new)]) == 0
     text = capsys.readouterr().out
     assert text.splitlines()[:7] == [
@@ -149,18 +153,18 @@ def test_diff_of_two_plan_files_human_and_json(shipped, tmp_path, capsys):
         "  +- 0 to replace",
         "  ~  1 to update",
         "  -  0 to delete",
-        "     136 unchanged",
+        f"     {unchanged} unchanged",
         "",
     ]
     assert f'~  update   {urn}\n      ~ version: "4.2.0" => "4.3.0"\n' in text
     # A plan file keeps no digest of its secrets: the diff says how many it could not compare.
-    assert "note: 33 secret value(s) could not be compared" in text
+    assert f"note: {secrets} secret value(s) could not be compared" in text
 
     assert main(["diff", str(old), str(new), "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert document["summary"] == {"create": 0, "replace": 0, "update": 1, "delete": 0, "unchanged": 136}
+    assert document["summary"] == {"create": 0, "replace": 0, "update": 1, "delete": 0, "unchanged": unchanged}
     assert document["before"] == {"label": str(old), "plan": str(old), "stack": "cms-bari"}
-    assert document["match"] == "urn" and document["uncomparedSecrets"] == 33
+    assert document["match"] == "urn" and document["uncomparedSecrets"] == secrets
     assert document["resources"] == [
         {
             "kind": "update",
@@ -176,11 +180,13 @@ def test_diff_of_two_plan_files_human_and_json(shipped, tmp_path, capsys):
 def test_diff_reads_stacks_and_plan_files_and_refuses_anything_else(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["diff", "dev", "dev", "--save"]) == 0  # one preview serves both ends
-    assert "     67 unchanged" in capsys.readouterr().out
-    assert (tmp_path / "build" / "dev" / "plan.json").is_file()
+    saved = tmp_path / "build" / "dev" / "plan.json"
+    assert saved.is_file()
+    every = len(json.loads(saved.read_text())["resources"])
+    assert f"     {every} unchanged" in capsys.readouterr().out
     assert main(["diff", "build/dev/plan.json", "dev", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert document["summary"]["unchanged"] == 67 and document["resources"] == []
+    assert document["summary"]["unchanged"] == every and document["resources"] == []
     assert document["after"] == {"label": "dev", "stack": "dev"}
 
     assert main(["diff", "dev", str(tmp_path / "missing.json"), "--json"]) == 2
