@@ -16,7 +16,7 @@ from .condor import NAMESPACE, PORT, RUNTIME, daemon_volumes, token_init_contain
 from .condorconf import autoscaler_identity, private_network
 from .config import FacilityConfig
 from .config.batch import worker_groups
-from .workloads import SMALL
+from .workloads import PART_OF, SMALL
 
 NAME = "af-autoscaler"
 SETTINGS_DIR = "/etc/af-autoscaler"
@@ -152,7 +152,7 @@ class Autoscaler(pulumi.ComponentResource):
         document, client = settings.to_json(), render_client_config(cfg, TOKEN_DIR)
         rendered.publish("autoscaler", "settings.json", document)
         rendered.publish("autoscaler", "condor_config", client)
-        labels = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "analysis-facility"}
+        labels = {"app.kubernetes.io/name": NAME, **PART_OF}
         meta = {"name": NAME, "namespace": NAMESPACE, "labels": labels}
         account = k8s.core.v1.ServiceAccount(f"{name}-account", metadata=meta, opts=child)
         role = k8s.rbac.v1.Role(f"{name}-role", metadata=meta, rules=rbac_rules(settings), opts=child)

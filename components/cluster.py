@@ -12,6 +12,7 @@ import pulumi_tls as tls
 from . import rendered
 from .cloudinit import CaPair, NodeBootstrap, join_token, render_user_data
 from .config import FacilityConfig, NodeGroup
+from .config.cluster import NodeRole
 from .kubeconfig import render_kubeconfig
 from .network import API_PORT, Network, control_plane_ips
 from .nodes import NodePool, VmSpec
@@ -23,10 +24,20 @@ CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane:NoSchedule"
 DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
 
 
+def role_nodes(role: NodeRole) -> dict[str, str]:
+    """The node selector of the nodes whose groups have `role` (a label `node_labels` sets)."""
+    return {f"{LABEL_PREFIX}/role-{role}": "true"}
+
+
+SYSTEM_NODES = role_nodes("system")
+"""Where the facility's own services run."""
+
+
 def node_labels(group_name: str, group: NodeGroup) -> dict[str, str]:
     """Labels later layers select on: the group, its roles and its GPUs."""
     labels = {f"{LABEL_PREFIX}/node-group": group_name}
-    labels.update({f"{LABEL_PREFIX}/role-{role}": "true" for role in group.roles})
+    for role in group.roles:
+        labels.update(role_nodes(role))
     if group.gpu:
         labels.update({"nvidia.com/gpu.present": "true", f"{LABEL_PREFIX}/gpu-model": group.gpu.model})
         labels[f"{LABEL_PREFIX}/gpu-count"] = str(group.gpu.count)

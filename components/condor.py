@@ -20,7 +20,7 @@ from autoscaler.kube import GROUP_LABEL as AUTOSCALER_GROUP_LABEL
 
 from . import rendered
 from .certs import CA_CERT_DIR, INTERNAL_ISSUER, TRUST_CONFIGMAP, CertManager
-from .cluster import LABEL_PREFIX
+from .cluster import LABEL_PREFIX, SYSTEM_NODES
 from .condorconf import (
     MAPFILE,
     PLUGIN_CONFIG,
@@ -42,7 +42,7 @@ from .config.batch import COLLECTOR_PORT, WorkerGroup, worker_groups
 from .cvmfs import CLAIM, MOUNT, Cvmfs
 from .offloadconf import GATEWAY_LABEL, GATEWAY_TAINT_KEY, SLURM_FLAGS_ANNOTATION, VIRTUAL_NODE_TAINT, slurm_flags
 from .shipped import shipped
-from .workloads import layer_namespace, resources
+from .workloads import PART_OF, layer_namespace, resources
 from .xcache import client_env as xcache_client_env
 from .xcache import client_files as xcache_client_files
 
@@ -71,12 +71,10 @@ RUNTIME = PoolRuntime(
     tls_dir="/etc/condor/af-tls",
     spool_dir="/var/lib/condor/spool",
 )
-PART_OF = {"app.kubernetes.io/part-of": "analysis-facility"}
 GROUP_LABEL = AUTOSCALER_GROUP_LABEL
 """Label naming a worker pod's group: the autoscaler selects pods by it."""
 """Pod label naming a worker's group (the autoscaler selects a group's pods by it)."""
 CONFIG_HASH = f"{LABEL_PREFIX}/config-sha256"
-SYSTEM_NODES = {f"{LABEL_PREFIX}/role-system": "true"}
 CLIENT_CONFIG = "/etc/af/condor/condor_config"
 """Where notebooks find the client config (`CONDOR_CONFIG`)."""
 POOL_FILE, ROLE_FILE, REMOTE_FILE = "90-af-pool.conf", "91-af-role.conf", "92-af-offload.conf"

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import rendered, yamltext
-from .cluster import LABEL_PREFIX
+from .cluster import SYSTEM_NODES
 from .config import GPU_TAINT_KEY, FacilityConfig, GpuSpec
 from .config.cluster import Cluster
 from .config.gpu import Gpu
@@ -22,7 +22,6 @@ CHART_REPO = "https://nvidia.github.io/k8s-device-plugin"
 NAMESPACE = "nvidia-device-plugin"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_NODES = {"nvidia.com/gpu.present": "true"}
-SYSTEM_NODES = {f"{LABEL_PREFIX}/role-system": "true"}
 DEFAULT_CONFIG = "af.default"
 """Config of a GPU node without the group label (whole GPUs). The dot keeps it apart from
 group names, which are DNS labels."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .certs import CA_CERT_DIR, TRUST_CONFIGMAP
-from .cluster import LABEL_PREFIX
+from .cluster import LABEL_PREFIX, SYSTEM_NODES, role_nodes
 from .config import GPU_TAINT_KEY, FacilityConfig, GpuSpec, NodeGroup
 from .config.interactive import GpuProfile, NotebookProfile
 from .cvmfs import CLAIM, MOUNT
@@ -27,8 +27,7 @@ SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", "read:use
 """The notebook's API token: the default server scopes plus reading its owner's model with
 its auth state (`GET /hub/api/users/<name>`)."""
 
-SYSTEM_NODES = {f"{LABEL_PREFIX}/role-system": "true"}
-INTERACTIVE_NODES = {f"{LABEL_PREFIX}/role-interactive": "true"}
+INTERACTIVE_NODES = role_nodes("interactive")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import pulumi_random as random
 
 from . import rendered, yamltext
 from .autoscaler import NAME as AUTOSCALER
+from .cluster import SYSTEM_NODES
 from .condor import NAMESPACE as CONDOR_NAMESPACE
 from .config import FacilityConfig
 from .config.gpu import deploys_device_plugin
@@ -40,7 +41,6 @@ GRAFANA_SECRET = "af-grafana-admin"
 DCGM_PORT = 9400
 HUB_METRICS = "hub.jupyterhub.svc.cluster.local:8081"
 """z2jh's hub Service; the hub serves /hub/metrics to Prometheus without a token (in-cluster)."""
-SYSTEM_NODES = {"af.infn.it/role-system": "true"}
 
 
 def dashboards() -> dict[str, str]:

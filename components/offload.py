@@ -15,15 +15,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import rendered
+from .cluster import SYSTEM_NODES
 from .config import FacilityConfig
 from .config.offload import Gateway, IamClientAuth
 from .offloadconf import TOKEN_FILE, edge_files, node_name, virtual_kubelet_config
 from .shipped import shipped
-from .workloads import layer_namespace, resources
+from .workloads import PART_OF, layer_namespace, resources
 
 NAMESPACE = "interlink"
-PART_OF = {"app.kubernetes.io/part-of": "analysis-facility"}
-SYSTEM_NODES = {"af.infn.it/role-system": "true"}
 USER = 65534
 TOKEN_DIR = TOKEN_FILE.rsplit("/", 1)[0]
 CONFIG_DIR = "/etc/interlink"

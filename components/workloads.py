@@ -13,6 +13,9 @@ def resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict[
     return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory_limit}}
 
 
+PART_OF = {"app.kubernetes.io/part-of": "analysis-facility"}
+"""The label every object of the facility carries."""
+
 SMALL = resources("50m", "128Mi", "500m", "512Mi")
 """A small controller's resources."""
 

@@ -12,11 +12,11 @@ import pulumi_kubernetes as k8s
 
 from . import rendered
 from .certs import CA_CERT_DIR, INTERNAL_ISSUER, CertManager
-from .cluster import LABEL_PREFIX
+from .cluster import role_nodes
 from .config import GPU_TAINT_KEY, FacilityConfig
 from .config.data import BearerToken, X509Proxy, size_bytes
 from .shipped import shipped
-from .workloads import layer_namespace, resources
+from .workloads import PART_OF, layer_namespace, resources
 from .xcacheconf import CacheRuntime, render_scitokens_cfg, render_xrootd_cfg
 
 NAMESPACE = "xcache"
@@ -44,7 +44,7 @@ RUNTIME = CacheRuntime(
     report_port=REPORT_PORT,
     report_seconds=10,
 )
-LABELS = {"app.kubernetes.io/name": SERVICE, "app.kubernetes.io/part-of": "analysis-facility"}
+LABELS = {"app.kubernetes.io/name": SERVICE, **PART_OF}
 
 
 PLUGIN_CONF_DIR = "/etc/af/xrdcl-plugins"
@@ -222,7 +222,7 @@ def pod_spec(cfg: FacilityConfig, token_url: str) -> dict[str, Any]:
         volumes.append({"name": "credential-secret", "secret": {"secretName": f"{SERVICE}-upstream"}})
     cache_groups = [g for g in cfg.cluster.node_groups.values() if "cache" in g.roles]
     if cache_groups:
-        spec["nodeSelector"] = {f"{LABEL_PREFIX}/role-cache": "true"}
+        spec["nodeSelector"] = role_nodes("cache")
         taints = {(t.key, t.effect) for g in cache_groups for t in g.taints if t.key != GPU_TAINT_KEY}
         spec["tolerations"] = [{"key": k, "operator": "Exists", "effect": e} for k, e in sorted(taints)]
     return spec
