@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.config import FacilityConfig
+from components.config.facility import FacilityConfig
 
 WORKLOAD_TYPES = {
     "kubernetes:apps/v1:Deployment": "Deployment",

@@ -16,8 +16,8 @@ from test_hub import manifest
 
 from autoscaler.kube import GROUP_LABEL
 from autoscaler.settings import ControllerSettings
-from components.config import build_config
-from components.config.batch import worker_groups
+from components.batch.config import worker_groups
+from components.config.loader import build_config
 
 IMAGE = "registry.example.org/af/af-autoscaler:0.1.0"
 

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from conftest import SHIPPED_STACKS
 
-from components import gpunode
-from components.cloudinit import REDACTED, CaPair, NodeBootstrap, join_token, render_user_data
-from components.config.cluster import GpuSpec, K3s
+from components.infra import gpunode
+from components.infra.cloudinit import REDACTED, CaPair, NodeBootstrap, join_token, render_user_data
+from components.infra.config import GpuSpec, K3s
 
 CLOUD_INIT = shutil.which("cloud-init")
 

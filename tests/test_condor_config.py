@@ -17,21 +17,19 @@ import classad2
 import pytest
 from conftest import stack_values
 
-from components.certs import CA_CERT_DIR
-from components.condor import RUNTIME, rendered_files
-from components.condorconf import (
-    GROUP_ATTRIBUTE,
-    PLUGIN,
-    PLUGIN_CONFIG,
-    POD_ATTRIBUTE,
+from components.batch.config import worker_groups
+from components.batch.files import HERE as CONDORFILES
+from components.batch.htcondor import PLUGIN, PLUGIN_CONFIG, render_client, render_execute
+from components.batch.pods import RUNTIME, rendered_files
+from components.config.loader import build_config
+from components.facility import cache_client
+from components.names import (
+    BEARER_TOKEN_FILE,
+    CA_CERT_DIR,
     PREFERENCE_ATTRIBUTE,
-    render_client,
-    render_execute,
+    WORKER_GROUP_ATTRIBUTE,
+    WORKER_POD_ATTRIBUTE,
 )
-from components.condorfiles import HERE as CONDORFILES
-from components.config import build_config
-from components.config.batch import worker_groups
-from components.hubvalues import BEARER_TOKEN_FILE
 
 STACKS = ["cms-bari", "atlas-cnaf"]
 
@@ -71,7 +69,7 @@ def _cfg(stack: str):
 
 
 def _files(stack: str) -> dict[str, str]:
-    return rendered_files(_cfg(stack))
+    return rendered_files(_cfg(stack), cache_client(_cfg(stack)))
 
 
 def daemon_params(tmp_path: Path, stack: str, role_file: str, **env: str) -> dict[str, str]:
@@ -153,9 +151,11 @@ def test_worker_configs(tmp_path, stack):
         assert params["SLOT_TYPE_1_PARTITIONABLE"].lower() == "true" and params["SLOT_TYPE_1"] == "100%"
         assert (int(params["NUM_CPUS"]), int(params["MEMORY"])) == (group.slot_cpus, group.slot_memory_mib)
         assert ("MACHINE_RESOURCE_INVENTORY_GPUs" in params) == (group.gpus > 0)
-        assert params[GROUP_ATTRIBUTE] == f'"{group.name}"' and params[POD_ATTRIBUTE] == f'"{pod}"'
+        assert params[WORKER_GROUP_ATTRIBUTE] == f'"{group.name}"' and params[WORKER_POD_ATTRIBUTE] == f'"{pod}"'
         assert int(params[PREFERENCE_ATTRIBUTE]) == group.preference
-        assert {GROUP_ATTRIBUTE, PREFERENCE_ATTRIBUTE, POD_ATTRIBUTE} <= set(_entries(params["STARTD_ATTRS"]))
+        assert {WORKER_GROUP_ATTRIBUTE, PREFERENCE_ATTRIBUTE, WORKER_POD_ATTRIBUTE} <= set(
+            _entries(params["STARTD_ATTRS"])
+        )
         assert params["START"] == group.start
         assert int(params["STARTD_NOCLAIM_SHUTDOWN"]) == cfg.condor.idle_shutdown_minutes * 60
         assert int(params["MAXJOBRETIREMENTTIME"]) == cfg.condor.retire_grace_minutes * 60
@@ -202,7 +202,7 @@ def test_a_group_start_override_is_what_the_startd_evaluates(tmp_path):
     values["condor"] = {"groups": {"gpu-a100": {"start": start}}}
     cfg = build_config(values, secret)
     group = worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors)["gpu-a100"]
-    files = rendered_files(cfg)
+    files = rendered_files(cfg, cache_client(cfg))
     slot = _slot(condor_params(tmp_path, files["pool.conf"], files["execute-gpu-a100.conf"], env={"POD_NAME": "p"}), 1)
     assert slot.symmetricMatch(_job(RequestGpus=1, AcctGroup="cms.ml"))
     assert not slot.symmetricMatch(_job(RequestGpus=1, AcctGroup="cms.other"))
@@ -212,7 +212,9 @@ def test_a_group_start_override_is_what_the_startd_evaluates(tmp_path):
 def test_without_the_cache_jobs_get_no_cache_environment(tmp_path):
     cfg = _cfg("cms-bari")
     group = worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors)["cpu"]
-    params = condor_params(tmp_path, rendered_files(cfg)["pool.conf"], render_execute(cfg, RUNTIME, group, {}))
+    params = condor_params(
+        tmp_path, rendered_files(cfg, cache_client(cfg))["pool.conf"], render_execute(cfg, RUNTIME, group, {})
+    )
     assert "STARTER_JOB_ENVIRONMENT" not in params
 
 
@@ -301,7 +303,7 @@ def test_the_plugin_reads_the_configured_groups_claim(tmp_path):
     values, secret = stack_values("cms-bari")
     values["identity"] |= {"groupsClaim": "groups", "roles": {"batch": ["cms-analysts"]}}
     cfg = build_config(values, secret)
-    config = json.loads(rendered_files(cfg)[PLUGIN_CONFIG])
+    config = json.loads(rendered_files(cfg, cache_client(cfg))[PLUGIN_CONFIG])
     assert config == {
         "domain": f"users.{cfg.site.dns_name}",
         "groups": ["cms-analysts"],

@@ -16,29 +16,29 @@ from support.gateways import leonardo
 
 from afctl import cli
 from afctl.stackfile import available_stacks, read_stack
-from components.config import (
+from components.batch.config import Autoscaler, Condor
+from components.cache.config import Cache, size_bytes
+from components.config.errors import ConfigError, Problem, key_path, show_value
+from components.config.facility import FacilityConfig
+from components.config.identity import Identity, Roles
+from components.config.loader import PROFILES_DIR, available_profiles, build_config, deep_merge
+from components.cvmfs.config import Cvmfs
+from components.hub.config import Hub
+from components.infra.config import (
     Cluster,
-    ConfigError,
-    FacilityConfig,
+    ControlPlane,
+    Existing,
     Flavor,
     GpuSpec,
+    K3s,
+    Magnum,
     NodeGroup,
-    Problem,
     Quotas,
     Site,
     Taint,
-    build_config,
-    deep_merge,
-    usage,
 )
-from components.config.batch import Autoscaler, Condor
-from components.config.cluster import ControlPlane, Existing, K3s, Magnum
-from components.config.data import Cache, size_bytes
-from components.config.errors import key_path, show_value
-from components.config.identity import Identity, Roles
-from components.config.interactive import Cvmfs, Hub
-from components.config.loader import PROFILES_DIR, available_profiles
-from components.config.offload import Gateway, Offload
+from components.infra.quota import usage
+from components.offload.config import Gateway, Offload
 
 LINE = re.compile(r"^af:(\S+)?: got .+; allowed: .+$")
 DELETE = object()
@@ -157,7 +157,7 @@ def test_base_config_is_valid() -> None:
     cfg = build_config(base())
     assert cfg.site.name == "test-site"
     assert cfg.cluster.node_groups["gpu"].gpu == GpuSpec(count=2, model="a100")
-    assert usage(cfg).gpus == 2
+    assert usage(cfg.site, cfg.cluster).gpus == 2
 
 
 @pytest.mark.parametrize("stack", available_stacks())
@@ -248,7 +248,7 @@ def test_mode_existing_skips_flavor_and_quota_checks() -> None:
     cfg = edit(cfg, "cluster.nodeGroups.cpu.flavor", "whatever-the-cluster-has")
     cfg = edit(cfg, "site.quotas.vcpus", 0)
     result = build_config(cfg, {"cluster"})
-    assert usage(result).vcpus == 0
+    assert usage(result.site, result.cluster).vcpus == 0
 
 
 def test_magnum_mode_is_valid() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from test_config import DELETE, base, edit, only_problem, problems_of
 
-from components.config import build_config
-from components.config.batch import DAEMON_MEMORY_MIB, GPU_START, Condor, worker_groups
+from components.batch.config import DAEMON_MEMORY_MIB, GPU_START, Condor, worker_groups
+from components.config.loader import build_config
 
 
 def condor_base() -> dict[str, Any]:

@@ -7,9 +7,8 @@ from typing import Any
 import pytest
 from test_config import DELETE, edit, only_problem, problems_of
 
-from components.config import build_config
-from components.config.data import size_bytes, under
-from components.config.loader import stand_in_secrets
+from components.cache.config import size_bytes, under
+from components.config.loader import build_config, stand_in_secrets
 
 
 def cache_base() -> dict[str, Any]:

@@ -30,10 +30,11 @@ from support.gateways import galileo
 import afctl.runner
 from afctl import cli
 from afctl.stackfile import read_stack
-from components.config import ConfigError, FacilityConfig, Usage, build_config, deep_merge, usage
-from components.config.errors import key_path
-from components.config.loader import PROFILES_DIR, _tags, _unwrap, load_yaml
-from components.program import StackConfigError
+from components.config.errors import ConfigError, key_path
+from components.config.facility import FacilityConfig
+from components.config.loader import PROFILES_DIR, _tags, _unwrap, build_config, deep_merge, load_yaml
+from components.config.pulumi_source import StackConfigError
+from components.infra.quota import Usage, usage
 
 Loc = tuple[str | int, ...]
 
@@ -475,7 +476,8 @@ def _group_loc(name: str) -> Loc:
 
 @cache
 def _usage(stack: str) -> Usage:
-    return usage(build_config(_base(stack), SECRETS))
+    cfg = build_config(_base(stack), SECRETS)
+    return usage(cfg.site, cfg.cluster)
 
 
 def m_quota_overrun(draw: Draw, stack: str) -> Mutation:

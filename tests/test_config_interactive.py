@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from test_config import DELETE, HUB_SECRET, edit, hub_base, only_problem, problems_of
 
-from components.config import build_config
-from components.config.loader import STAND_IN, stand_in_secrets
+from components.config.loader import STAND_IN, build_config, stand_in_secrets
 
 
 def test_hub_base_is_valid_with_the_client_secret_as_a_pulumi_secret() -> None:

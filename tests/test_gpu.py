@@ -17,9 +17,11 @@ from test_hub import hub_values, manifest
 
 from afctl import plan
 from afctl.runner import RunResult
-from components import gpu as device_plugin
-from components.condor import rendered_files
-from components.config import GPU_TAINT_KEY, build_config
+from components.batch.pods import rendered_files
+from components.config.loader import build_config
+from components.facility import cache_client
+from components.gpu import values as device_plugin
+from components.names import GPU_TAINT_KEY
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 K8S_PROVIDER = "pulumi:providers:kubernetes"
@@ -313,7 +315,7 @@ def test_time_slicing_multiplies_the_gpus_hub_and_htcondor_count(variant, tmp_pa
     resources = _gpu_worker(result)
     assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"] == str(schedulable)
     conf = result.files[f"condor/execute-{GROUP}.conf"]
-    params = condor_params(tmp_path, rendered_files(cfg)["pool.conf"], conf, env={"POD_NAME": "p"})
+    params = condor_params(tmp_path, rendered_files(cfg, cache_client(cfg))["pool.conf"], conf, env={"POD_NAME": "p"})
     assert params["GPU_DISCOVERY_EXTRA"].split()[-2:] == ["-divide", "4"]
     assert "MACHINE_RESOURCE_INVENTORY_GPUs" in params
     assert "-divide" not in result.files["condor/execute-cpu.conf"]

@@ -14,8 +14,9 @@ from conftest import SHIPPED_STACKS, by_name, of_type, preview_values, stack_val
 from afctl import plan
 from afctl.mocks import Registration
 from afctl.runner import RunResult
-from components.config import build_config
-from components.hubvalues import BEARER_TOKEN_FILE, HUB_SECRET, TLS_SECRET
+from components.config.loader import build_config
+from components.hub.values import HUB_SECRET, TLS_SECRET
+from components.names import BEARER_TOKEN_FILE
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 K8S_PROVIDER = "pulumi:providers:kubernetes"

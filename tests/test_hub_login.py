@@ -28,10 +28,10 @@ from support.hub import Hub, hub_app, login, run_hub
 from support.oidc import TestIssuer
 from traitlets.config import LazyConfigValue
 
-from components.config import build_config
-from components.hub import hub_site
-from components.hubfiles import HERE as HUBFILES
-from components.hubvalues import SERVER_TOKEN_SCOPES, hub_values
+from components.config.loader import build_config
+from components.facility import hub_site
+from components.hub.files import HERE as HUBFILES
+from components.hub.values import SERVER_TOKEN_SCOPES, hub_values
 
 pytestmark = pytest.mark.daemon
 

@@ -16,8 +16,8 @@ from conftest import by_name, of_type, preview_values, stack_values
 from test_hub import hub_values, manifest
 
 from autoscaler.metrics import HELP as AUTOSCALER_METRICS
-from components.exporterfiles.af_xcache_exporter import METRICS as XCACHE_METRICS
-from components.monitoring import DASHBOARD_LABEL, DATASOURCE_UID, DCGM_COUNTERS, GRAFANA_SECRET, dashboards
+from components.cache.files.af_xcache_exporter import METRICS as XCACHE_METRICS
+from components.monitoring.values import DASHBOARD_LABEL, DATASOURCE_UID, DCGM_COUNTERS, GRAFANA_SECRET, dashboards
 
 PANEL_TYPES = {"timeseries", "stat", "gauge", "bargauge", "table", "text"}
 PROMQL_WORDS = frozenset(

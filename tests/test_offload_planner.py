@@ -16,11 +16,11 @@ from test_condor_config import condor_params
 from autoscaler.condor import autoclusters, parse_ads
 from autoscaler.model import Resources, Worker
 from autoscaler.planner import candidates, plan
-from components.autoscaler import controller_settings
-from components.condor import RUNTIME
-from components.condorconf import render_execute
-from components.config import build_config
-from components.config.batch import worker_groups
+from components.batch.autoscaler import controller_settings
+from components.batch.config import worker_groups
+from components.batch.htcondor import render_execute
+from components.batch.pods import RUNTIME
+from components.config.loader import build_config
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "condor"
 NOW = 1_800_000_000.0

@@ -20,7 +20,8 @@ from test_autoscaler_component import with_autoscaler
 
 from afctl import plan
 from afctl.mocks import SECRET
-from components.config import build_config, usage
+from components.config.loader import build_config
+from components.infra.quota import usage
 from policy import walk
 from policy.capacity import usage as plan_usage
 from policy.facts import facts_from
@@ -828,7 +829,7 @@ def test_quota_use_from_the_plan_matches_the_configs_arithmetic(stack, plans):
     used, unknown = plan_usage(
         [walk.Resource(r["type"], r["name"], r["inputs"], r["urn"]) for r in plans(stack)["resources"]], facts
     )
-    expected = usage(cfg)
+    expected = usage(cfg.site, cfg.cluster)
     assert unknown == []
     assert dict(used) == {
         k: v

@@ -8,8 +8,8 @@ import pytest
 from conftest import SHIPPED_STACKS, by_name, of_type, preview_values, stack_values
 
 from afctl.stackfile import PLACEHOLDER
-from components.config import build_config
-from components.network import API_PORT, SSH_PORT
+from components.config.loader import build_config
+from components.infra.network import API_PORT, SSH_PORT
 
 INSTANCE = "openstack:compute/instance:Instance"
 SERVER_GROUP = "openstack:compute/serverGroup:ServerGroup"

@@ -14,6 +14,8 @@ GroupName = Annotated[str, Field(pattern=GROUP_PATTERN, max_length=256)]
 """A group as it appears in the groups claim (WLCG groups start with `/`, e.g. `/cms/ml`)."""
 
 WLCG_GROUPS_CLAIM = "wlcg.groups"
+WLCG_ANY_AUDIENCE = "https://wlcg.cern.ch/jwt/v1/any"
+"""The audience WLCG tokens carry when meant for any service."""
 
 
 class Roles(StrictModel):

@@ -1,0 +1,81 @@
+"""The checks single-field validation cannot see: each layer's own (`<layer>/checks.py`), and the
+identity's, which serves every layer that logs users in."""
+
+from __future__ import annotations
+
+from ..batch import checks as batch_checks
+from ..cache import checks as cache_checks
+from ..gpu import checks as gpu_checks
+from ..hub import checks as hub_checks
+from ..infra import checks as infra_checks
+from ..offload import checks as offload_checks
+from .errors import Problem, problem
+from .facility import FacilityConfig
+from .identity import WLCG_GROUPS_CLAIM
+
+
+def _identity_problems(cfg: FacilityConfig) -> list[Problem]:
+    """The identity serves every layer that logs users in: it must exist for them, carry the
+    groups claim, and name the groups each of them admits."""
+    needs = [name for name, on in (("hub", cfg.hub.enabled), ("condor", cfg.condor.enabled)) if on]
+    identity = cfg.identity
+    if identity is None:
+        if needs:
+            return [problem(("identity",), None, f"an identity provider: {', '.join(needs)} needs OIDC login")]
+        return []
+    found: list[Problem] = []
+    loc = ("identity",)
+    if "openid" not in identity.scopes:
+        found.append(problem((*loc, "scopes"), identity.scopes, "scopes that include openid (the login is OIDC)"))
+    if identity.groups_claim == WLCG_GROUPS_CLAIM:
+        if WLCG_GROUPS_CLAIM not in identity.scopes:
+            found.append(
+                problem((*loc, "scopes"), identity.scopes, "scopes that include wlcg.groups, the groups claim")
+            )
+        for role, groups in identity.roles:
+            for index, group in enumerate(groups):
+                if not group.startswith("/"):
+                    found.append(
+                        problem(
+                            (*loc, "roles", role, index),
+                            group,
+                            f"a WLCG group path such as /{group} (the wlcg.groups claim starts each with /)",
+                        )
+                    )
+    if cfg.hub.enabled:
+        if identity.client_secret is None:
+            found.append(
+                problem(
+                    (*loc, "clientSecret"),
+                    None,
+                    "the IAM client secret: pulumi config set --secret --path 'af:identity.clientSecret' …",
+                )
+            )
+        if not identity.roles.login:
+            found.append(
+                problem((*loc, "roles", "login"), [], "at least one group: the hub admits members of these only")
+            )
+    if cfg.condor.enabled and not identity.roles.batch:
+        found.append(
+            problem((*loc, "roles", "batch"), [], "at least one group: only its members may submit to HTCondor")
+        )
+    return found
+
+
+def cross_checks(cfg: FacilityConfig) -> list[Problem]:
+    """Checks single-field validation cannot see: each layer's own, and the identity's."""
+    flavors = infra_checks.flavor_problems(cfg)
+    # Quota arithmetic needs every flavor to be known.
+    quota = [] if flavors else infra_checks.quota_problems(cfg)
+    return [
+        *infra_checks.mode_problems(cfg),
+        *flavors,
+        *infra_checks.gpu_problems(cfg),
+        *gpu_checks.problems(cfg),
+        *quota,
+        *_identity_problems(cfg),
+        *hub_checks.problems(cfg),
+        *cache_checks.problems(cfg),
+        *batch_checks.problems(cfg),
+        *offload_checks.problems(cfg),
+    ]

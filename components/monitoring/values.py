@@ -1,0 +1,143 @@
+"""What the monitoring layer renders: kube-prometheus-stack's values with the facility's scrape
+jobs, the DCGM exporter's values, and the dashboards it ships. Pure functions of the config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..common.kube import image_parts, resources
+from ..config.facility import FacilityConfig
+from ..gpu.config import deploys_device_plugin
+from ..names import (
+    AUTOSCALER,
+    CACHE_NAMESPACE,
+    CONDOR_NAMESPACE,
+    GPU_NODES,
+    GPU_TOLERATION,
+    HUB_METRICS,
+    MONITORING_NAMESPACE,
+    SYSTEM_NODES,
+)
+
+FILES = Path(__file__).resolve().parent / "files"
+DASHBOARDS = FILES / "dashboards"
+DCGM_COUNTERS = FILES / "dcgm-counters.csv"
+DATASOURCE_UID = "prometheus"
+"""The uid kube-prometheus-stack gives its Prometheus datasource in Grafana; dashboards use it."""
+DASHBOARD_LABEL = "grafana_dashboard"
+"""The label Grafana's sidecar looks for on ConfigMaps (the chart's default)."""
+GRAFANA_SECRET = "af-grafana-admin"
+DCGM_PORT = 9400
+
+
+def dashboards() -> dict[str, str]:
+    """The dashboards kept in the repository, by file name."""
+    return {path.name: path.read_text(encoding="utf-8") for path in sorted(DASHBOARDS.glob("*.json"))}
+
+
+def _pods(job: str, namespace: str, name: str | None, port: str = "metrics") -> dict[str, Any]:
+    """A scrape job over the pods of `namespace` (named `name`, if given) on their port `port`."""
+    keep = [
+        {
+            "source_labels": ["__meta_kubernetes_pod_container_port_name"],
+            "regex": port,
+            "action": "keep",
+        }
+    ]
+    if name:
+        keep.append(
+            {"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"], "regex": name, "action": "keep"}
+        )
+    return {
+        "job_name": job,
+        "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [namespace]}}],
+        "relabel_configs": [
+            *keep,
+            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+            {"source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": "node"},
+        ],
+    }
+
+
+def gpu_metrics(cfg: FacilityConfig) -> bool:
+    """The DCGM exporter comes with the GPU support the facility deploys (an existing cluster's
+    GPU operator brings its own)."""
+    return deploys_device_plugin(cfg.gpu, cfg.cluster)
+
+
+def scrape_configs(cfg: FacilityConfig) -> list[dict[str, Any]]:
+    """What Prometheus scrapes besides Kubernetes itself: each exporter the stack deploys."""
+    jobs = []
+    if cfg.condor.enabled and cfg.autoscaler.enabled:
+        jobs.append(_pods("af-autoscaler", CONDOR_NAMESPACE, AUTOSCALER))
+    if cfg.cache.enabled:
+        jobs.append(_pods("af-xcache", CACHE_NAMESPACE, None))
+    if cfg.hub.enabled:
+        jobs.append(
+            {"job_name": "jupyterhub", "metrics_path": "/hub/metrics", "static_configs": [{"targets": [HUB_METRICS]}]}
+        )
+    if gpu_metrics(cfg):
+        jobs.append(_pods("dcgm-exporter", MONITORING_NAMESPACE, "dcgm-exporter"))
+    interval = f"{cfg.monitoring.scrape_seconds}s"
+    return [{**job, "scrape_interval": interval} for job in jobs]
+
+
+def stack_values(cfg: FacilityConfig) -> dict[str, Any]:
+    """kube-prometheus-stack's values: Prometheus with its volume and our scrape jobs, Grafana
+    with the generated admin password and the dashboard sidecar, everything on system nodes."""
+    monitoring = cfg.monitoring
+    claim: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": f"{monitoring.storage_gib}Gi"}},
+    }
+    if monitoring.storage_class:
+        claim["storageClassName"] = monitoring.storage_class
+    return {
+        "alertmanager": {"enabled": False},
+        "prometheus": {
+            "prometheusSpec": {
+                "retention": f"{monitoring.retention_days}d",
+                "nodeSelector": dict(SYSTEM_NODES),
+                "resources": resources("500m", "2Gi", "2", "8Gi"),
+                "storageSpec": {"volumeClaimTemplate": {"spec": claim}},
+                "additionalScrapeConfigs": scrape_configs(cfg),
+                # Any ServiceMonitor in the cluster counts, not only this release's.
+                "serviceMonitorSelectorNilUsesHelmValues": False,
+                "podMonitorSelectorNilUsesHelmValues": False,
+            }
+        },
+        "grafana": {
+            "admin": {"existingSecret": GRAFANA_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
+            "nodeSelector": dict(SYSTEM_NODES),
+            "resources": resources("100m", "256Mi", "1", "1Gi"),
+            "sidecar": {"dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": "1"}},
+        },
+        "prometheusOperator": {
+            "nodeSelector": dict(SYSTEM_NODES),
+            "resources": resources("100m", "128Mi", "500m", "512Mi"),
+        },
+        "kube-state-metrics": {
+            "nodeSelector": dict(SYSTEM_NODES),
+            "resources": resources("50m", "128Mi", "500m", "512Mi"),
+        },
+        # The node exporter keeps the chart's tolerations (every NoSchedule taint): a node agent.
+        "prometheus-node-exporter": {"resources": resources("50m", "64Mi", "250m", "256Mi")},
+    }
+
+
+def dcgm_values(cfg: FacilityConfig) -> dict[str, Any]:
+    """NVIDIA's DCGM exporter on GPU nodes only, exporting the counters in
+    `files/dcgm-counters.csv` (basic device fields: no profiling, so no SYS_ADMIN)."""
+    repository, tag = image_parts(cfg.monitoring.dcgm_image)
+    return {
+        "image": {"repository": repository, "tag": tag},
+        "arguments": ["-f", "/etc/af-dcgm/counters.csv"],
+        "extraConfigMapVolumes": [{"name": "af-dcgm-counters", "configMap": {"name": "af-dcgm-counters"}}],
+        "extraVolumeMounts": [{"name": "af-dcgm-counters", "mountPath": "/etc/af-dcgm", "readOnly": True}],
+        "securityContext": {"capabilities": {"drop": ["ALL"]}},
+        "serviceMonitor": {"enabled": False},
+        "nodeSelector": dict(GPU_NODES),
+        "tolerations": [dict(GPU_TOLERATION)],
+        "resources": resources("50m", "128Mi", "500m", "512Mi"),
+    }
