@@ -66,6 +66,18 @@ def test_cache_base_is_valid_and_defaults_follow_xrootd() -> None:
         ("cache.image", "xcache", "af:cache.image", "pinned by tag"),
         ("cache.upstream", {"kind": "kerberos"}, "af:cache.upstream", "'x509-proxy', 'bearer-token'"),
         ("cache.upstream", {"kind": "x509-proxy", "certificate": "x"}, "af:cache.upstream.", "PEM"),
+        (
+            "cache.upstream",
+            {"kind": "bearer-token", "clientId": "xcache"},
+            "af:cache.upstream.clientSecret",
+            "pulumi config set --secret --path 'af:cache.upstream.clientSecret'",
+        ),
+        (
+            "cache.upstream",
+            {"kind": "bearer-token", "clientId": "xcache", "tokenUrl": "http://iam.example.org/token"},
+            "af:cache.upstream.tokenUrl",
+            "token issuers must use HTTPS",
+        ),
     ],
 )
 def test_bad_cache_config(path: str, value: Any, reported: str, allowed: str) -> None:
