@@ -1,0 +1,395 @@
+"""The chart oracle (tests/support/charts): what the pinned charts render with the program's own
+values, as stand-in pods and NetworkPolicies the API server would admit, plus the template rules
+it encodes, each test naming the chart text it mirrors.
+
+The `..._today` tests state defects of issue 14 as facts about today's merged values: they pass
+now and must be flipped when the program's values change."""
+
+from __future__ import annotations
+
+import ipaddress
+from types import SimpleNamespace
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from kubespawner.spawner import KubeSpawner
+
+from components.config.cluster import Cluster
+from tests.conftest import SHIPPED_STACKS
+from tests.support import charts
+from tests.support.charts import (
+    cvmfs_csi,
+    dcgm_exporter,
+    jupyterhub,
+    kube_prometheus_stack,
+    nvidia_device_plugin,
+)
+from tests.support.charts.helm import coalesce, unread
+
+K8S = "1.36.2"
+OWNER_KINDS = {"Deployment", "DaemonSet", "StatefulSet", "Job", "Pod"}
+POD_CIDR = Cluster.model_fields["pod_cidr"].default
+"""The cluster's default pod network (k3s's): where the cache and pool pods get addresses."""
+
+
+def releases(shipped, stack: str) -> list[charts.Release]:
+    found = charts.releases(shipped(stack))
+    assert found, f"{stack}: no Helm release in the plan"
+    return found
+
+
+def release(shipped, stack: str, chart: str) -> charts.Release:
+    matches = [r for r in releases(shipped, stack) if r.chart == chart]
+    assert len(matches) == 1, f"{stack}: expected one {chart} release, found {len(matches)}"
+    return matches[0]
+
+
+# --- Helm's merge ------------------------------------------------------------------------------
+
+
+def test_coalesce_merges_maps_key_by_key():
+    # helm/helm pkg/chartutil/coalesce.go: nested maps merge, user keys win.
+    assert coalesce({"a": {"x": 1, "y": 2}}, {"a": {"y": 3, "z": 4}}) == {"a": {"x": 1, "y": 3, "z": 4}}
+
+
+def test_coalesce_null_deletes_the_default_key():
+    assert coalesce(
+        {"sc": {"capabilities": {"add": ["SYS_ADMIN"], "drop": []}}}, {"sc": {"capabilities": {"add": None}}}
+    ) == {"sc": {"capabilities": {"drop": []}}}
+
+
+def test_coalesce_lists_replace():
+    assert coalesce({"t": [{"key": "a"}, {"key": "b"}]}, {"t": [{"key": "c"}]}) == {"t": [{"key": "c"}]}
+
+
+def test_coalesce_does_not_modify_its_inputs():
+    defaults, values = {"a": {"b": [1]}}, {"a": {"c": 2}}
+    coalesce(defaults, values)
+    assert defaults == {"a": {"b": [1]}} and values == {"a": {"c": 2}}
+
+
+def test_unread_covers_subtrees_read_whole():
+    assert unread({"a": {"b": 1, "c": {"d": 2}}, "e": 3}, {"a.c", "e"}) == ["a.b"]
+
+
+# --- every shipped stack -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_every_release_has_an_oracle_at_its_pinned_version(shipped, stack):
+    for r in releases(shipped, stack):
+        assert r.chart in charts.CHARTS, f"{stack}: no chart oracle for {r.chart}"
+        assert r.version == r.module.VERSION, f"{stack}: {r.chart} {r.version} pinned, oracle is {r.module.VERSION}"
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_standins_are_valid_pods(shipped, stack):
+    seen = 0
+    for r in releases(shipped, stack):
+        standins = charts.workloads(r.chart, r.values, r.name, r.namespace)
+        assert standins, f"{stack}: {r.chart} renders no workload"
+        for s in standins:
+            assert s.kind in OWNER_KINDS
+            assert s.namespace == r.namespace
+            pod = s.pod()
+            kubernetes_validate.validate(pod, K8S, strict=True)
+            assert pod["spec"]["containers"], s.name
+            seen += 1
+    assert seen >= 10
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_chart_network_policies_are_valid(shipped, stack):
+    for r in releases(shipped, stack):
+        for policy in charts.network_policies(r.chart, r.values, r.name, r.namespace):
+            kubernetes_validate.validate(policy, K8S, strict=True)
+            assert policy["metadata"]["namespace"] == r.namespace
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_standins_carry_the_placement_our_values_set(shipped, stack):
+    """Where the program sets a nodeSelector, the stand-in pod carries exactly it."""
+    hub = release(shipped, stack, "jupyterhub")
+    by_name = {s.name: s for s in charts.workloads("jupyterhub", hub.values, hub.name, hub.namespace)}
+    assert by_name["hub"].node_selector == hub.values["hub"]["nodeSelector"]
+    assert by_name["proxy"].node_selector == hub.values["proxy"]["chp"]["nodeSelector"]
+    mon = release(shipped, stack, "kube-prometheus-stack")
+    prom = next(s for s in charts.workloads(mon.chart, mon.values, mon.name, mon.namespace) if s.kind == "StatefulSet")
+    assert prom.node_selector == mon.values["prometheus"]["prometheusSpec"]["nodeSelector"]
+    assert prom.containers[0].resources == mon.values["prometheus"]["prometheusSpec"]["resources"]
+
+
+# --- zero-to-jupyterhub ------------------------------------------------------------------------------
+
+
+def _rule_allows_ip(rule: dict[str, Any], ip: str, port: int) -> bool:
+    """Does one egress rule allow TCP to `ip:port` by its ipBlocks (selectors match pods, not
+    addresses given here)? Rules without `to` allow every destination."""
+    ports = rule.get("ports")
+    if ports and not any(p.get("port") == port and p.get("protocol", "TCP") == "TCP" for p in ports):
+        return False
+    peers = rule.get("to")
+    if not peers:
+        return True
+    address = ipaddress.ip_address(ip)
+    for peer in peers:
+        block = peer.get("ipBlock")
+        if (
+            block
+            and address in ipaddress.ip_network(block["cidr"])
+            and not any(address in ipaddress.ip_network(e) for e in block.get("except", []))
+        ):
+            return True
+    return False
+
+
+def _pod_address(cidr: str) -> str:
+    return str(next(ipaddress.ip_network(cidr).hosts()) + 10)
+
+
+def test_z2jh_singleuser_egress_allows_private_ips_only_when_asked():
+    # _helpers-netpol.tpl: `privateIPs` adds 10/8, 172.16/12, 192.168/16; nonPrivateIPs excepts them.
+    pod_ip = _pod_address(POD_CIDR)
+    closed = jupyterhub.network_policies({})[2]
+    assert closed["metadata"]["name"] == "singleuser"
+    assert not any(_rule_allows_ip(r, pod_ip, 1094) for r in closed["spec"]["egress"])
+    assert any(_rule_allows_ip(r, "8.8.8.8", 443) for r in closed["spec"]["egress"])
+    opened = jupyterhub.network_policies({"singleuser": {"networkPolicy": {"egressAllowRules": {"privateIPs": True}}}})
+    assert any(_rule_allows_ip(r, pod_ip, 1094) for r in opened[2]["spec"]["egress"])
+
+
+def test_z2jh_dns_rule_follows_egress_allow_rules():
+    # _helpers-netpol.tpl: one DNS rule whose peers are the metadata IP, kube-system and private IPs.
+    off = {"dnsPortsCloudMetadataServer": False, "dnsPortsKubeSystemNamespace": False, "dnsPortsPrivateIPs": False}
+    policy = jupyterhub.network_policies({"singleuser": {"networkPolicy": {"egressAllowRules": off}}})[2]
+    assert not any(any(p.get("port") == 53 for p in r.get("ports", [])) for r in policy["spec"]["egress"])
+    dns = next(
+        r for r in jupyterhub.network_policies({})[2]["spec"]["egress"] if r.get("ports", [{}])[0].get("port") == 53
+    )
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}} in dns["to"]
+    assert {"ipBlock": {"cidr": "169.254.169.254/32"}} in dns["to"]
+
+
+def test_z2jh_inter_namespace_access_labels_accept_adds_namespace_selectors():
+    # security.md: interNamespaceAccessLabels lets labelled pods of other namespaces in.
+    hub = jupyterhub.network_policies({"hub": {"networkPolicy": {"interNamespaceAccessLabels": "accept"}}})[0]
+    sources = hub["spec"]["ingress"][0]["from"]
+    assert {"namespaceSelector": {"matchLabels": {"hub.jupyter.org/network-access-hub": "true"}}} in sources
+
+
+def test_z2jh_network_policy_enabled_false_removes_the_policy():
+    names = [p["metadata"]["name"] for p in jupyterhub.network_policies({"hub": {"networkPolicy": {"enabled": False}}})]
+    assert names == ["proxy", "singleuser"]
+
+
+def test_z2jh_user_pod_settings_merge_dict_overrides_like_kubespawner():
+    """Our model of a profile override against KubeSpawner 7's own `_apply_overrides`."""
+    base = {"node_selector": {"role": "interactive"}, "tolerations": [{"key": "a"}], "cpu_limit": 1}
+    override = {"node_selector": {"group": "gpu"}, "tolerations": [{"key": "b"}], "cpu_limit": 8}
+    spawner = SimpleNamespace(log=SimpleNamespace(debug=lambda *a, **k: None), **{k: _copy(v) for k, v in base.items()})
+    KubeSpawner._apply_overrides(spawner, override)
+    assert jupyterhub._profile_settings(base, override) == {k: getattr(spawner, k) for k in base}
+
+
+def _copy(value: Any) -> Any:
+    import copy
+
+    return copy.deepcopy(value)
+
+
+def test_z2jh_user_pod_gets_the_privileged_iptables_init_container_by_default():
+    # security.md: blockWithIptables (default true) adds a privileged initContainer.
+    pod = next(s for s in jupyterhub.workloads({}) if s.created_by == "hub").pod()
+    assert pod["spec"]["initContainers"][0]["securityContext"]["privileged"] is True
+    off = {"singleuser": {"cloudMetadata": {"blockWithIptables": False}}}
+    assert "initContainers" not in next(s for s in jupyterhub.workloads(off) if s.created_by == "hub").pod()["spec"]
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_z2jh_user_pods_follow_every_profile(shipped, stack):
+    hub = release(shipped, stack, "jupyterhub")
+    pods = {
+        s.name: s for s in charts.workloads("jupyterhub", hub.values, hub.name, hub.namespace) if s.created_by == "hub"
+    }
+    for entry in hub.values["custom"]["af"]["profiles"]:
+        override = entry["profile"]["kubespawner_override"]
+        pod = pods[f"jupyter-{entry['profile']['slug']}"]
+        notebook = pod.pod()["spec"]["containers"][0]
+        assert notebook["resources"]["limits"]["memory"] == override["mem_limit"]
+        # kubespawner `_apply_overrides`: dicts merge, so the profile adds to singleuser.nodeSelector.
+        assert pod.node_selector == {**hub.values["singleuser"]["nodeSelector"], **override["node_selector"]}
+        assert pod.labels["hub.jupyter.org/network-access-hub"] == "true"
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_z2jh_singleuser_policy_blocks_private_destinations_today(shipped, stack):
+    """Issue 14 item 1: notebooks cannot reach the cache or the pool (private pod addresses)."""
+    hub = release(shipped, stack, "jupyterhub")
+    singleuser = next(
+        p
+        for p in charts.network_policies("jupyterhub", hub.values, hub.name, hub.namespace)
+        if p["metadata"]["name"] == "singleuser"
+    )
+    pod_ip = _pod_address(POD_CIDR)
+    for port in (1094, 8443, 9618):
+        assert not any(_rule_allows_ip(r, pod_ip, port) for r in singleuser["spec"]["egress"])
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_z2jh_hub_policy_admits_only_labelled_pods_of_its_namespace_today(shipped, stack):
+    """Issue 14 item 2: Prometheus (namespace monitoring) is not admitted to the hub's 8081."""
+    hub = release(shipped, stack, "jupyterhub")
+    policy = next(
+        p
+        for p in charts.network_policies("jupyterhub", hub.values, hub.name, hub.namespace)
+        if p["metadata"]["name"] == "hub"
+    )
+    rules = policy["spec"]["ingress"]
+    assert rules == [
+        {
+            "ports": [{"port": "http"}],
+            "from": [{"podSelector": {"matchLabels": {"hub.jupyter.org/network-access-hub": "true"}}}],
+        }
+    ]
+
+
+# --- dcgm-exporter ---------------------------------------------------------------------------------
+
+
+def test_dcgm_renders_the_merged_security_context():
+    # daemonset.yaml: `securityContext: toYaml .Values.securityContext` of the merged values.
+    pod = dcgm_exporter.workloads({"securityContext": {"capabilities": {"add": None}, "runAsUser": 1000}})[0].pod()
+    assert pod["spec"]["containers"][0]["securityContext"] == {
+        "runAsNonRoot": False,
+        "runAsUser": 1000,
+        "capabilities": {},
+    }
+
+
+def test_dcgm_omits_empty_pod_fields():
+    # daemonset.yaml: podSecurityContext/affinity/nodeSelector only `if` set; resources only if set.
+    spec = dcgm_exporter.workloads({})[0].pod()["spec"]
+    assert not {"securityContext", "affinity", "nodeSelector", "tolerations"} & spec.keys()
+    assert "resources" not in spec["containers"][0]
+    assert spec["priorityClassName"] == "system-node-critical"
+
+
+def test_dcgm_merged_security_context_keeps_chart_sys_admin_today(shipped):
+    """Issue 14 item 8: our `securityContext` merges into the chart's; SYS_ADMIN and root stay."""
+    dcgm = release(shipped, "cms-bari", "dcgm-exporter")
+    context = charts.merged("dcgm-exporter", dcgm.values)["securityContext"]
+    assert context == {"runAsNonRoot": False, "runAsUser": 0, "capabilities": {"add": ["SYS_ADMIN"], "drop": ["ALL"]}}
+    exporter = charts.workloads("dcgm-exporter", dcgm.values, dcgm.name, dcgm.namespace)[0]
+    assert exporter.pod()["spec"]["containers"][0]["securityContext"] == context
+
+
+# --- cvmfs-csi --------------------------------------------------------------------------------------
+
+
+def test_cvmfs_automount_renders_plugin_resources():
+    # PR #143 (fixed in 2.4.0): 2.3.2's automount container reads nodeplugin.plugin.resources.
+    plugin = {"requests": {"cpu": "1m"}}
+    nodeplugin = cvmfs_csi.workloads(
+        {"nodeplugin": {"plugin": {"resources": plugin}, "automount": {"resources": {"requests": {"cpu": "9"}}}}}
+    )[0]
+    by_name = {c.name: c for c in nodeplugin.containers}
+    assert by_name["automount"].resources == plugin == by_name["nodeplugin"].resources
+    assert nodeplugin.host_pid and nodeplugin.privileged
+
+
+def test_cvmfs_quota_is_read_only_through_the_default_local_that_mentions_it():
+    # values.yaml (2.x): the default default.local interpolates {{ .Values.cache.local.cvmfsQuotaLimit }}.
+    assert cvmfs_csi.unread_keys({"cache": {"local": {"cvmfsQuotaLimit": 5}}}) == []
+    replaced = {
+        "cache": {"local": {"cvmfsQuotaLimit": 5}},
+        "extraConfigMaps": {"cvmfs-csi-default-local": {"default.local": "CVMFS_QUOTA_LIMIT=5\n"}},
+    }
+    assert cvmfs_csi.unread_keys(replaced) == ["cache.local.cvmfsQuotaLimit"]
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_cvmfs_automount_resources_and_quota_do_nothing_today(shipped, stack):
+    """Issue 14 item 9: the CVMFS client runs with the small plugin resources; the quota value is
+    read by nothing, because the program replaces default.local."""
+    cvmfs = release(shipped, stack, "cvmfs-csi")
+    unread_keys = charts.unread_keys("cvmfs-csi", cvmfs.values)
+    assert "cache.local.cvmfsQuotaLimit" in unread_keys
+    assert any(k.startswith("nodeplugin.automount.resources.") for k in unread_keys)
+    automount = next(
+        c
+        for c in charts.workloads("cvmfs-csi", cvmfs.values, cvmfs.name, cvmfs.namespace)[0].containers
+        if c.name == "automount"
+    )
+    assert automount.resources == cvmfs.values["nodeplugin"]["plugin"]["resources"]
+    assert automount.resources != cvmfs.values["nodeplugin"]["automount"]["resources"]
+
+
+# --- NVIDIA device plugin -------------------------------------------------------------------------------
+
+
+def test_device_plugin_nfd_condition_takes_the_first_set_path():
+    # Chart.yaml: condition `nfd.enabled,gfd.enabled`.
+    assert nvidia_device_plugin.nfd_deployed(nvidia_device_plugin.merged({"gfd": {"enabled": True}}))
+    assert not nvidia_device_plugin.nfd_deployed(
+        nvidia_device_plugin.merged({"nfd": {"enabled": False}, "gfd": {"enabled": True}})
+    )
+    assert not nvidia_device_plugin.nfd_deployed(nvidia_device_plugin.merged({}))
+
+
+def test_device_plugin_gc_renders_only_with_node_feature_api():
+    # Issue 14 item 10 (0.17.1 rendered): nfd-gc only with nfd.enableNodeFeatureApi.
+    values = {"gfd": {"enabled": True}, "nfd": {"gc": {"nodeSelector": {"a": "b"}}}}
+    names = [s.name for s in nvidia_device_plugin.workloads(values)]
+    assert not any(n.endswith("-gc") for n in names)
+    assert nvidia_device_plugin.unread_keys(values) == ["nfd.gc.nodeSelector.a"]
+    on = {"gfd": {"enabled": True}, "nfd": {"enableNodeFeatureApi": True, "gc": {"nodeSelector": {"a": "b"}}}}
+    assert any(s.name.endswith("-gc") for s in nvidia_device_plugin.workloads(on))
+    assert nvidia_device_plugin.unread_keys(on) == []
+
+
+def test_device_plugin_nfd_gc_values_are_dead_today(shipped):
+    """Issue 14 item 10: `nfd.gc.*` does nothing; `image.tag` and `nfd.enabled` restate the chart."""
+    gpu = release(shipped, "cms-bari", "nvidia-device-plugin")
+    dead = charts.unread_keys("nvidia-device-plugin", gpu.values)
+    assert dead and all(k.startswith("nfd.gc.") for k in dead)
+    assert {k.split(".")[2] for k in dead} == set(gpu.values["nfd"]["gc"])
+    assert nvidia_device_plugin.restated(gpu.values) == ["image.tag", "nfd.enabled"]
+
+
+# --- kube-prometheus-stack -------------------------------------------------------------------------------
+
+
+def test_grafana_alertmanager_datasource_follows_the_sidecar_key_only():
+    # datasources template: rendered `if .Values.grafana.sidecar.datasources.alertmanager.enabled`.
+    assert (
+        kube_prometheus_stack.alertmanager_datasource({"alertmanager": {"enabled": False}})
+        == "http://kube-prometheus-stack-alertmanager.monitoring:9093/"
+    )
+    off = {"grafana": {"sidecar": {"datasources": {"alertmanager": {"enabled": False}}}}}
+    assert kube_prometheus_stack.alertmanager_datasource(off) is None
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_grafana_provisions_alertmanager_datasource_without_alertmanager_today(shipped, stack):
+    """Issue 14 item 11: Alertmanager is off, its Grafana data source is still provisioned."""
+    mon = release(shipped, stack, "kube-prometheus-stack")
+    assert charts.merged(mon.chart, mon.values)["alertmanager"]["enabled"] is False
+    assert kube_prometheus_stack.alertmanager_datasource(mon.values, mon.name, mon.namespace) is not None
+    assert not any(
+        s.name.endswith("alertmanager") for s in charts.workloads(mon.chart, mon.values, mon.name, mon.namespace)
+    )
+
+
+# --- the oracle's own contract ----------------------------------------------------------------------------
+
+
+def test_every_chart_names_its_sources():
+    for module in charts.CHARTS.values():
+        assert module.__doc__ and "Sources" in module.__doc__, module.__name__
+        assert isinstance(module.DEFAULTS, dict) and module.DEFAULTS
+
+
+def test_unknown_chart_is_refused():
+    with pytest.raises(KeyError):
+        charts.merged("no-such-chart", {})
