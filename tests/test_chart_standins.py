@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 from kubespawner.spawner import KubeSpawner
 
-from components.config.cluster import Cluster
+from components.infra.config import Cluster
 from tests.conftest import SHIPPED_STACKS
 from tests.support import charts
 from tests.support.charts import (
