@@ -84,9 +84,9 @@ class Condor(pulumi.ComponentResource):
         self._central_manager(name, cfg, digest(pool_hash, files["central-manager.conf"]), ns_opts, waits + tls[:1])
         self._schedd(name, cfg, digest(pool_hash, files["submit.conf"]), ns_opts, waits + tls[1:])
         if cvmfs is not None:
-            waits.append(cvmfs.claim(f"{name}-cvmfs", CONDOR_NAMESPACE, parent=self))
+            waits.append(cvmfs.claim(f"{name}-cvmfs", namespace, parent=self))
         if cache is not None:
-            waits.append(certs.trust(f"{name}-ca-certs", CONDOR_NAMESPACE, parent=self))
+            waits.append(certs.trust(f"{name}-ca-certs", namespace, parent=self))
             waits.append(self._job_files(name, cache, ns_opts))
         remote_waits: list[pulumi.Resource] = [config]
         if offloading(cfg):

@@ -116,11 +116,12 @@ class CertManager(pulumi.ComponentResource):
         )
         self.register_outputs({"caPem": self.ca_pem})
 
-    def trust(self, name: str, namespace: str, parent: pulumi.Resource) -> k8s.core.v1.ConfigMap:
-        """The internal CA in `namespace`, as a hashed directory to mount at `CA_CERT_DIR`."""
+    def trust(self, name: str, namespace: k8s.core.v1.Namespace, parent: pulumi.Resource) -> k8s.core.v1.ConfigMap:
+        """The internal CA in `namespace` (created after it), as a hashed directory to mount at
+        `CA_CERT_DIR`."""
         return k8s.core.v1.ConfigMap(
             name,
-            metadata={"name": TRUST_CONFIGMAP, "namespace": namespace},
+            metadata={"name": TRUST_CONFIGMAP, "namespace": namespace.metadata["name"]},
             data={f"{subject_hash(INTERNAL_CA_NAME)}.0": self.ca_pem},
-            opts=pulumi.ResourceOptions(parent=parent, provider=self._provider),
+            opts=pulumi.ResourceOptions(parent=parent, provider=self._provider, depends_on=[namespace]),
         )

@@ -19,16 +19,19 @@ class Certificates(Protocol):
     internal_issuer: pulumi.Resource
     """The ClusterIssuer of the internal CA (`INTERNAL_ISSUER`)."""
 
-    def trust(self, name: str, namespace: str, parent: pulumi.Resource) -> k8s.core.v1.ConfigMap:
-        """The internal CA in `namespace`, as a hashed directory to mount at `CA_CERT_DIR`."""
+    def trust(self, name: str, namespace: k8s.core.v1.Namespace, parent: pulumi.Resource) -> k8s.core.v1.ConfigMap:
+        """The internal CA in `namespace` (created after it), as a hashed directory to mount at
+        `CA_CERT_DIR`."""
         ...
 
 
 class SoftwareVolumes(Protocol):
     """What a layer uses of the CVMFS layer."""
 
-    def claim(self, name: str, namespace: str, parent: pulumi.Resource) -> k8s.core.v1.PersistentVolumeClaim:
-        """The read-only /cvmfs claim in `namespace`, mounted at `CVMFS_MOUNT`."""
+    def claim(
+        self, name: str, namespace: k8s.core.v1.Namespace, parent: pulumi.Resource
+    ) -> k8s.core.v1.PersistentVolumeClaim:
+        """The read-only /cvmfs claim in `namespace` (created after it), mounted at `CVMFS_MOUNT`."""
         ...
 
 

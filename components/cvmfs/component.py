@@ -37,10 +37,10 @@ class Cvmfs(pulumi.ComponentResource):
         node plugin must also run on tainted GPU nodes."""
         super().__init__("af:index:Cvmfs", name, None, opts)
         self._provider = provider
-        namespace, k8s_opts, _ = layer_namespace(self, name, CVMFS_NAMESPACE, provider)
+        namespace, _, ns_opts = layer_namespace(self, name, CVMFS_NAMESPACE, provider)
         waits: list[pulumi.Resource] = [namespace]
         if cvmfs.squid_proxy:
-            waits.append(self._squid(name, client_cidrs, k8s_opts))
+            waits.append(self._squid(name, client_cidrs, ns_opts))
         values = cvmfs_values(cvmfs, gpu_nodes=gpu_nodes)
         rendered.publish("cvmfs", "values.yaml", yamltext.dump(values))
         rendered.publish("cvmfs", "default.local", render_default_local(cvmfs))
@@ -110,16 +110,19 @@ class Cvmfs(pulumi.ComponentResource):
         )
 
     def claim(
-        self, name: str, namespace: pulumi.Input[str], parent: pulumi.Resource
+        self, name: str, namespace: k8s.core.v1.Namespace, parent: pulumi.Resource
     ) -> k8s.core.v1.PersistentVolumeClaim:
-        """The read-only /cvmfs claim in `namespace` (automounts every configured repository)."""
+        """The read-only /cvmfs claim in `namespace` (created after it; it automounts every
+        configured repository)."""
         return k8s.core.v1.PersistentVolumeClaim(
             name,
-            metadata={"name": CVMFS_CLAIM, "namespace": namespace},
+            metadata={"name": CVMFS_CLAIM, "namespace": namespace.metadata["name"]},
             spec={
                 "accessModes": ["ReadOnlyMany"],
                 "resources": {"requests": {"storage": "1"}},
                 "storageClassName": STORAGE_CLASS,
             },
-            opts=pulumi.ResourceOptions(parent=parent, provider=self._provider, depends_on=[self.storage_class]),
+            opts=pulumi.ResourceOptions(
+                parent=parent, provider=self._provider, depends_on=[namespace, self.storage_class]
+            ),
         )

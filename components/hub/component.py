@@ -39,7 +39,7 @@ class Hub(pulumi.ComponentResource):
         certificate (ACME) and gives notebooks the internal CA."""
         super().__init__("af:index:Hub", name, None, opts)
         assert cfg.identity is not None and cfg.identity.client_secret is not None, "checked by cross_checks"
-        _, _, ns_opts = layer_namespace(self, name, HUB_NAMESPACE, provider)
+        namespace, _, ns_opts = layer_namespace(self, name, HUB_NAMESPACE, provider)
         # 32 random bytes each; RandomBytes keeps them secret and stable across updates, so
         # sessions and encrypted auth state survive a redeploy.
         cookie = random.RandomBytes(f"{name}-cookie-secret", length=32, opts=pulumi.ResourceOptions(parent=self))
@@ -54,10 +54,10 @@ class Hub(pulumi.ComponentResource):
         )
         waits: list[pulumi.Resource] = [secret, *self._certificate(name, cfg, provider, certs, ns_opts)]
         if cvmfs is not None:
-            waits.append(cvmfs.claim(f"{name}-cvmfs", HUB_NAMESPACE, parent=self))
+            waits.append(cvmfs.claim(f"{name}-cvmfs", namespace, parent=self))
         if site.trust_internal_ca:
             assert certs is not None, "the cache's and the pool's TLS come from the internal CA"
-            waits.append(certs.trust(f"{name}-ca-certs", HUB_NAMESPACE, parent=self))
+            waits.append(certs.trust(f"{name}-ca-certs", namespace, parent=self))
         values = hub_values(cfg, site)
         rendered.publish("hub", "values.yaml", yamltext.dump(values))
         self.release = k8s.helm.v3.Release(
