@@ -21,6 +21,7 @@ from .gpu.config import deploys_device_plugin, gpu_groups
 from .hub.component import Hub
 from .hub.values import HubSite
 from .infra.cluster import Cluster
+from .infra.labeller import NodeLabeller
 from .infra.network import Network
 from .monitoring.component import Monitoring
 from .offload.component import Offload
@@ -85,6 +86,8 @@ class Facility(pulumi.ComponentResource):
             f"{name}-cluster", cfg.site, cfg.cluster, prefix, openstack_provider, network, opts=layer
         )
         self.k8s_provider = provider = self.cluster.provider
+        if cfg.cluster.mode == "magnum":
+            NodeLabeller(f"{name}-node-labeller", cfg.cluster, provider, layer)
         self.kubeconfig = self.cluster.kubeconfig
         self.api_endpoint = self.cluster.api_endpoint
         self.ingress_address = self.cluster.ingress_address

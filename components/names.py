@@ -23,6 +23,8 @@ MONITORING_NAMESPACE = "monitoring"
 CERT_MANAGER_NAMESPACE = "cert-manager"
 GPU_NAMESPACE = "nvidia-device-plugin"
 OFFLOAD_NAMESPACE = "interlink"
+NODE_LABELLER_NAMESPACE = "af-node-labeller"
+"""Mode `magnum`: where the node labeller runs."""
 
 # --- Node labels and taints ---------------------------------------------------------------------
 LABEL_PREFIX = "af.infn.it"
@@ -91,6 +93,8 @@ COLLECTOR_PORT, SCHEDD_PORT = 9618, 9619
 AUTOSCALER = "af-autoscaler"
 """The autoscaler's Deployment, ServiceAccount and metrics Service, in the pool's namespace."""
 
+NODE_LABELLER = "af-node-labeller"
+"""Mode `magnum`: the node labeller's Deployment, ServiceAccount and ClusterRole."""
 SQUID_SERVICE = "af-squid"
 SQUID_PORT = 3128
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from components.config.facility import FacilityConfig
 from components.infra.quota import QUOTAS
+from components.names import NODE_LABELLER
 from components.offload.interlink import node_name
 
 DEFAULT_PRIVILEGED_ALLOW = ("cvmfs/cvmfs-csi-nodeplugin",)
@@ -118,6 +119,10 @@ def stack_facts(cfg: FacilityConfig) -> dict[str, Any]:
         "cacheTokenAuth": cfg.cache.enabled and cfg.cache.token_auth,
         "privilegedAllowList": list(DEFAULT_PRIVILEGED_ALLOW),
         "criticalWorkloads": list(DEFAULT_CRITICAL),
-        # A gateway's virtual kubelet registers a Node: cluster-scoped by nature.
-        "clusterRbacAllowList": [node_name(gateway) for gateway in sorted(cfg.offload.gateways)],
+        # A gateway's virtual kubelet registers a Node, Magnum's node labeller labels them:
+        # cluster-scoped by nature.
+        "clusterRbacAllowList": [
+            *(node_name(gateway) for gateway in sorted(cfg.offload.gateways)),
+            *([NODE_LABELLER] if cfg.cluster.mode == "magnum" else []),
+        ],
     }

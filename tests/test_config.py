@@ -76,7 +76,7 @@ def base() -> dict[str, Any]:
         "cluster": {
             "controlPlane": {"count": 1, "flavor": "small"},
             "nodeGroups": {
-                "cpu": {"flavor": "big", "count": 2, "roles": ["batch"], "volumeGib": 100},
+                "cpu": {"flavor": "big", "count": 2, "roles": ["system", "batch"], "volumeGib": 100},
                 "gpu": {
                     "flavor": "gpu",
                     "count": 1,
@@ -98,7 +98,7 @@ def hub_base() -> dict[str, Any]:
     cfg = edit(base(), "hub", {"tls": {"acmeEmail": "ops@example.org"}})
     cfg = edit(cfg, "identity.roles", {"login": ["/users"], "admin": ["/admins"], "gpu": ["/users/gpu"]})
     cfg = edit(cfg, "identity.clientSecret", "from-pulumi-secret")
-    return edit(cfg, "cluster.nodeGroups.cpu.roles", ["batch", "interactive"])
+    return edit(cfg, "cluster.nodeGroups.cpu.roles", ["system", "batch", "interactive"])
 
 
 HUB_SECRET = {"identity"}
@@ -188,7 +188,8 @@ def test_cluster_models_good() -> None:
     assert cluster.existing is None
     assert (cluster.pod_cidr, cluster.service_cidr) == ("10.42.0.0/16", "10.43.0.0/16")
     group = cluster.node_groups["cpu"]
-    assert group == NodeGroup.model_validate({"flavor": "big", "count": 2, "roles": ["batch"], "volumeGib": 100})
+    expected = {"flavor": "big", "count": 2, "roles": ["system", "batch"], "volumeGib": 100}
+    assert group == NodeGroup.model_validate(expected)
     assert (group.labels, group.taints, group.gpu, group.volume_type) == ({}, [], None, None)
     assert cluster.node_groups["gpu"].taints == [Taint(key="nvidia.com/gpu", value="present")]
     assert Taint(key="nvidia.com/gpu", value="present").render() == "nvidia.com/gpu=present:NoSchedule"
@@ -311,7 +312,7 @@ BAD_CASES: list[tuple[str, str, Any, str, str]] = [
     ("cluster-mode", "cluster.mode", "kubeadm", "af:cluster.mode", "'openstack', 'magnum' or 'existing'"),
     ("cluster-pod-cidr", "cluster.podCidr", "10.42.0.1/16", "af:cluster.podCidr", "host bits zero"),
     ("cluster-service-cidr", "cluster.serviceCidr", "services", "af:cluster.serviceCidr", "CIDR notation"),
-    ("cluster-groups-empty", "cluster.nodeGroups", {}, "af:cluster.nodeGroups", "at least 1 item"),
+    ("cluster-groups-empty", "cluster.nodeGroups", {}, "af:cluster.nodeGroups", "a node group with role system"),
     ("cluster-missing-cp", "cluster.controlPlane", DELETE, "af:cluster.controlPlane", REQUIRED),
     ("cluster-unknown", "cluster.distro", "rke2", "af:cluster.distro", "one of the keys controlPlane, existing, k3s"),
     ("cluster-not-mapping", "cluster", ["k3s"], "af:cluster", "instance of Cluster"),

@@ -17,7 +17,7 @@ def cache_base() -> dict[str, Any]:
 
     cache = {"enabled": True, "origin": "xrootd.example.org:1094", "exports": ["/store"], "diskGib": 80}
     cfg = edit(base(), "cache", cache)
-    cfg = edit(cfg, "cluster.nodeGroups.cpu.roles", ["batch", "cache"])
+    cfg = edit(cfg, "cluster.nodeGroups.cpu.roles", ["system", "batch", "cache"])
     return cfg
 
 

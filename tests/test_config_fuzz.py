@@ -439,9 +439,15 @@ def m_bad_text(draw: Draw, stack: str) -> Mutation:
 
 def m_empty(draw: Draw, stack: str) -> Mutation:
     cat = catalog(stack)
-    roles = cat.where(lambda loc, node, value: loc[-1] == "roles" and isinstance(value, list))
+    roles = cat.where(
+        lambda loc, node, value: loc[:2] == ("cluster", "nodeGroups") and loc[-1] == "roles" and isinstance(value, list)
+    )
     loc = _pick(draw, [("cluster", "nodeGroups"), ("site", "flavors"), ("site", "adminCidrs"), *roles])
     new: Any = {} if isinstance(cat.values[loc], dict) else []
+    if loc == ("cluster", "nodeGroups"):
+        # No node group is valid by itself (the control plane may carry the roles); with none, the
+        # facility's services have nowhere to run.
+        return Mutation("empty", [loc], loc, "a node group with role system", "cross", setter(loc, new), new)
     return Mutation("empty", [loc], loc, "at least 1 item", "schema", setter(loc, new), new)
 
 

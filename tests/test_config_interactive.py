@@ -38,7 +38,12 @@ def bad(cfg: dict[str, Any], path: str, allowed: str) -> None:
         ("hub.cpuGuaranteeFraction", 0, "af:hub.cpuGuaranteeFraction", "greater than 0"),
         ("hub.tokenRefreshMinutes", 0, "af:hub.tokenRefreshMinutes", "greater than 0"),
         ("hub.profiles", [], "af:hub.profiles", "at least 1 item"),
-        ("cluster.nodeGroups.cpu.roles", ["batch"], "af:cluster.nodeGroups", "a CPU node group for notebooks"),
+        (
+            "cluster.nodeGroups.cpu.roles",
+            ["system", "batch"],
+            "af:cluster.nodeGroups",
+            "a CPU node group for notebooks",
+        ),
         ("cvmfs.repositories", ["cms.cern.ch", "cms.cern.ch"], "af:cvmfs.repositories", "each repository once"),
         ("cvmfs.httpProxy", "squid.example.org:3128", "af:cvmfs.httpProxy", "text matching"),
         ("cvmfs.chartVersion", "latest", "af:cvmfs.chartVersion", "text matching"),

@@ -11,9 +11,21 @@ from typing import Any
 
 import pytest
 from conftest import SHIPPED_STACKS, preview_values, stack_values
+from support import placement
 from support.gateways import galileo, leonardo
 
 from afctl.plan import plan_document
+from components.config.errors import ConfigError
+from components.config.loader import build_config
+from components.names import (
+    GATEWAY_LABEL,
+    GPU_TAINT_KEY,
+    GPU_TOLERATION,
+    NODE_GROUP_LABEL,
+    NODE_LABELLER,
+    NODE_LABELLER_NAMESPACE,
+    role_label,
+)
 
 NAMESPACE = "kubernetes:core/v1:Namespace"
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -86,3 +98,77 @@ def test_every_namespaced_object_waits_for_its_namespace(stack):
         if not makers.get(namespace, set()) & set(_closure(r["urn"], by_urn)):
             missing.append(f"{r['name']} ({r['type']}) in {namespace}")
     assert missing == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_workload_has_a_node_it_may_run_on(stack):
+    """Ours and the charts' as our values place them: each finds a node of the stack whose labels
+    satisfy its node selector and affinity and whose taints it tolerates. A failure names the
+    workload and what no node offers it."""
+    plan = plan_of(stack)
+    nodes = placement.nodes(plan)
+    assert nodes, "the plan makes no node"
+    homeless = []
+    for pod in placement.pods(plan):
+        reasons = [placement.admits(node, pod.spec) for node in nodes]
+        if all(reasons):
+            closest = min(reasons, key=len)
+            homeless.append(f"{pod.owner}: no node has {', '.join(closest)}")
+    assert homeless == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_only_gpu_pods_and_node_agents_may_land_on_gpu_nodes(stack):
+    """A pod that requests no GPU would see all of a node's GPUs: only GPU pods, and the
+    DaemonSets of node agents, are admitted by GPU nodes."""
+    plan = plan_of(stack)
+    gpu_nodes = [n for n in placement.nodes(plan) if any(t["key"] == GPU_TAINT_KEY for t in n.taints)]
+    intruders = sorted(
+        {
+            pod.owner
+            for pod in placement.pods(plan)
+            if not placement.requests_gpus(pod.spec)
+            and not pod.owner.startswith("DaemonSet ")
+            for node in gpu_nodes
+            if not placement.admits(node, pod.spec)
+        }
+    )
+    assert intruders == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_service_is_placed_by_role_not_left_to_chance(stack):
+    """Besides node agents (DaemonSets), every pod selects the nodes meant for it by the labels the
+    node groups register (a role, a group, a gateway's virtual node): a service left without a
+    selector lands on any untainted node, a batch worker's or a notebook's. The one exception
+    is Magnum's node labeller, which runs before any node has those labels."""
+    meant = (role_label("system")[: -len("system")], NODE_GROUP_LABEL, GATEWAY_LABEL)
+    unplaced = sorted(
+        pod.owner
+        for pod in placement.pods(plan_of(stack))
+        if not pod.owner.startswith("DaemonSet ")
+        and pod.owner != f"Deployment {NODE_LABELLER_NAMESPACE}/{NODE_LABELLER}"
+        and not any(key.startswith(meant) for key in (pod.spec.get("nodeSelector") or {}))
+    )
+    assert unplaced == []
+
+
+def test_a_stack_without_system_nodes_is_refused_with_the_role_named():
+    _, values, secret = variant("dev")
+    values["cluster"]["nodeGroups"]["cpu"]["roles"] = ["interactive", "batch"]
+    with pytest.raises(ConfigError) as error:
+        build_config(values, secret)
+    assert any(
+        p.path == "af:cluster.nodeGroups" and "a node group with role system" in p.allowed for p in error.value.problems
+    ), error.value.lines()
+
+
+def test_the_placement_check_can_fail():
+    """A workload selecting a role no node carries is reported with the label it misses."""
+    node = placement.Node("n", "cpu", {"af.infn.it/role-batch": "true"}, ())
+    assert placement.admits(node, {"nodeSelector": {"af.infn.it/role-system": "true"}}) == [
+        "label af.infn.it/role-system=true"
+    ]
+    tainted = placement.Node("g", "gpu", {}, ({"key": GPU_TAINT_KEY, "value": "present", "effect": "NoSchedule"},))
+    assert placement.admits(tainted, {}) == [f"toleration of {GPU_TAINT_KEY}:NoSchedule"]
+    assert placement.admits(tainted, {"tolerations": [dict(GPU_TOLERATION)]}) == []

@@ -14,7 +14,7 @@ from autoscaler.settings import ControllerSettings, GroupSettings, TriggerSettin
 from ..common import rendered
 from ..common.kube import PART_OF, SMALL
 from ..config.facility import FacilityConfig
-from ..names import AUTOSCALER, COLLECTOR_PORT, CONDOR_NAMESPACE
+from ..names import AUTOSCALER, COLLECTOR_PORT, CONDOR_NAMESPACE, SYSTEM_NODES
 from .config import worker_groups
 from .htcondor import autoscaler_identity, private_network
 from .pods import RUNTIME, daemon_volumes, token_init_container, worker_name
@@ -100,6 +100,7 @@ def pod_spec(cfg: FacilityConfig, settings: ControllerSettings) -> dict[str, Any
     mint = token_init_container(cfg, autoscaler_identity(cfg), ["READ", "ADMINISTRATOR"], TOKEN_DIR, owner=USER)
     return {
         "serviceAccountName": AUTOSCALER,
+        "nodeSelector": dict(SYSTEM_NODES),
         "initContainers": [mint],
         "containers": [
             {

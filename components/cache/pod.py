@@ -15,6 +15,7 @@ from ..names import (
     CACHE_PORT,
     CACHE_SERVICE,
     GPU_TAINT_KEY,
+    SYSTEM_NODES,
     role_nodes,
 )
 from .config import BearerToken, X509Proxy, size_bytes
@@ -182,8 +183,10 @@ def pod_spec(cfg: FacilityConfig, token_url: str) -> dict[str, Any]:
         spec["containers"].append(_credential_container(cache.upstream, token_url, cache.image))
         volumes.append({"name": "credential-secret", "secret": {"secretName": f"{CACHE_SERVICE}-upstream"}})
     cache_groups = [g for g in cfg.cluster.node_groups.values() if "cache" in g.roles]
-    if cache_groups:
+    if cache_groups or "cache" in cfg.cluster.control_plane.roles:
         spec["nodeSelector"] = role_nodes("cache")
         # Cache nodes' own taints; a GPU group's taint stays for GPU pods only.
         spec["tolerations"] = tolerations(t for g in cache_groups for t in g.taints if t.key != GPU_TAINT_KEY)
+    else:
+        spec["nodeSelector"] = dict(SYSTEM_NODES)  # no node is meant for it: with the other services
     return spec

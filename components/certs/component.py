@@ -6,13 +6,14 @@ be given it to trust (`trust`)."""
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
 from ..common.kube import SMALL
-from ..names import CERT_MANAGER_NAMESPACE, INTERNAL_ISSUER, TRUST_CONFIGMAP
+from ..names import CERT_MANAGER_NAMESPACE, INTERNAL_ISSUER, SYSTEM_NODES, TRUST_CONFIGMAP
 from .config import CertManager as CertManagerConfig
 
 CHART_REPO = "https://charts.jetstack.io"
@@ -42,6 +43,18 @@ def _oid(dotted: str) -> bytes:
             arc >>= 7
         body += bytes(reversed(chunk))
     return _der(0x06, bytes(body))
+
+
+def cert_manager_values() -> dict[str, Any]:
+    """The chart's values: its CRDs, and every workload sized and on system nodes."""
+    placed = {"nodeSelector": dict(SYSTEM_NODES), "resources": SMALL}
+    return {
+        "crds": {"enabled": True},
+        **placed,
+        "webhook": dict(placed),
+        "cainjector": dict(placed),
+        "startupapicheck": {"nodeSelector": dict(SYSTEM_NODES)},
+    }
 
 
 def subject_hash(common_name: str) -> str:
@@ -78,12 +91,7 @@ class CertManager(pulumi.ComponentResource):
             repository_opts={"repo": CHART_REPO},
             namespace=CERT_MANAGER_NAMESPACE,
             create_namespace=True,
-            values={
-                "crds": {"enabled": True},
-                "resources": SMALL,
-                "webhook": {"resources": SMALL},
-                "cainjector": {"resources": SMALL},
-            },
+            values=cert_manager_values(),
             opts=pulumi.ResourceOptions(parent=self, provider=provider),
         )
         key = tls.PrivateKey(

@@ -62,6 +62,37 @@ def _identity_problems(cfg: FacilityConfig) -> list[Problem]:
     return found
 
 
+def _system_services(cfg: FacilityConfig) -> list[str]:
+    """What the stack runs on nodes with role system (`SYSTEM_NODES`)."""
+    services = [
+        ("the hub", cfg.hub.enabled),
+        ("monitoring", cfg.monitoring.enabled),
+        ("the pool's central manager and schedd", cfg.condor.enabled),
+        ("the offload gateways", bool(cfg.offload.gateways)),
+        ("cert-manager", cfg.hub.enabled or cfg.cache.enabled or cfg.condor.enabled),
+        ("the CVMFS provisioner", cfg.cvmfs.enabled),
+    ]
+    return [name for name, on in services if on]
+
+
+def _placement_problems(cfg: FacilityConfig) -> list[Problem]:
+    """Every workload has a node it may run on: a role that some workload selects is carried by a
+    node group or by the control plane (roles of notebooks and workers: their layers' checks)."""
+    cluster = cfg.cluster
+    carried = set(cluster.control_plane.roles) | {r for g in cluster.node_groups.values() for r in g.roles}
+    services = _system_services(cfg)
+    if "system" in carried or not services:
+        return []
+    return [
+        problem(
+            ("cluster", "nodeGroups"),
+            sorted(cluster.node_groups),
+            f"a node group with role system, or af:cluster.controlPlane.roles with system: {', '.join(services)} "
+            "run there",
+        )
+    ]
+
+
 def cross_checks(cfg: FacilityConfig) -> list[Problem]:
     """Checks single-field validation cannot see: each layer's own, and the identity's."""
     flavors = infra_checks.flavor_problems(cfg)
@@ -74,6 +105,7 @@ def cross_checks(cfg: FacilityConfig) -> list[Problem]:
         *gpu_checks.problems(cfg),
         *quota,
         *_identity_problems(cfg),
+        *_placement_problems(cfg),
         *hub_checks.problems(cfg),
         *cache_checks.problems(cfg),
         *batch_checks.problems(cfg),

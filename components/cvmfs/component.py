@@ -8,7 +8,7 @@ import pulumi_kubernetes as k8s
 
 from ..common import rendered, yamltext
 from ..common.kube import layer_namespace, resources
-from ..names import CVMFS_CLAIM, CVMFS_NAMESPACE, SQUID_PORT, SQUID_SERVICE
+from ..names import CVMFS_CLAIM, CVMFS_NAMESPACE, SQUID_PORT, SQUID_SERVICE, SYSTEM_NODES
 from .config import Cvmfs as CvmfsConfig
 from .render import cvmfs_values, render_default_local, render_squid_conf
 
@@ -80,6 +80,7 @@ class Cvmfs(pulumi.ComponentResource):
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
+                        "nodeSelector": dict(SYSTEM_NODES),
                         "containers": [
                             {
                                 "name": "squid",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..common.kube import resources
-from ..names import CVMFS_NAMESPACE, GPU_TOLERATION, SQUID_PORT, SQUID_SERVICE
+from ..names import CVMFS_NAMESPACE, GPU_TOLERATION, SQUID_PORT, SQUID_SERVICE, SYSTEM_NODES
 from .config import Cvmfs
 
 
@@ -53,7 +53,12 @@ def cvmfs_values(cvmfs: Cvmfs, gpu_nodes: bool) -> dict[str, Any]:
         "extraConfigMaps": {"cvmfs-csi-default-local": {"default.local": render_default_local(cvmfs)}},
         "cache": {"local": {"cvmfsQuotaLimit": cvmfs.cache_gib * 1024}},
         "nodeplugin": nodeplugin,
-        "controllerplugin": {"plugin": {"resources": small}, "provisioner": {"resources": small}},
+        # The provisioner is a system service; the node plugin runs on every node.
+        "controllerplugin": {
+            "nodeSelector": dict(SYSTEM_NODES),
+            "plugin": {"resources": small},
+            "provisioner": {"resources": small},
+        },
         "automountStorageClass": {"create": False},
     }
 

@@ -248,12 +248,16 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
             },
         },
         "scheduling": {
-            "userScheduler": {"enabled": True, "resources": resources("50m", "256Mi", "500m", "512Mi")},
+            "userScheduler": {
+                "enabled": True,
+                "nodeSelector": dict(SYSTEM_NODES),
+                "resources": resources("50m", "256Mi", "500m", "512Mi"),
+            },
             "userPlaceholder": {"enabled": False},
         },
         "prePuller": {
             "resources": resources("10m", "16Mi", "100m", "64Mi"),
-            "hook": {"resources": resources("10m", "16Mi", "100m", "64Mi")},
+            "hook": {"nodeSelector": dict(SYSTEM_NODES), "resources": resources("10m", "16Mi", "100m", "64Mi")},
         },
         "cull": {"enabled": True, "timeout": hub.idle_cull_minutes * 60, "every": 300},
         "ingress": {

@@ -11,9 +11,21 @@ from .quota import QUOTAS, usage
 
 
 def mode_problems(cfg: FacilityConfig) -> list[Problem]:
-    if cfg.cluster.mode == "existing" and cfg.cluster.existing is None:
-        return [problem(("cluster", "existing"), None, "a kubeconfig secret when mode is existing")]
-    return []
+    cluster = cfg.cluster
+    found: list[Problem] = []
+    if cluster.mode == "existing" and cluster.existing is None:
+        found.append(problem(("cluster", "existing"), None, "a kubeconfig secret when mode is existing"))
+    if cluster.mode != "openstack" and cluster.control_plane.roles:
+        found.append(
+            problem(
+                ("cluster", "controlPlane", "roles"),
+                list(cluster.control_plane.roles),
+                f"no roles in cluster mode {cluster.mode}: only the facility's own k3s control plane hosts workloads",
+            )
+        )
+    if cluster.mode != "openstack" and not cluster.node_groups:
+        found.append(problem(("cluster", "nodeGroups"), {}, f"at least one node group in cluster mode {cluster.mode}"))
+    return found
 
 
 def flavor_problems(cfg: FacilityConfig) -> list[Problem]:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt, SecretStr, model_validator
 
-from ..config.base import Cidr, DnsLabel, Fqdn, NodeCidr, RestrictedCidr, Sha256, StrictModel
+from ..config.base import Cidr, DnsLabel, Fqdn, NodeCidr, PinnedImage, RestrictedCidr, Sha256, StrictModel
 from ..names import NodeRole
 
 SYSTEM_RESERVE_CORES = 0.5
@@ -209,6 +209,11 @@ class ControlPlane(StrictModel):
     """Control-plane nodes: 1, or 3 for an HA etcd quorum."""
     flavor: str
     """Flavor name from `af:site.flavors`."""
+    roles: list[NodeRole] = Field(default_factory=list)
+    """Workloads the control-plane nodes host besides Kubernetes itself (mode `openstack`): with
+    roles they are not tainted, and a small facility, or a single machine, needs no node group.
+    Empty: the control plane is tainted `node-role.kubernetes.io/control-plane:NoSchedule` and
+    runs nothing of the facility."""
 
 
 class K3s(StrictModel):
@@ -233,6 +238,9 @@ class Magnum(StrictModel):
     """CNI the template installs."""
     docker_volume_gib: PositiveInt = 50
     """Container storage volume per node, in GiB."""
+    labeller_image: PinnedImage = "docker.io/library/python:3.12.8-alpine3.21"
+    """Image of the node labeller, which gives Magnum's nodes the node groups' labels and taints
+    (it runs a standard-library Python program)."""
 
 
 class Existing(StrictModel):
@@ -250,8 +258,8 @@ class Cluster(StrictModel):
     `existing`: a cluster given by kubeconfig."""
     control_plane: ControlPlane
     """Control-plane size and flavor (ignored in mode `existing`)."""
-    node_groups: dict[DnsLabel, NodeGroup] = Field(min_length=1)
-    """Worker node groups by name."""
+    node_groups: dict[DnsLabel, NodeGroup] = Field(default_factory=dict)
+    """Worker node groups by name; none when the control plane carries every role."""
     k3s: K3s = Field(default_factory=K3s, alias="k3s")
     """Distribution pin for mode `openstack`."""
     magnum: Magnum = Field(default_factory=Magnum)

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_openstack as openstack
 
 from ..common import rendered
-from ..names import CONTROL_PLANE_TAINT
+from ..names import CONTROL_PLANE_TAINT, role_nodes
 from .cloudinit import CaPair, NodeBootstrap, join_token, render_user_data
 from .config import Cluster, NodeGroup, Site
 from .kubeconfig import ClusterAccess, render_kubeconfig
@@ -85,6 +85,7 @@ def _control_plane(
     """The servers: the first initialises the cluster with the generated CAs, the others join."""
     site, cluster = shared.site, shared.cluster
     ca_names = sorted(pki.ca_certs)
+    labels, taints = control_plane_placement(cluster)
     values = pulumi.Output.all(
         fip.address,
         token,
@@ -104,7 +105,8 @@ def _control_plane(
                 k3s=cluster.k3s,
                 server_url=shared.server_url,
                 token=join,
-                taints=[CONTROL_PLANE_TAINT],
+                labels=labels,
+                taints=taints,
                 ssh_public_keys=list(site.ssh_public_keys),
                 server=True,
                 cluster_init=first,
@@ -130,9 +132,21 @@ def _control_plane(
         server_group_policy="anti-affinity",
         fixed_ips=cp_ips,
         keep_bootstrap=True,
-        taints=[CONTROL_PLANE_TAINT],
+        taints=taints,
+        labels=labels,
     )
     return shared.pool("control-plane", spec, server)
+
+
+def control_plane_placement(cluster: Cluster) -> tuple[dict[str, str], list[str]]:
+    """The control plane's node labels and taints: tainted when it hosts nothing of the
+    facility, labelled with its roles (and untainted) when it does."""
+    if not cluster.control_plane.roles:
+        return {}, [CONTROL_PLANE_TAINT]
+    labels: dict[str, str] = {}
+    for role in cluster.control_plane.roles:
+        labels.update(role_nodes(role))
+    return labels, []
 
 
 def _agents(shared: _Shared, token: pulumi.Output[list[str]], group_name: str, group: NodeGroup) -> NodePool:
@@ -168,6 +182,7 @@ def _agents(shared: _Shared, token: pulumi.Output[list[str]], group_name: str, g
         volume_gib=group.volume_gib,
         volume_type=group.volume_type,
         taints=taints,
+        labels=labels,
     )
     return shared.pool(group_name, spec, agent)
 

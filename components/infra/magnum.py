@@ -9,7 +9,6 @@ import pulumi_openstack as openstack
 from .config import Cluster, Site
 from .kubeconfig import ClusterAccess
 from .network import Network
-from .nodes import node_labels
 
 
 def magnum_cluster(
@@ -24,7 +23,7 @@ def magnum_cluster(
 ) -> ClusterAccess:
     child = pulumi.ResourceOptions(parent=parent, provider=provider)
     groups = sorted(cluster.node_groups.items())
-    default_name, default = groups[0]
+    _, default = groups[0]
     template = openstack.containerinfra.ClusterTemplate(
         f"{name}-template",
         name=f"{prefix}-template",
@@ -50,7 +49,8 @@ def magnum_cluster(
         keypair=key_pair.name,
         fixed_network=network.network_id if network else None,
         fixed_subnet=network.subnet_id if network else None,
-        labels=node_labels(default_name, default) | {"kube_tag": cluster.magnum.kube_tag},
+        # Driver settings only: the node labeller gives the nodes the facility's labels.
+        labels={"kube_tag": cluster.magnum.kube_tag},
         merge_labels=True,
         opts=child,
     )
@@ -62,7 +62,6 @@ def magnum_cluster(
             node_count=group.count,
             flavor_id=group.flavor,
             role=group_name,
-            labels=node_labels(group_name, group),
             merge_labels=True,
             opts=child,
         )

@@ -23,6 +23,9 @@ ROLE_METADATA = "af-role"
 """Instance metadata naming the VM's role: `control-plane` or its node group."""
 TAINTS_METADATA = "af-node-taints"
 """Instance metadata listing the taints the node registers with, comma-separated."""
+LABEL_METADATA_PREFIX = "af-node-label:"
+"""Instance metadata `af-node-label:<key>` = `<value>`: one entry per label the node registers
+with (one entry each: Nova caps a metadata value at 255 characters)."""
 
 
 def node_labels(group_name: str, group: NodeGroup) -> dict[str, str]:
@@ -62,6 +65,8 @@ class VmSpec:
     taints: list[str] = field(default_factory=list)
     """Taints the node registers with (`key=value:Effect`), declared in the VM's metadata too:
     the user-data that applies them is a secret, the policy pack and operators read them here."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """Labels the node registers with, declared in the VM's metadata for the same reason."""
 
 
 class NodePool(pulumi.ComponentResource):
@@ -116,6 +121,7 @@ class NodePool(pulumi.ComponentResource):
                     ROLE_METADATA: spec.role,
                     "af-index": str(index),
                     **({TAINTS_METADATA: ",".join(spec.taints)} if spec.taints else {}),
+                    **{f"{LABEL_METADATA_PREFIX}{k}": v for k, v in sorted(spec.labels.items())},
                 },
                 opts=pulumi.ResourceOptions.merge(
                     child, pulumi.ResourceOptions(ignore_changes=["userData"] if spec.keep_bootstrap else None)
