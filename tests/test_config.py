@@ -17,7 +17,7 @@ from support.gateways import leonardo
 from afctl import cli
 from afctl.stackfile import available_stacks, read_stack
 from components.batch.config import Autoscaler, Condor
-from components.cache.config import Cache, size_bytes
+from components.cache.config import Cache, CacheIssuer, size_bytes
 from components.config.errors import ConfigError, Problem, key_path, show_value
 from components.config.facility import FacilityConfig
 from components.config.identity import Identity, Roles
@@ -223,6 +223,22 @@ def test_layer_models_good() -> None:
     assert list(offload.gateways) == ["leonardo"] and offload.virtual_kubelet_image.endswith(":0.6.0")
 
 
+@pytest.mark.parametrize(
+    ("given", "issuer"),
+    [
+        ("https://iam.example.org", "https://iam.example.org/"),
+        ("HTTPS://IAM.Example.org/realm", "https://iam.example.org/realm"),
+        ("https://iam.example.org:8443/", "https://iam.example.org:8443/"),
+    ],
+)
+def test_an_https_issuer_keeps_the_normal_form_tokens_name_it_by(given: str, issuer: str) -> None:
+    """The cache's scitokens config and HTCondor's trusted issuer are this text: https only, and
+    pydantic's normal form (a bare host gets its `/`), which the cache's own issuer model accepts."""
+    identity = Identity.model_validate({"issuer": given, "clientId": "af"})
+    assert str(identity.issuer) == issuer
+    assert CacheIssuer.model_validate({"issuer": str(identity.issuer), "basePath": "/store"}).issuer == issuer
+
+
 def test_facility_defaults_and_every_section() -> None:
     cfg = build_config(
         {
@@ -402,7 +418,9 @@ BAD_CASES: list[tuple[str, str, Any, str, str]] = [
     ("existing-type", "cluster.existing", {"kubeconfig": 42}, "af:cluster.existing.kubeconfig", "a valid string"),
     # Identity and Roles
     ("identity-issuer", "identity.issuer", "iam.example.org", "af:identity.issuer", "URL"),
-    ("identity-issuer-scheme", "identity.issuer", "ftp://iam.example.org/", "af:identity.issuer", "'http' or 'https'"),
+    ("identity-issuer-scheme", "identity.issuer", "ftp://iam.example.org/", "af:identity.issuer", "should be 'https'"),
+    ("identity-issuer-http", "identity.issuer", "http://iam.example.org/", "af:identity.issuer", "should be 'https'"),
+    ("identity-issuer-user", "identity.issuer", "https://u:p@iam.example.org/", "af:identity.issuer", "no user"),
     ("identity-client-empty", "identity.clientId", "", "af:identity.clientId", "at least 1 character"),
     ("identity-missing-client", "identity.clientId", DELETE, "af:identity.clientId", REQUIRED),
     ("identity-scopes", "identity.scopes", "openid profile", "af:identity.scopes", "a valid list"),
