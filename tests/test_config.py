@@ -683,6 +683,32 @@ def test_mode_existing_without_kubeconfig() -> None:
     only_problem(edit(base(), "cluster.mode", "existing"), "af:cluster.existing", "a kubeconfig secret")
 
 
+OTHER_K3S = "v1.35.4+k3s1"
+OTHER_SHA = "ab" * 32
+
+
+def test_a_k3s_version_without_its_checksum_is_refused() -> None:
+    """cloud-init would download the new version and check it against the old checksum: every
+    node would fail at first boot."""
+    found = only_problem(edit(base(), "cluster.k3s", {"version": OTHER_K3S}), "af:cluster.k3s.sha256", OTHER_K3S)
+    assert found.value == "nothing"
+
+
+def test_a_k3s_version_with_the_default_checksum_is_refused() -> None:
+    k3s = {"version": OTHER_K3S, "sha256": K3s().sha256}
+    found = only_problem(edit(base(), "cluster.k3s", k3s), "af:cluster.k3s.sha256", "given with the version")
+    assert found.value == show_value(K3s().sha256)
+
+
+def test_a_k3s_checksum_without_its_version_is_refused() -> None:
+    only_problem(edit(base(), "cluster.k3s", {"sha256": OTHER_SHA}), "af:cluster.k3s.version", "given with it")
+
+
+@pytest.mark.parametrize("k3s", [{}, {"version": K3s().version}, {"version": OTHER_K3S, "sha256": OTHER_SHA}])
+def test_a_k3s_pin_is_the_default_or_a_version_with_its_own_checksum(k3s: dict[str, str]) -> None:
+    assert build_config(edit(base(), "cluster.k3s", k3s)).cluster.k3s == K3s.model_validate(k3s)
+
+
 def test_hub_enabled_without_identity() -> None:
     found = only_problem(edit(hub_base(), "identity", DELETE), "af:identity", "an identity provider")
     assert found.allowed == "an identity provider: hub needs OIDC login"
