@@ -709,6 +709,14 @@ def test_a_k3s_pin_is_the_default_or_a_version_with_its_own_checksum(k3s: dict[s
     assert build_config(edit(base(), "cluster.k3s", k3s)).cluster.k3s == K3s.model_validate(k3s)
 
 
+def test_on_k3s_the_hub_is_served_by_traefik_the_only_ingress_controller() -> None:
+    """Another class would be served by nothing on the facility's VMs: no hub, no ACME challenge."""
+    cfg = edit(hub_base(), "hub.ingressClass", "nginx")
+    only_problem(cfg, "af:hub.ingressClass", "traefik, the ingress controller k3s runs", HUB_SECRET)
+    existing = edit(edit(cfg, "cluster.mode", "existing"), "cluster.existing", {"kubeconfig": "k"})
+    assert build_config(existing, HUB_SECRET | {"cluster"}).hub.ingress_class == "nginx"
+
+
 def test_hub_enabled_without_identity() -> None:
     found = only_problem(edit(hub_base(), "identity", DELETE), "af:identity", "an identity provider")
     assert found.allowed == "an identity provider: hub needs OIDC login"
