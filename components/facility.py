@@ -81,7 +81,11 @@ class Facility(pulumi.ComponentResource):
         if cfg.cluster.mode != "existing":
             # Credentials come from the operator's environment (OS_CLOUD or OS_* variables).
             openstack_provider = openstack.Provider(f"{name}-openstack", region=cfg.site.region, opts=layer)
-            network = Network(f"{name}-network", cfg.site, cfg.offload, prefix, openstack_provider, opts=layer)
+            # k3s's traefik serves the hub on the control plane: HTTP for ACME and the redirect.
+            http = cfg.hub.enabled and cfg.cluster.mode == "openstack"
+            network = Network(
+                f"{name}-network", cfg.site, cfg.offload, prefix, openstack_provider, opts=layer, http=http
+            )
         self.cluster = Cluster(
             f"{name}-cluster", cfg.site, cfg.cluster, prefix, openstack_provider, network, opts=layer
         )

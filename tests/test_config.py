@@ -17,7 +17,7 @@ from support.gateways import leonardo
 from afctl import cli
 from afctl.stackfile import available_stacks, read_stack
 from components.batch.config import Autoscaler, Condor
-from components.cache.config import Cache, size_bytes
+from components.cache.config import Cache, CacheIssuer, size_bytes
 from components.config.errors import ConfigError, Problem, key_path, show_value
 from components.config.facility import FacilityConfig
 from components.config.identity import Identity, Roles
@@ -224,6 +224,22 @@ def test_layer_models_good() -> None:
     assert list(offload.gateways) == ["leonardo"] and offload.virtual_kubelet_image.endswith(":0.6.0")
 
 
+@pytest.mark.parametrize(
+    ("given", "issuer"),
+    [
+        ("https://iam.example.org", "https://iam.example.org/"),
+        ("HTTPS://IAM.Example.org/realm", "https://iam.example.org/realm"),
+        ("https://iam.example.org:8443/", "https://iam.example.org:8443/"),
+    ],
+)
+def test_an_https_issuer_keeps_the_normal_form_tokens_name_it_by(given: str, issuer: str) -> None:
+    """The cache's scitokens config and HTCondor's trusted issuer are this text: https only, and
+    pydantic's normal form (a bare host gets its `/`), which the cache's own issuer model accepts."""
+    identity = Identity.model_validate({"issuer": given, "clientId": "af"})
+    assert str(identity.issuer) == issuer
+    assert CacheIssuer.model_validate({"issuer": str(identity.issuer), "basePath": "/store"}).issuer == issuer
+
+
 def test_facility_defaults_and_every_section() -> None:
     cfg = build_config(
         {
@@ -403,7 +419,9 @@ BAD_CASES: list[tuple[str, str, Any, str, str]] = [
     ("existing-type", "cluster.existing", {"kubeconfig": 42}, "af:cluster.existing.kubeconfig", "a valid string"),
     # Identity and Roles
     ("identity-issuer", "identity.issuer", "iam.example.org", "af:identity.issuer", "URL"),
-    ("identity-issuer-scheme", "identity.issuer", "ftp://iam.example.org/", "af:identity.issuer", "'http' or 'https'"),
+    ("identity-issuer-scheme", "identity.issuer", "ftp://iam.example.org/", "af:identity.issuer", "should be 'https'"),
+    ("identity-issuer-http", "identity.issuer", "http://iam.example.org/", "af:identity.issuer", "should be 'https'"),
+    ("identity-issuer-user", "identity.issuer", "https://u:p@iam.example.org/", "af:identity.issuer", "no user"),
     ("identity-client-empty", "identity.clientId", "", "af:identity.clientId", "at least 1 character"),
     ("identity-missing-client", "identity.clientId", DELETE, "af:identity.clientId", REQUIRED),
     ("identity-scopes", "identity.scopes", "openid profile", "af:identity.scopes", "a valid list"),
@@ -664,6 +682,40 @@ def test_unknown_flavor_does_not_crash_quota_arithmetic() -> None:
 
 def test_mode_existing_without_kubeconfig() -> None:
     only_problem(edit(base(), "cluster.mode", "existing"), "af:cluster.existing", "a kubeconfig secret")
+
+
+OTHER_K3S = "v1.35.4+k3s1"
+OTHER_SHA = "ab" * 32
+
+
+def test_a_k3s_version_without_its_checksum_is_refused() -> None:
+    """cloud-init would download the new version and check it against the old checksum: every
+    node would fail at first boot."""
+    found = only_problem(edit(base(), "cluster.k3s", {"version": OTHER_K3S}), "af:cluster.k3s.sha256", OTHER_K3S)
+    assert found.value == "nothing"
+
+
+def test_a_k3s_version_with_the_default_checksum_is_refused() -> None:
+    k3s = {"version": OTHER_K3S, "sha256": K3s().sha256}
+    found = only_problem(edit(base(), "cluster.k3s", k3s), "af:cluster.k3s.sha256", "given with the version")
+    assert found.value == show_value(K3s().sha256)
+
+
+def test_a_k3s_checksum_without_its_version_is_refused() -> None:
+    only_problem(edit(base(), "cluster.k3s", {"sha256": OTHER_SHA}), "af:cluster.k3s.version", "given with it")
+
+
+@pytest.mark.parametrize("k3s", [{}, {"version": K3s().version}, {"version": OTHER_K3S, "sha256": OTHER_SHA}])
+def test_a_k3s_pin_is_the_default_or_a_version_with_its_own_checksum(k3s: dict[str, str]) -> None:
+    assert build_config(edit(base(), "cluster.k3s", k3s)).cluster.k3s == K3s.model_validate(k3s)
+
+
+def test_on_k3s_the_hub_is_served_by_traefik_the_only_ingress_controller() -> None:
+    """Another class would be served by nothing on the facility's VMs: no hub, no ACME challenge."""
+    cfg = edit(hub_base(), "hub.ingressClass", "nginx")
+    only_problem(cfg, "af:hub.ingressClass", "traefik, the ingress controller k3s runs", HUB_SECRET)
+    existing = edit(edit(cfg, "cluster.mode", "existing"), "cluster.existing", {"kubeconfig": "k"})
+    assert build_config(existing, HUB_SECRET | {"cluster"}).hub.ingress_class == "nginx"
 
 
 def test_hub_enabled_without_identity() -> None:

@@ -415,7 +415,12 @@ BAD_TEXT: dict[Loc, list[tuple[Any, str]]] = {
         (f"img@sha256:{'a' * 64}", "pinned by tag"),
     ],
     ("condor", "imageTag"): [("latest", "text matching"), ("24.0.7", "text matching")],
-    ("identity", "issuer"): [("iam.cloud.infn.it", "URL"), ("not a url", "URL"), ("ftp://iam.example.org/", "http")],
+    ("identity", "issuer"): [
+        ("iam.cloud.infn.it", "URL"),
+        ("not a url", "URL"),
+        ("ftp://iam.example.org/", "https"),
+        ("http://iam.example.org/", "should be 'https'"),
+    ],
     ("identity", "clientId"): [("", "at least 1 character")],
     ("offload", "gateways", "galileo", "endpoint"): [("galileo", "https://"), ("http://x.example.org/", "https://")],
     ("offload", "gateways", "galileo", "slurm", "partition"): [("two words", "a Slurm name"), ("", "a Slurm name")],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import os
 import re
 import secrets
@@ -51,10 +52,15 @@ USERS = {
 
 
 def rendered(issuer_url: str) -> dict[str, Any]:
+    """The program's values with `issuer_url` as the IAM. The config admits only HTTPS issuers;
+    the test issuer serves plain HTTP on loopback, so the values are rendered for its https://
+    twin and every mention of that twin then points at the test issuer."""
+    secure = "https://" + issuer_url.removeprefix("http://").removeprefix("https://")
     values, secret = stack_values(STACK)
-    values["identity"] = {**values.get("identity", {}), "issuer": issuer_url}
+    values["identity"] = {**values.get("identity", {}), "issuer": secure}
     cfg = build_config(values, secret)
-    return hub_values(cfg, hub_site(cfg))
+    assert str(cfg.identity.issuer) == secure, "the test issuer's URL is already in normal form"
+    return json.loads(json.dumps(hub_values(cfg, hub_site(cfg))).replace(secure, issuer_url))
 
 
 def test_rendered_values_are_the_programs(shipped):

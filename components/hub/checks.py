@@ -20,6 +20,20 @@ def _tls_problems(cfg: FacilityConfig) -> list[Problem]:
     return found
 
 
+def _ingress_problems(cfg: FacilityConfig) -> list[Problem]:
+    """On the facility's own VMs the only ingress controller is k3s's traefik: an Ingress of
+    another class would be served by nothing (no hub, no ACME challenge, no redirect)."""
+    if cfg.cluster.mode == "openstack" and cfg.hub.ingress_class != "traefik":
+        return [
+            problem(
+                ("hub", "ingressClass"),
+                cfg.hub.ingress_class,
+                "traefik, the ingress controller k3s runs in mode openstack",
+            )
+        ]
+    return []
+
+
 def _cpu_profile_problems(cfg: FacilityConfig) -> list[Problem]:
     """Every CPU profile fits an interactive CPU node."""
     if cfg.cluster.mode == "existing":
@@ -80,4 +94,4 @@ def _gpu_profile_problems(cfg: FacilityConfig) -> list[Problem]:
 def problems(cfg: FacilityConfig) -> list[Problem]:
     if not cfg.hub.enabled:
         return []
-    return [*_tls_problems(cfg), *_cpu_profile_problems(cfg), *_gpu_profile_problems(cfg)]
+    return [*_tls_problems(cfg), *_ingress_problems(cfg), *_cpu_profile_problems(cfg), *_gpu_profile_problems(cfg)]

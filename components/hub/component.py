@@ -12,7 +12,16 @@ from ..common.kube import layer_namespace
 from ..common.layers import Certificates, SoftwareVolumes
 from ..config.facility import FacilityConfig
 from ..names import HUB_NAMESPACE
-from .values import CLUSTER_ISSUER, HUB_SECRET, TLS_SECRET, HubSite, hub_values
+from .values import (
+    CLUSTER_ISSUER,
+    HTTPS_REDIRECT,
+    HUB_SECRET,
+    TLS_SECRET,
+    TRAEFIK_MIDDLEWARE_API,
+    HubSite,
+    hub_values,
+    redirect_middleware_spec,
+)
 
 CHART_REPO = "https://hub.jupyter.org/helm-chart/"
 
@@ -53,6 +62,18 @@ class Hub(pulumi.ComponentResource):
             opts=ns_opts,
         )
         waits: list[pulumi.Resource] = [secret, *self._certificate(name, cfg, provider, certs, ns_opts)]
+        if cfg.hub.ingress_class == "traefik":
+            # The hub's Ingress references it (values.http_redirect_annotations).
+            waits.append(
+                k8s.apiextensions.CustomResource(
+                    f"{name}-https-redirect",
+                    api_version=TRAEFIK_MIDDLEWARE_API,
+                    kind="Middleware",
+                    metadata={"name": HTTPS_REDIRECT, "namespace": HUB_NAMESPACE},
+                    spec=redirect_middleware_spec(),
+                    opts=ns_opts,
+                )
+            )
         if cvmfs is not None:
             waits.append(cvmfs.claim(f"{name}-cvmfs", namespace, parent=self))
         if site.trust_internal_ca:

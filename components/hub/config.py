@@ -90,7 +90,8 @@ class Hub(StrictModel):
     host: Fqdn | None = None
     """Public host name of the hub; `af:site.dnsName` when unset."""
     ingress_class: str = Field(default="traefik", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    """Ingress class serving the hub (`traefik` is built into k3s)."""
+    """Ingress class serving the hub: `traefik`, built into k3s, is the only one in mode
+    `openstack`; `nginx` is Magnum's. Plain HTTP to the hub is redirected to HTTPS for both."""
     tls: Tls = Field(default_factory=Tls)
     """HTTPS certificate."""
     notebook_image: PinnedImage = "quay.io/jupyter/scipy-notebook:2025-03-17"

@@ -19,6 +19,7 @@ from ..names import (
     CVMFS_MOUNT,
     GPU_RESOURCE,
     GPU_TOLERATION,
+    HUB_NAMESPACE,
     INTERACTIVE_NODES,
     SYSTEM_NODES,
     TRUST_CONFIGMAP,
@@ -30,6 +31,10 @@ HUB_SECRET = "af-hub-secrets"
 """Kubernetes Secret with keys `client-secret`, `cookie-secret`, `crypt-key`."""
 TLS_SECRET = "af-hub-tls"
 CLUSTER_ISSUER = "af-acme"
+HTTPS_REDIRECT = "af-https-redirect"
+"""traefik Middleware (in the hub's namespace) that answers plain HTTP with a redirect to HTTPS."""
+TRAEFIK_MIDDLEWARE_API = "traefik.io/v1alpha1"
+"""Group and version of traefik's Middleware CRD (traefik v2.10 and later, k3s's traefik v3)."""
 TOKEN_SCRIPT = "/opt/af/af_token.py"
 SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", "read:users:name!user", "admin:auth_state!user"]
 """The notebook's API token: the default server scopes plus reading its owner's model with
@@ -49,6 +54,26 @@ class HubSite:
     """Files (absolute path, content) every notebook gets from other layers."""
     trust_internal_ca: bool = False
     """Mount the facility's internal CA (the cache's TLS) as a hashed directory."""
+
+
+def redirect_middleware_spec() -> dict[str, Any]:
+    """The traefik Middleware's spec: a permanent redirect of HTTP to HTTPS. traefik redirects
+    only a request whose scheme differs, so the router it shares with HTTPS is unaffected."""
+    return {"redirectScheme": {"scheme": "https", "permanent": True}}
+
+
+def http_redirect_annotations(ingress_class: str) -> dict[str, str]:
+    """Annotations that make the hub's Ingress answer HTTP (port 80) with a redirect to HTTPS,
+    by ingress class; none for a class whose redirect is not known here. Only the hub's Ingress
+    carries them: cert-manager's HTTP-01 solver makes its own Ingress, for
+    `/.well-known/acme-challenge/<token>` only, which still answers on port 80 (traefik routes the
+    longer rule first; ingress-nginx never redirects that path, its `no-tls-redirect-locations`)."""
+    if ingress_class == "traefik":
+        # traefik names a CRD Middleware `<namespace>-<name>@kubernetescrd` from an Ingress.
+        return {"traefik.ingress.kubernetes.io/router.middlewares": f"{HUB_NAMESPACE}-{HTTPS_REDIRECT}@kubernetescrd"}
+    if ingress_class == "nginx":
+        return {"nginx.ingress.kubernetes.io/ssl-redirect": "true"}
+    return {}
 
 
 def _quantity_gib(value: float) -> str:
@@ -165,7 +190,7 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
     if volumes:
         storage["extraVolumes"] = volumes
         storage["extraVolumeMounts"] = mounts
-    ingress_annotations = {}
+    ingress_annotations = http_redirect_annotations(hub.ingress_class)
     if hub.tls.mode == "cert-manager":
         ingress_annotations["cert-manager.io/cluster-issuer"] = CLUSTER_ISSUER
     return {

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ..config.errors import Problem, problem
 from ..config.facility import FacilityConfig
 from ..names import GPU_TAINT_KEY
+from .config import K3s
 from .quota import QUOTAS, usage
 
 
@@ -26,6 +27,35 @@ def mode_problems(cfg: FacilityConfig) -> list[Problem]:
     if cluster.mode != "openstack" and not cluster.node_groups:
         found.append(problem(("cluster", "nodeGroups"), {}, f"at least one node group in cluster mode {cluster.mode}"))
     return found
+
+
+def k3s_problems(cfg: FacilityConfig) -> list[Problem]:
+    """The k3s pin is one value in two keys: cloud-init checks the downloaded binary against the
+    checksum, so a version with another release's checksum fails every node at first boot. The
+    shipped pin is the default of both; changing one without the other is refused."""
+    k3s, shipped = cfg.cluster.k3s, K3s()
+    if (k3s.version == shipped.version) == (k3s.sha256 == shipped.sha256):
+        return []
+    loc = ("cluster", "k3s")
+    if k3s.version != shipped.version:
+        given = k3s.sha256 if "sha256" in k3s.model_fields_set else None
+        return [
+            problem(
+                (*loc, "sha256"),
+                given,
+                f"the SHA-256 of the amd64 k3s binary of {k3s.version} (its release's sha256sum-amd64.txt), "
+                f"given with the version: {shipped.sha256[:12]}… is {shipped.version}'s",
+            )
+        ]
+    given = k3s.version if "version" in k3s.model_fields_set else None
+    return [
+        problem(
+            (*loc, "version"),
+            given,
+            f"the release whose amd64 k3s binary has SHA-256 {k3s.sha256[:12]}…, given with it "
+            f"({shipped.version} is the release of the default checksum)",
+        )
+    ]
 
 
 def flavor_problems(cfg: FacilityConfig) -> list[Problem]:

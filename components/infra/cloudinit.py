@@ -11,6 +11,11 @@ from .config import GpuSpec, K3s
 
 REDACTED = "[secret]"
 DATA_MOUNT = "/var/lib/af-data"
+DATA_DEVICE = "/dev/vdb"
+"""The first extra disk Nova attaches, on KVM."""
+DATA_DEVICE_WAIT_SECONDS = 600
+"""How long a node waits at boot for its data volume: Nova attaches it only once the instance
+is active, while cloud-init may already be running."""
 K3S_TLS_DIR = "/var/lib/rancher/k3s/server/tls"
 # The CA files k3s takes from disk on first start instead of generating its own.
 K3S_CA_FILES = ("server-ca", "client-ca", "request-header-ca", "etcd/server-ca", "etcd/peer-ca")
@@ -134,8 +139,25 @@ def _install_k3s(k3s: K3s) -> str:
     )
 
 
+def wait_for_device(device: str, seconds: int) -> str:
+    """Shell that returns once `device` is a block device, or fails with a message on the
+    console after `seconds`. Run as `bootcmd`, before cloud-init formats and mounts the disk."""
+    return (
+        f"n=0; until [ -b {device} ]; do if [ $n -ge {seconds} ]; then "
+        f"echo 'af: data volume {device} not attached after {seconds} s' >&2; exit 1; fi; "
+        "sleep 1; n=$((n+1)); done"
+    )
+
+
 def _k3s_unit(node: NodeBootstrap) -> str:
     text = _SERVER_UNIT if node.server else _AGENT_UNIT
+    if node.data_volume:
+        # Local volumes land on the data mount: without it they would fill the root disk, so k3s
+        # waits for the mount, and refuses to start (the unit fails, loudly) when it is not one.
+        text = text.replace(
+            "After=network-online.target\n",
+            f"After=network-online.target\nRequiresMountsFor={DATA_MOUNT}\nAssertPathIsMountPoint={DATA_MOUNT}\n",
+        )
     if node.gpu is None:
         return text
     checks = "".join(f"{line}\n" for line in gpunode.kubelet_checks())
@@ -173,8 +195,11 @@ def render_user_data(node: NodeBootstrap) -> str:
     if node.ssh_public_keys:
         doc["ssh_authorized_keys"] = list(node.ssh_public_keys)
     if node.data_volume:
-        # The first extra disk Nova attaches is /dev/vdb on KVM; label it so a rebuild finds it.
-        doc["fs_setup"] = [{"label": "af-data", "filesystem": "ext4", "device": "/dev/vdb", "partition": "auto"}]
+        # Nova attaches the volume after the instance is active: wait for it before cloud-init's
+        # disk_setup and mounts look for it (bootcmd runs before both, at every boot).
+        doc["bootcmd"] = [["sh", "-c", wait_for_device(DATA_DEVICE, DATA_DEVICE_WAIT_SECONDS)]]
+        # Labelled so a rebuild finds it.
+        doc["fs_setup"] = [{"label": "af-data", "filesystem": "ext4", "device": DATA_DEVICE, "partition": "auto"}]
         doc["mounts"] = [["LABEL=af-data", DATA_MOUNT, "ext4", "defaults,nofail", "0", "2"]]
     doc["runcmd"] = [
         *gpu_setup,

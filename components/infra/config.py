@@ -222,9 +222,10 @@ class K3s(StrictModel):
     distribution: Literal["k3s"] = "k3s"
     """Distribution; k3s is the one supported."""
     version: str = Field(default="v1.36.2+k3s1", pattern=r"^v1\.\d+\.\d+\+k3s\d+$")
-    """Pinned release tag."""
+    """Pinned release tag; another release needs its own `sha256` given with it."""
     sha256: Sha256 = "65a55ec56c24eab44383086166ec620a491952b7e23941a49ddca6e8a4c4b4de"
-    """SHA-256 of that release's amd64 `k3s` binary (its `sha256sum-amd64.txt`)."""
+    """SHA-256 of that release's amd64 `k3s` binary (its `sha256sum-amd64.txt`); set together
+    with `version`, since nodes refuse a binary whose checksum differs."""
 
 
 class Magnum(StrictModel):

@@ -15,6 +15,7 @@ from .config import Site
 API_PORT = 6443
 SSH_PORT = 22
 HTTPS_PORT = 443
+HTTP_PORT = 80
 # Fixed addresses for control-plane nodes sit below the DHCP pool, so they never collide.
 _FIXED_HOSTS = 16
 
@@ -37,9 +38,14 @@ def admin_rules(site: Site) -> list[IngressRule]:
     ]
 
 
-def public_rules() -> list[IngressRule]:
-    """The hub's HTTPS entry point is the only thing open to the world."""
-    return [IngressRule("https from anywhere", HTTPS_PORT, "0.0.0.0/0")]
+def public_rules(http: bool = False) -> list[IngressRule]:
+    """The hub's HTTPS entry point is open to the world; with `http` (a hub on k3s) plain HTTP
+    too, which only redirects: Let's Encrypt validates the ACME HTTP-01 challenge on port 80,
+    and the hub's Ingress answers everything else there with a redirect to HTTPS."""
+    rules = [IngressRule("https from anywhere", HTTPS_PORT, "0.0.0.0/0")]
+    if http:
+        rules.append(IngressRule("http from anywhere: acme http-01 and the redirect to https", HTTP_PORT, "0.0.0.0/0"))
+    return rules
 
 
 def pool_rules(offload: Offload) -> list[IngressRule]:
@@ -87,7 +93,9 @@ class Network(pulumi.ComponentResource):
         prefix: str,
         provider: openstack.Provider,
         opts: pulumi.ResourceOptions | None = None,
+        http: bool = False,
     ) -> None:
+        """`http`: open port 80 to the world too (`public_rules`)."""
         super().__init__("af:infra:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=provider)
 
@@ -125,7 +133,7 @@ class Network(pulumi.ComponentResource):
         self.admin_group = self._group(name, prefix, "admin", "ssh and kubernetes api from admin networks", child)
         self._rules(name, "admin", self.admin_group, admin_rules(site), child)
         self.public_group = self._group(name, prefix, "public", "https entry point", child)
-        self._rules(name, "public", self.public_group, public_rules() + pool_rules(offload), child)
+        self._rules(name, "public", self.public_group, public_rules(http) + pool_rules(offload), child)
 
         self.network_id = network.id
         self.subnet_id = subnet.id

@@ -1,7 +1,7 @@
 """Prometheus metrics of an XCache server, from what XRootD reports about itself: the sidecar of
 every cache server pod.
 
-The server sends two UDP streams to this program on loopback (components/xcacheconf.py renders
+The server sends two UDP streams to this program on loopback (components/cache/xrootd.py renders
 the directives):
 - the summary report (`xrd.report … link prot`): an XML `<statistics>` document every interval,
   cumulative since the server started: client connections and bytes (`link`), file opens and
