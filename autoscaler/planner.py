@@ -21,7 +21,6 @@ newest first (packing leaves them to drain), never a claimed one:
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -94,9 +93,7 @@ def _place(bins: list[_Bin], request: Resources, jobs: int) -> int:
 
 def in_workers(resources: Resources, worker: Resources) -> float:
     """`resources` in workers' worth: the dimension that needs the most workers."""
-    sizes = zip(
-        (resources.cpus, resources.memory_mb, resources.gpus), (worker.cpus, worker.memory_mb, worker.gpus), strict=True
-    )
+    sizes = ((resources.cpus, worker.cpus), (resources.memory_mb, worker.memory_mb), (resources.gpus, worker.gpus))
     return max((have / size for have, size in sizes if size > 0), default=0.0)
 
 
@@ -222,7 +219,7 @@ def draining(history: Load, now: float) -> bool:
     if history[0][0] > now - GROWTH_WINDOW:
         return False
     return all(
-        later <= earlier + 1e-9 for (_, earlier), (t, later) in itertools.pairwise(history) if t > now - GROWTH_WINDOW
+        later <= earlier + 1e-9 for (_, earlier), (t, later) in zip(history, history[1:]) if t > now - GROWTH_WINDOW
     )
 
 

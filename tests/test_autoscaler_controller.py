@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime
 import itertools
 import json
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,7 +23,8 @@ from autoscaler.metrics import Metrics, serve
 from autoscaler.model import Autocluster, Memory, Resources
 from autoscaler.settings import ControllerSettings, GroupSettings, TriggerSettings
 
-FIXTURES = Path(__file__).parent / "fixtures" / "condor"
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "condor"
 NOW = 1_800_000_000.0
 
 SETTINGS = ControllerSettings(
@@ -307,3 +310,27 @@ def test_a_scale_in_reaches_the_api_as_costs_that_make_kubernetes_remove_only_id
     # One more (a scale-down racing this one) takes the idle worker that stays, never the claimed one.
     assert replicaset_victims(cost, 3) == [removed | {"af-condor-cpu-7d9f-bbbb2"}]
     assert all(cost[c] > cost[p] for c in claimed for p in cost if p not in claimed)
+
+
+# --- the Python the controller runs on -----------------------------------------------------------
+
+IMAGE_PYTHON = "3.9"
+"""Python of the pool's pinned HTCondor images (htcondor/<role>:<version>-el9): AlmaLinux 9 based since
+23.8.1, with `condor` requiring `python3-condor` (htcondor2 and classad2 for the system python3, 3.9 on
+EL9); the controller runs there from a ConfigMap."""
+
+
+def _vermin(*paths: str) -> subprocess.CompletedProcess:
+    code = 'import sys; from vermin import main; sys.argv[0] = "vermin"; sys.exit(main())'
+    args = [sys.executable, "-c", code, f"-t={IMAGE_PYTHON}-", "--no-tips", "--violations", *paths]
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_controller_needs_no_python_newer_than_the_htcondor_images(tmp_path):
+    done = _vermin(str(ROOT / "autoscaler"))
+    assert done.returncode == 0 and "Target versions not met" not in done.stdout, done.stdout + done.stderr
+    # The check does catch what 3.9 lacks.
+    newer = tmp_path / "newer.py"
+    newer.write_text("import itertools\npairs = list(itertools.pairwise([1, 2, 3]))\nzip([1], [2], strict=True)\n")
+    done = _vermin(str(newer))
+    assert done.returncode != 0 and "itertools.pairwise" in done.stdout and "zip(strict)" in done.stdout
