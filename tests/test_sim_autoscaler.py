@@ -314,3 +314,17 @@ def test_bad_planners_show_kills_and_idle_cores(monkeypatch):
     assert good.kills == 0 and killing.kills > 0 and idling.kills == 0
     horizon = max(good.end, idling.end)
     assert idling.idle_core_hours(horizon) > 2 * good.idle_core_hours(horizon)
+
+
+def test_clairvoyant_placement_puts_a_job_where_it_extends_no_worker():
+    """The bound's negotiator: a 500 s job goes to the worker busy for 1000 s more, not to the one done in 100 s
+    (which the rendered rank prefers, as it runs more jobs), nor to the idle one."""
+    pool = pool_with([ONE_CORE], groups=(CPU,), cpu=3)
+    short, long_, idle = sorted(pool.group_pods("cpu"), key=lambda p: p.name)
+    for pod, count, duration in ((short, 3, 100.0), (long_, 1, 1000.0)):
+        for job in submit(pool, 0, count, duration=duration):
+            pool._start(job, pod)
+    pool.policy = sim.Clairvoyant(sim.rendered_negotiator().params)
+    (job,) = submit(pool, 0, 1, duration=500.0)
+    pool.negotiate()
+    assert job.pod is long_ and not idle.jobs
