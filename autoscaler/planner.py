@@ -45,7 +45,7 @@ def candidates(ac: Autocluster, groups: Sequence[Group], triggers: Sequence[Trig
 
 def packing_order(w: Worker) -> tuple[bool, bool, int, float, str]:
     """Sort key of a group's workers in the order the negotiator fills them: its packing rank
-    (`NEGOTIATOR_PRE_JOB_RANK`, rendered by components/condorconf.py) prefers the slot running
+    (`NEGOTIATOR_PRE_JOB_RANK`, rendered by components/batch/htcondor.py) prefers the slot running
     the most jobs, then the oldest; pending workers have no slot yet."""
     return (w.phase == "pending", not w.claimed, -w.jobs, w.started, w.name)
 

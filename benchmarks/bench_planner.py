@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from autoscaler.condor import machine_ad  # noqa: E402
 from autoscaler.model import Autocluster, Group, Resources, Settings  # noqa: E402
 from autoscaler.planner import plan  # noqa: E402
-from components.config.batch import Autoscaler as AutoscalerConfig  # noqa: E402
+from components.batch.config import Autoscaler as AutoscalerConfig  # noqa: E402
 
 REQUIREMENTS = (
     '(TARGET.Arch == "X86_64") && (TARGET.OpSys == "LINUX") && (TARGET.Disk >= RequestDisk) && '

@@ -4,7 +4,7 @@ Each workload trace (deterministic, seeded) is replayed once per policy in the s
 worker groups of partitionable slots (`cpu`: 16 cores / 60 GB, `gpu`: 16 cores / 60 GB / 1 GPU with
 START = RequestGPUs > 0), pods that take `--startup` seconds from Pending to Running (a fresh startd), and one
 negotiator shared by every policy, which does what the central manager's rendered config makes HTCondor's do: the
-packing lines `components.condorconf.negotiator_packing()` renders are read back with htcondor2 (CONDOR_CONFIG in a
+packing lines `components.batch.htcondor.negotiator_packing()` renders are read back with htcondor2 (CONDOR_CONFIG in a
 subprocess; HTCondor's defaults for what they leave unset), and every 20 s the negotiator walks the idle jobs in
 queue order (QDate; a killed job keeps its own); each request goes to the matching running slot (its group matches
 the job with real ClassAd matchmaking, `symmetricMatch` of the job's ad with the group's machine ad, and its free
@@ -79,8 +79,9 @@ sys.path.insert(0, str(ROOT))
 from autoscaler.condor import machine_ad  # noqa: E402
 from autoscaler.model import Autocluster, Group, Memory, Resources, Settings, Worker  # noqa: E402
 from autoscaler.planner import plan  # noqa: E402
-from components.condorconf import PREFERENCE_ATTRIBUTE, negotiator_packing  # noqa: E402
-from components.config.batch import Autoscaler as AutoscalerConfig  # noqa: E402
+from components.batch.config import Autoscaler as AutoscalerConfig  # noqa: E402
+from components.batch.htcondor import negotiator_packing  # noqa: E402
+from components.names import PREFERENCE_ATTRIBUTE  # noqa: E402
 
 MINUTE, HOUR = 60.0, 3600.0
 DEFAULT_INTERVAL = float(AutoscalerConfig.model_fields["interval_seconds"].default)

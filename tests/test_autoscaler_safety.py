@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from autoscaler.model import Autocluster, Memory, Plan, Resources, Worker
 from autoscaler.planner import plan
 from autoscaler.settings import ControllerSettings
-from components.autoscaler import controller_settings
-from components.config import ConfigError, build_config
+from components.batch.autoscaler import controller_settings
+from components.config.errors import ConfigError
+from components.config.loader import build_config
 
 BASE, SECRET = stack_values("cms-bari")
 NODES = {"cpu": 10, "gpu-a100": 2}

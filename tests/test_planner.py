@@ -16,8 +16,9 @@ from autoscaler.condor import autoclusters, machine_ad, parse_ads, slot_worker
 from autoscaler.model import Autocluster, Group, Memory, Resources, Settings, Trigger, Worker
 from autoscaler.planner import GROWTH_WINDOW, candidates, packing_order
 from autoscaler.planner import plan as plan_with
-from components.condorconf import PACKING_RANK, PREFERENCE_ATTRIBUTE
-from components.config.batch import Autoscaler
+from components.batch.config import Autoscaler
+from components.batch.htcondor import PACKING_RANK
+from components.names import PREFERENCE_ATTRIBUTE
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "condor"

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import sim_autoscaler as sim  # noqa: E402
 
 from autoscaler.model import Decision, Memory, Plan, Settings  # noqa: E402
-from components.condorconf import PACKING_RANK  # noqa: E402
+from components.batch.htcondor import PACKING_RANK  # noqa: E402
 
 CPU, GPU = sim.facility_groups()
 JOB_IDS = itertools.count()
@@ -79,10 +79,12 @@ def test_negotiator_respects_resources_and_gpu_rules():
 
 
 def _rendered_central_manager(tmp_path: Path) -> dict[str, str]:
-    from components.condor import rendered_files
-    from components.config import build_config
+    from components.batch.pods import rendered_files
+    from components.config.loader import build_config
+    from components.facility import cache_client
 
-    files = rendered_files(build_config(*stack_values("cms-bari")))
+    cfg = build_config(*stack_values("cms-bari"))
+    files = rendered_files(cfg, cache_client(cfg))
     return sim.condor_params(files["pool.conf"] + files["central-manager.conf"], sim.PACKING_PARAMS)
 
 
