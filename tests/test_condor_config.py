@@ -19,7 +19,7 @@ from conftest import stack_values
 
 from components.batch.config import worker_groups
 from components.batch.files import HERE as CONDORFILES
-from components.batch.htcondor import PLUGIN, PLUGIN_CONFIG, render_client, render_execute
+from components.batch.htcondor import PACKING_RANK, PLUGIN, PLUGIN_CONFIG, render_client, render_execute
 from components.batch.pods import RUNTIME, rendered_files
 from components.config.loader import build_config
 from components.facility import cache_client
@@ -121,11 +121,55 @@ def test_central_manager_config(tmp_path, stack):
     assert params["NETWORK_HOSTNAME"] == RUNTIME.central_manager
     assert params["SCITOKENS_SERVER_AUDIENCE"] == "https://wlcg.cern.ch/jwt/v1/any"
     assert params["NEGOTIATOR_INTERVAL"] == "60"
-    # Among slots a job matches, the lower preference ranks higher.
-    cpu_slot, gpu_slot = (classad2.ClassAd({PREFERENCE_ATTRIBUTE: p}) for p in (0, 10))
-    for slot in (cpu_slot, gpu_slot):
-        slot["PreJobRank"] = classad2.ExprTree(params["NEGOTIATOR_PRE_JOB_RANK"])
-    assert cpu_slot.eval("PreJobRank") > gpu_slot.eval("PreJobRank")
+    # The packing policy, as HTCondor reads it: depth first, slots ranked by the rendered rank.
+    assert params["NEGOTIATOR_DEPTH_FIRST"].lower() == "true"
+    assert params["NEGOTIATOR_PRE_JOB_RANK"] == PACKING_RANK
+
+
+def _pslot(preference: int, jobs: int, started: int, cpus: int = 16, gpus: int = 0) -> classad2.ClassAd:
+    """A worker's partitionable slot as its startd advertises it (the attributes the rank reads)."""
+    ad = classad2.ClassAd(
+        {
+            "MyType": "Machine",
+            "PartitionableSlot": True,
+            "SlotID": 1,
+            "Rank": 0.0,
+            "Cpus": cpus - jobs,
+            "Memory": 60000 - 2000 * jobs,
+            "GPUs": gpus,
+            "TotalSlotCpus": cpus,
+            "NumDynamicSlots": jobs,
+            "DaemonStartTime": started,
+            PREFERENCE_ATTRIBUTE: preference,
+        }
+    )
+    ad["Requirements"] = classad2.ExprTree("TARGET.RequestCpus <= Cpus")
+    return ad
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_negotiator_fills_the_busiest_worker_of_the_preferred_group_first(tmp_path, stack):
+    """NEGOTIATOR_PRE_JOB_RANK as HTCondor reads it from the central manager's config, evaluated by
+    classad2 as the negotiator does (MY: a slot, TARGET: the job), orders matching slots: a lower group
+    preference first whatever the rest, then the slot running more jobs, then the older worker. The
+    schedd keeps CLAIM_PARTITIONABLE_LEFTOVERS (HTCondor's default), which depth-first filling needs."""
+    params = daemon_params(tmp_path, stack, "central-manager.conf")
+    rank = classad2.ExprTree(params["NEGOTIATOR_PRE_JOB_RANK"])
+    job = _job(RequestCpus=1)
+    year, day = 365 * 86_400, 86_400
+    slots = {
+        "cpu, busiest": _pslot(0, 12, 1_767_225_600),
+        "cpu, 3 jobs, old": _pslot(0, 3, 1_767_225_600 - year),
+        "cpu, 3 jobs, new": _pslot(0, 3, 1_767_225_600 + day),
+        "cpu, idle, oldest": _pslot(0, 0, 1_767_225_600 - 3 * year),
+        "gpu, busiest of all": _pslot(10, 15, 1_767_225_600 - 3 * year, gpus=1),
+        "offload": _pslot(100, 0, 1_767_225_600),
+    }
+    assert all(job.matches(slot) for slot in slots.values())
+    order = sorted(slots, key=lambda name: -rank.eval(slots[name], job))
+    assert order == list(slots)
+    submit = daemon_params(tmp_path, stack, "submit.conf")
+    assert submit["CLAIM_PARTITIONABLE_LEFTOVERS"].lower() == "true"
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -232,9 +232,12 @@ class Autoscaler(StrictModel):
     (`make autoscaler-image IMAGE=…`); required when enabled."""
     interval_seconds: PositiveInt = 30
     """Seconds between planning cycles."""
-    scale_down_delay_seconds: NonNegativeInt = 120
+    scale_down_delay_seconds: NonNegativeInt = 600
     """How long a worker must have been unclaimed, and its group in surplus, before it is
-    removed (the simulator in `benchmarks/` shows longer delays mostly add idle cores)."""
+    removed while work keeps coming; then only as many go as the group's load has fallen
+    below its recent peak. A group whose load has not grown for 10 minutes is draining: its
+    idle workers go at once. Shorter delays idle fewer cores and flap more (the simulator in
+    `benchmarks/` prints both); 0 removes idle workers as soon as the load falls."""
     triggers: list[Trigger] = Field(default_factory=list)
     """Rules sending matching idle jobs to a group first."""
     metrics_port: int = Field(default=9100, ge=1024, le=65535)

@@ -192,12 +192,40 @@ def render_central_manager(cfg: FacilityConfig, runtime: PoolRuntime) -> str:
         *_user_auth(cfg, runtime, runtime.central_manager),
         "ALLOW_READ = $(ALLOW_READ) $(AF_USERS)",
         "",
-        "# Matchmaking: a short cycle; among slots a job matches equally, the group with the",
-        "# lowest preference first (CPU jobs go to CPU groups before GPU groups).",
+        "# Matchmaking: a short cycle.",
         f"NEGOTIATOR_INTERVAL = {cfg.condor.negotiator_interval_seconds}",
-        f"NEGOTIATOR_PRE_JOB_RANK = 0 - ({PREFERENCE_ATTRIBUTE} ?: 0)",
+        *negotiator_packing(),
     ]
     return "\n".join(lines) + "\n"
+
+
+PACKING_RANK = (
+    f"-1000000000000 * ({PREFERENCE_ATTRIBUTE} ?: 0) + 100000000 * (NumDynamicSlots ?: 0) - (DaemonStartTime ?: 0)"
+)
+"""`NEGOTIATOR_PRE_JOB_RANK` (MY: a slot, TARGET: the job): the group with the lowest preference
+first (one step outweighs the rest), then the partitionable slot running the most jobs (its
+dynamic slots: it stays busy longest anyway), then the oldest worker (a fixed order, so the
+newest workers, added for a peak, are the ones left to drain). HTCondor's own default, best
+fit on free cores and memory, puts each job in whichever worker has the smallest hole, so new
+jobs keep landing on every worker and few drain: in the simulator it idles more cores."""
+
+
+def negotiator_packing() -> list[str]:
+    """How the negotiator places jobs on the workers' partitionable slots: the central manager's
+    matchmaking policy, which the autoscaler's simulator reads back and follows
+    (`benchmarks/sim_autoscaler.py`). HTCondor manual, negotiator configuration options:
+    `NEGOTIATOR_PRE_JOB_RANK` sorts the slots a request matches before the job's own Rank;
+    `NEGOTIATOR_DEPTH_FIRST` (default false) packs as many jobs as possible on each machine
+    before moving on to the next, with the schedd's `CLAIM_PARTITIONABLE_LEFTOVERS` (default
+    true) starting them in the slot's leftovers."""
+    return [
+        "# Packing: among the slots a job matches, the group with the lowest preference first (CPU",
+        "# jobs go to CPU groups before GPU groups), then the worker running the most jobs, then the",
+        "# oldest, filled depth first: busy workers fill up and the others drain, so the autoscaler",
+        "# can remove them.",
+        f"NEGOTIATOR_PRE_JOB_RANK = {PACKING_RANK}",
+        "NEGOTIATOR_DEPTH_FIRST = True",
+    ]
 
 
 def render_submit(cfg: FacilityConfig, runtime: PoolRuntime) -> str:
