@@ -3,7 +3,8 @@ values, as stand-in pods and NetworkPolicies the API server would admit, plus th
 it encodes, each test naming the chart text it mirrors.
 
 The `..._today` tests state defects of issue 14 as facts about today's merged values: they pass
-now and must be flipped when the program's values change."""
+now and must be flipped when the program's values change; the flipped ones are named after what
+they protect."""
 
 from __future__ import annotations
 
@@ -275,13 +276,70 @@ def test_dcgm_omits_empty_pod_fields():
     assert spec["priorityClassName"] == "system-node-critical"
 
 
-def test_dcgm_merged_security_context_keeps_chart_sys_admin_today(shipped):
-    """Issue 14 item 8: our `securityContext` merges into the chart's; SYS_ADMIN and root stay."""
+def test_dcgm_exporter_runs_as_root_without_any_capability(shipped):
+    """Issue 14 item 8: our `securityContext` over the chart's, as Helm merges them, leaves no
+    SYS_ADMIN: the chart's `capabilities.add` is deleted by a null, which reaches Helm only
+    through a values file (inline, the Python SDK strips it and SYS_ADMIN stays)."""
     dcgm = release(shipped, "cms-bari", "dcgm-exporter")
     context = charts.merged("dcgm-exporter", dcgm.values)["securityContext"]
-    assert context == {"runAsNonRoot": False, "runAsUser": 0, "capabilities": {"add": ["SYS_ADMIN"], "drop": ["ALL"]}}
+    assert context == {
+        "runAsNonRoot": False,
+        "runAsUser": 0,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
     exporter = charts.workloads("dcgm-exporter", dcgm.values, dcgm.name, dcgm.namespace)[0]
-    assert exporter.pod()["spec"]["containers"][0]["securityContext"] == context
+    pod = exporter.pod()
+    kubernetes_validate.validate(pod, K8S, strict=True)
+    assert pod["spec"]["containers"][0]["securityContext"] == context
+    assert not exporter.privileged and "securityContext" not in pod["spec"]
+    # The values alone would keep the chart's SYS_ADMIN: the deletion is the values file's.
+    inline = charts.merged("dcgm-exporter", dcgm.inline)["securityContext"]["capabilities"]
+    assert inline == {"add": ["SYS_ADMIN"], "drop": ["ALL"]}
+    # Without capabilities the image's entrypoint must not try setcap (NO_SETCAP set).
+    assert {"name": "NO_SETCAP", "value": "1"} in charts.merged("dcgm-exporter", dcgm.values)["extraEnv"]
+
+
+def _nulls(value: Any, path: str = "") -> list[str]:
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _nulls(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _nulls(v, f"{path}[{i}]")]
+    return [path] if value is None else []
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_no_chart_default_is_deleted_by_an_inline_null(shipped, stack):
+    """A null in a Release's `values` does not reach Helm from Python (pulumi-kubernetes PR #4293:
+    the SDK strips it, pulumi/pulumi#12178); deleting a chart default takes a `valueYamlFiles`
+    entry. (z2jh's `custom` holds nulls of the hub's own, `custom.af.profiles[].groups`: no
+    chart default, and out of this check.)"""
+    for r in releases(shipped, stack):
+        if r.chart != "jupyterhub":
+            assert _nulls(r.inline) == [], f"{stack}: {r.chart}"
+
+
+def test_release_values_are_the_value_files_then_the_values():
+    # helm/helm pkg/cli/values mergeMaps, as pulumi-kubernetes merges valueYamlFiles and values.
+    plan = {
+        "resources": [
+            {
+                "type": charts.RELEASE_TYPE,
+                "inputs": {
+                    "chart": "dcgm-exporter",
+                    "version": "3.6.1",
+                    "name": "d",
+                    "namespace": "n",
+                    "valueYamlFiles": [{"text": "a: {x: null, y: 1}\nb: 1\n"}, {"text": "b: 2\n"}],
+                    "values": {"a": {"y": 3}},
+                },
+            }
+        ]
+    }
+    (r,) = charts.releases(plan)
+    assert r.values == {"a": {"x": None, "y": 3}, "b": 2} and r.inline == {"a": {"y": 3}}
+    with pytest.raises(ValueError):
+        charts.value_file({"path": "values.yaml"})
 
 
 # --- cvmfs-csi --------------------------------------------------------------------------------------
