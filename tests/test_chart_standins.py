@@ -16,8 +16,9 @@ import kubernetes_validate
 import pytest
 from kubespawner.spawner import KubeSpawner
 
+from components.config.loader import build_config
 from components.infra.config import Cluster
-from tests.conftest import SHIPPED_STACKS
+from tests.conftest import SHIPPED_STACKS, stack_values
 from tests.support import charts
 from tests.support.charts import (
     cvmfs_csi,
@@ -367,20 +368,22 @@ def test_cvmfs_quota_is_read_only_through_the_default_local_that_mentions_it():
 
 
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
-def test_cvmfs_automount_resources_and_quota_do_nothing_today(shipped, stack):
-    """Issue 14 item 9: the CVMFS client runs with the small plugin resources; the quota value is
-    read by nothing, because the program replaces default.local."""
+def test_cvmfs_client_gets_its_resources_and_its_quota(shipped, stack):
+    """Issue 14 item 9: the CVMFS client (2.3.2's automount container) runs with the client's
+    resources, and its cache quota is in the default.local it reads."""
     cvmfs = release(shipped, stack, "cvmfs-csi")
-    unread_keys = charts.unread_keys("cvmfs-csi", cvmfs.values)
-    assert "cache.local.cvmfsQuotaLimit" in unread_keys
-    assert any(k.startswith("nodeplugin.automount.resources.") for k in unread_keys)
-    automount = next(
-        c
-        for c in charts.workloads("cvmfs-csi", cvmfs.values, cvmfs.name, cvmfs.namespace)[0].containers
-        if c.name == "automount"
-    )
-    assert automount.resources == cvmfs.values["nodeplugin"]["plugin"]["resources"]
-    assert automount.resources != cvmfs.values["nodeplugin"]["automount"]["resources"]
+    nodeplugin = charts.workloads("cvmfs-csi", cvmfs.values, cvmfs.name, cvmfs.namespace)[0]
+    client = next(c for c in nodeplugin.containers if c.name == "automount")
+    assert client.resources == {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"cpu": "2", "memory": "2Gi"},
+    }
+    default_local = charts.merged("cvmfs-csi", cvmfs.values)["extraConfigMaps"]["cvmfs-csi-default-local"]
+    lines = default_local["default.local"].splitlines()
+    cfg = build_config(*stack_values(stack)).cvmfs
+    assert f"CVMFS_QUOTA_LIMIT={cfg.cache_gib * 1024}" in lines
+    assert "CVMFS_CACHE_BASE=/cvmfs-localcache" in lines
+    assert cvmfs_csi.QUOTA_REFERENCE not in default_local["default.local"]
 
 
 # --- NVIDIA device plugin -------------------------------------------------------------------------------
