@@ -17,6 +17,8 @@ import pytest
 from kubespawner.spawner import KubeSpawner
 
 from components.config.loader import build_config
+from components.gpu.config import Gpu
+from components.gpu.values import image_values
 from components.infra.config import Cluster
 from tests.conftest import SHIPPED_STACKS, stack_values
 from tests.support import charts
@@ -409,13 +411,37 @@ def test_device_plugin_gc_renders_only_with_node_feature_api():
     assert nvidia_device_plugin.unread_keys(on) == []
 
 
-def test_device_plugin_nfd_gc_values_are_dead_today(shipped):
-    """Issue 14 item 10: `nfd.gc.*` does nothing; `image.tag` and `nfd.enabled` restate the chart."""
+def test_device_plugin_values_restate_nothing_the_chart_derives(shipped):
+    """Issue 14 item 10: no `nfd.gc.*` (no collector renders), no `image` or `nfd.enabled` that
+    only restate the chart; node feature discovery still comes, with feature discovery."""
     gpu = release(shipped, "cms-bari", "nvidia-device-plugin")
-    dead = charts.unread_keys("nvidia-device-plugin", gpu.values)
-    assert dead and all(k.startswith("nfd.gc.") for k in dead)
-    assert {k.split(".")[2] for k in dead} == set(gpu.values["nfd"]["gc"])
-    assert nvidia_device_plugin.restated(gpu.values) == ["image.tag", "nfd.enabled"]
+    assert nvidia_device_plugin.restated(gpu.values) == []
+    assert "gc" not in gpu.values["nfd"]
+    names = {s.name for s in charts.workloads(gpu.chart, gpu.values, gpu.name, gpu.namespace)}
+    base = "nvidia-device-plugin"
+    assert names == {
+        base,
+        f"{base}-gpu-feature-discovery",
+        f"{base}-node-feature-discovery-master",
+        f"{base}-node-feature-discovery-worker",
+    }
+    assert nvidia_device_plugin.image(gpu.values) == Gpu().image
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "nvcr.io/nvidia/k8s-device-plugin:v0.17.1",
+        "nvcr.io/nvidia/k8s-device-plugin:v0.17.2",
+        "registry.example.org/mirror/k8s-device-plugin:v0.17.1",
+        "registry.example.org/mirror/k8s-device-plugin:v0.17.1@sha256:" + "0" * 64,
+    ],
+)
+def test_device_plugin_runs_the_configured_image(reference):
+    """`af:gpu.image` wins whatever it differs in; the chart's own image restates nothing."""
+    values = {"image": image_values(reference, nvidia_device_plugin.VERSION)}
+    assert nvidia_device_plugin.image(values) == reference
+    assert nvidia_device_plugin.restated(values) == []
 
 
 # --- kube-prometheus-stack -------------------------------------------------------------------------------
