@@ -458,11 +458,11 @@ def test_grafana_alertmanager_datasource_follows_the_sidecar_key_only():
 
 
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
-def test_grafana_provisions_alertmanager_datasource_without_alertmanager_today(shipped, stack):
-    """Issue 14 item 11: Alertmanager is off, its Grafana data source is still provisioned."""
+def test_grafana_has_no_alertmanager_datasource_without_alertmanager(shipped, stack):
+    """Issue 14 item 11: Alertmanager is off, and Grafana gets no data source pointing at it."""
     mon = release(shipped, stack, "kube-prometheus-stack")
     assert charts.merged(mon.chart, mon.values)["alertmanager"]["enabled"] is False
-    assert kube_prometheus_stack.alertmanager_datasource(mon.values, mon.name, mon.namespace) is not None
+    assert kube_prometheus_stack.alertmanager_datasource(mon.values, mon.name, mon.namespace) is None
     assert not any(
         s.name.endswith("alertmanager") for s in charts.workloads(mon.chart, mon.values, mon.name, mon.namespace)
     )

@@ -103,7 +103,7 @@ def stack_values(cfg: FacilityConfig) -> dict[str, Any]:
     if monitoring.storage_class:
         claim["storageClassName"] = monitoring.storage_class
     return {
-        "alertmanager": {"enabled": False},
+        "alertmanager": {"enabled": ALERTMANAGER},
         "prometheus": {
             "prometheusSpec": {
                 "retention": f"{monitoring.retention_days}d",
@@ -120,7 +120,12 @@ def stack_values(cfg: FacilityConfig) -> dict[str, Any]:
             "admin": {"existingSecret": GRAFANA_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
             "nodeSelector": dict(SYSTEM_NODES),
             "resources": resources("100m", "256Mi", "1", "1Gi"),
-            "sidecar": {"dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": "1"}},
+            "sidecar": {
+                "dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": "1"},
+                # The chart provisions an Alertmanager data source whenever this key is true (its
+                # default), whether or not Alertmanager runs: it would point at a missing Service.
+                "datasources": {"alertmanager": {"enabled": ALERTMANAGER}},
+            },
         },
         "prometheusOperator": {
             "nodeSelector": dict(SYSTEM_NODES),
