@@ -468,6 +468,16 @@ def test_grafana_has_no_alertmanager_datasource_without_alertmanager(shipped, st
     )
 
 
+# --- every key we set is read ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_every_value_we_set_is_read_by_the_chart(shipped, stack):
+    """Issue 14 items 9-10: a key no template reads does nothing, however valid it looks."""
+    for r in releases(shipped, stack):
+        assert charts.unread_keys(r.chart, r.values) == [], f"{stack}: {r.chart}"
+
+
 # --- the oracle's own contract ----------------------------------------------------------------------------
 
 
