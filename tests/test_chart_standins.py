@@ -3,7 +3,8 @@ values, as stand-in pods and NetworkPolicies the API server would admit, plus th
 it encodes, each test naming the chart text it mirrors.
 
 The `..._today` tests state defects of issue 14 as facts about today's merged values: they pass
-now and must be flipped when the program's values change."""
+now and must be flipped when the program's values change; the flipped ones are named after what
+they protect."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ import kubernetes_validate
 import pytest
 from kubespawner.spawner import KubeSpawner
 
+from components.config.loader import build_config
+from components.gpu.config import Gpu
+from components.gpu.values import image_values
 from components.infra.config import Cluster
-from tests.conftest import SHIPPED_STACKS
+from tests.conftest import SHIPPED_STACKS, stack_values
 from tests.support import charts
 from tests.support.charts import (
     cvmfs_csi,
@@ -275,13 +279,70 @@ def test_dcgm_omits_empty_pod_fields():
     assert spec["priorityClassName"] == "system-node-critical"
 
 
-def test_dcgm_merged_security_context_keeps_chart_sys_admin_today(shipped):
-    """Issue 14 item 8: our `securityContext` merges into the chart's; SYS_ADMIN and root stay."""
+def test_dcgm_exporter_runs_as_root_without_any_capability(shipped):
+    """Issue 14 item 8: our `securityContext` over the chart's, as Helm merges them, leaves no
+    SYS_ADMIN: the chart's `capabilities.add` is deleted by a null, which reaches Helm only
+    through a values file (inline, the Python SDK strips it and SYS_ADMIN stays)."""
     dcgm = release(shipped, "cms-bari", "dcgm-exporter")
     context = charts.merged("dcgm-exporter", dcgm.values)["securityContext"]
-    assert context == {"runAsNonRoot": False, "runAsUser": 0, "capabilities": {"add": ["SYS_ADMIN"], "drop": ["ALL"]}}
+    assert context == {
+        "runAsNonRoot": False,
+        "runAsUser": 0,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
     exporter = charts.workloads("dcgm-exporter", dcgm.values, dcgm.name, dcgm.namespace)[0]
-    assert exporter.pod()["spec"]["containers"][0]["securityContext"] == context
+    pod = exporter.pod()
+    kubernetes_validate.validate(pod, K8S, strict=True)
+    assert pod["spec"]["containers"][0]["securityContext"] == context
+    assert not exporter.privileged and "securityContext" not in pod["spec"]
+    # The values alone would keep the chart's SYS_ADMIN: the deletion is the values file's.
+    inline = charts.merged("dcgm-exporter", dcgm.inline)["securityContext"]["capabilities"]
+    assert inline == {"add": ["SYS_ADMIN"], "drop": ["ALL"]}
+    # Without capabilities the image's entrypoint must not try setcap (NO_SETCAP set).
+    assert {"name": "NO_SETCAP", "value": "1"} in charts.merged("dcgm-exporter", dcgm.values)["extraEnv"]
+
+
+def _nulls(value: Any, path: str = "") -> list[str]:
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _nulls(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _nulls(v, f"{path}[{i}]")]
+    return [path] if value is None else []
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_no_chart_default_is_deleted_by_an_inline_null(shipped, stack):
+    """A null in a Release's `values` does not reach Helm from Python (pulumi-kubernetes PR #4293:
+    the SDK strips it, pulumi/pulumi#12178); deleting a chart default takes a `valueYamlFiles`
+    entry. (z2jh's `custom` holds nulls of the hub's own, `custom.af.profiles[].groups`: no
+    chart default, and out of this check.)"""
+    for r in releases(shipped, stack):
+        if r.chart != "jupyterhub":
+            assert _nulls(r.inline) == [], f"{stack}: {r.chart}"
+
+
+def test_release_values_are_the_value_files_then_the_values():
+    # helm/helm pkg/cli/values mergeMaps, as pulumi-kubernetes merges valueYamlFiles and values.
+    plan = {
+        "resources": [
+            {
+                "type": charts.RELEASE_TYPE,
+                "inputs": {
+                    "chart": "dcgm-exporter",
+                    "version": "3.6.1",
+                    "name": "d",
+                    "namespace": "n",
+                    "valueYamlFiles": [{"text": "a: {x: null, y: 1}\nb: 1\n"}, {"text": "b: 2\n"}],
+                    "values": {"a": {"y": 3}},
+                },
+            }
+        ]
+    }
+    (r,) = charts.releases(plan)
+    assert r.values == {"a": {"x": None, "y": 3}, "b": 2} and r.inline == {"a": {"y": 3}}
+    with pytest.raises(ValueError):
+        charts.value_file({"path": "values.yaml"})
 
 
 # --- cvmfs-csi --------------------------------------------------------------------------------------
@@ -309,20 +370,22 @@ def test_cvmfs_quota_is_read_only_through_the_default_local_that_mentions_it():
 
 
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
-def test_cvmfs_automount_resources_and_quota_do_nothing_today(shipped, stack):
-    """Issue 14 item 9: the CVMFS client runs with the small plugin resources; the quota value is
-    read by nothing, because the program replaces default.local."""
+def test_cvmfs_client_gets_its_resources_and_its_quota(shipped, stack):
+    """Issue 14 item 9: the CVMFS client (2.3.2's automount container) runs with the client's
+    resources, and its cache quota is in the default.local it reads."""
     cvmfs = release(shipped, stack, "cvmfs-csi")
-    unread_keys = charts.unread_keys("cvmfs-csi", cvmfs.values)
-    assert "cache.local.cvmfsQuotaLimit" in unread_keys
-    assert any(k.startswith("nodeplugin.automount.resources.") for k in unread_keys)
-    automount = next(
-        c
-        for c in charts.workloads("cvmfs-csi", cvmfs.values, cvmfs.name, cvmfs.namespace)[0].containers
-        if c.name == "automount"
-    )
-    assert automount.resources == cvmfs.values["nodeplugin"]["plugin"]["resources"]
-    assert automount.resources != cvmfs.values["nodeplugin"]["automount"]["resources"]
+    nodeplugin = charts.workloads("cvmfs-csi", cvmfs.values, cvmfs.name, cvmfs.namespace)[0]
+    client = next(c for c in nodeplugin.containers if c.name == "automount")
+    assert client.resources == {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"cpu": "2", "memory": "2Gi"},
+    }
+    default_local = charts.merged("cvmfs-csi", cvmfs.values)["extraConfigMaps"]["cvmfs-csi-default-local"]
+    lines = default_local["default.local"].splitlines()
+    cfg = build_config(*stack_values(stack)).cvmfs
+    assert f"CVMFS_QUOTA_LIMIT={cfg.cache_gib * 1024}" in lines
+    assert "CVMFS_CACHE_BASE=/cvmfs-localcache" in lines
+    assert cvmfs_csi.QUOTA_REFERENCE not in default_local["default.local"]
 
 
 # --- NVIDIA device plugin -------------------------------------------------------------------------------
@@ -348,13 +411,37 @@ def test_device_plugin_gc_renders_only_with_node_feature_api():
     assert nvidia_device_plugin.unread_keys(on) == []
 
 
-def test_device_plugin_nfd_gc_values_are_dead_today(shipped):
-    """Issue 14 item 10: `nfd.gc.*` does nothing; `image.tag` and `nfd.enabled` restate the chart."""
+def test_device_plugin_values_restate_nothing_the_chart_derives(shipped):
+    """Issue 14 item 10: no `nfd.gc.*` (no collector renders), no `image` or `nfd.enabled` that
+    only restate the chart; node feature discovery still comes, with feature discovery."""
     gpu = release(shipped, "cms-bari", "nvidia-device-plugin")
-    dead = charts.unread_keys("nvidia-device-plugin", gpu.values)
-    assert dead and all(k.startswith("nfd.gc.") for k in dead)
-    assert {k.split(".")[2] for k in dead} == set(gpu.values["nfd"]["gc"])
-    assert nvidia_device_plugin.restated(gpu.values) == ["image.tag", "nfd.enabled"]
+    assert nvidia_device_plugin.restated(gpu.values) == []
+    assert "gc" not in gpu.values["nfd"]
+    names = {s.name for s in charts.workloads(gpu.chart, gpu.values, gpu.name, gpu.namespace)}
+    base = "nvidia-device-plugin"
+    assert names == {
+        base,
+        f"{base}-gpu-feature-discovery",
+        f"{base}-node-feature-discovery-master",
+        f"{base}-node-feature-discovery-worker",
+    }
+    assert nvidia_device_plugin.image(gpu.values) == Gpu().image
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "nvcr.io/nvidia/k8s-device-plugin:v0.17.1",
+        "nvcr.io/nvidia/k8s-device-plugin:v0.17.2",
+        "registry.example.org/mirror/k8s-device-plugin:v0.17.1",
+        "registry.example.org/mirror/k8s-device-plugin:v0.17.1@sha256:" + "0" * 64,
+    ],
+)
+def test_device_plugin_runs_the_configured_image(reference):
+    """`af:gpu.image` wins whatever it differs in; the chart's own image restates nothing."""
+    values = {"image": image_values(reference, nvidia_device_plugin.VERSION)}
+    assert nvidia_device_plugin.image(values) == reference
+    assert nvidia_device_plugin.restated(values) == []
 
 
 # --- kube-prometheus-stack -------------------------------------------------------------------------------
@@ -371,14 +458,24 @@ def test_grafana_alertmanager_datasource_follows_the_sidecar_key_only():
 
 
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
-def test_grafana_provisions_alertmanager_datasource_without_alertmanager_today(shipped, stack):
-    """Issue 14 item 11: Alertmanager is off, its Grafana data source is still provisioned."""
+def test_grafana_has_no_alertmanager_datasource_without_alertmanager(shipped, stack):
+    """Issue 14 item 11: Alertmanager is off, and Grafana gets no data source pointing at it."""
     mon = release(shipped, stack, "kube-prometheus-stack")
     assert charts.merged(mon.chart, mon.values)["alertmanager"]["enabled"] is False
-    assert kube_prometheus_stack.alertmanager_datasource(mon.values, mon.name, mon.namespace) is not None
+    assert kube_prometheus_stack.alertmanager_datasource(mon.values, mon.name, mon.namespace) is None
     assert not any(
         s.name.endswith("alertmanager") for s in charts.workloads(mon.chart, mon.values, mon.name, mon.namespace)
     )
+
+
+# --- every key we set is read ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_every_value_we_set_is_read_by_the_chart(shipped, stack):
+    """Issue 14 items 9-10: a key no template reads does nothing, however valid it looks."""
+    for r in releases(shipped, stack):
+        assert charts.unread_keys(r.chart, r.values) == [], f"{stack}: {r.chart}"
 
 
 # --- the oracle's own contract ----------------------------------------------------------------------------

@@ -138,20 +138,29 @@ def test_device_plugin_release_is_pinned_and_runs_on_gpu_nodes_only(shipped):
     assert namespace.inputs["metadata"] == {"name": inputs["namespace"]} == {"name": "nvidia-device-plugin"}
     assert namespace.urn in release.dependencies
     values = plugin_values(result)
-    assert values["image"] == {"repository": "nvcr.io/nvidia/k8s-device-plugin", "tag": "v0.17.1"}
-    assert values["gfd"]["enabled"] is True and values["nfd"]["enabled"] is True
+    # The pinned image is the chart's own for its version: nothing to set (test_chart_standins
+    # checks which image the chart then runs); feature discovery brings node feature discovery.
+    assert cfg.gpu.image == f"nvcr.io/nvidia/k8s-device-plugin:v{cfg.gpu.chart_version}"
+    assert "image" not in values
+    assert values["gfd"] == {"enabled": True} and "enabled" not in values["nfd"]
     # Plugin, feature discovery and its worker select nodes every GPU node has and no other node has.
     gpu_labels = node_labels(result, GROUP)
     for selector in (values["nodeSelector"], values["nfd"]["worker"]["nodeSelector"]):
         assert selector.items() <= gpu_labels.items()
         for group in ("cpu", "cache", "system"):
             assert not selector.items() <= node_labels(result, group).items(), group
-    # Discovery's controllers need no GPU: system nodes, no GPU toleration.
-    for part in ("master", "gc"):
-        assert values["nfd"][part]["nodeSelector"].items() <= node_labels(result, "system").items()
-        assert values["nfd"][part]["tolerations"] == []
-    for part in (values, values["nfd"]["master"], values["nfd"]["worker"], values["nfd"]["gc"]):
+    # Discovery's master needs no GPU: system nodes, no GPU toleration.
+    assert values["nfd"]["master"]["nodeSelector"].items() <= node_labels(result, "system").items()
+    assert values["nfd"]["master"]["tolerations"] == []
+    for part in (values, values["nfd"]["master"], values["nfd"]["worker"]):
         assert set(part["resources"]) == {"requests", "limits"}
+
+
+def test_a_device_plugin_image_other_than_the_charts_is_set():
+    values, secret = stack_values(GPU_STACK)
+    values.setdefault("gpu", {})["image"] = "registry.example.org/mirror/k8s-device-plugin:v0.17.1-af1"
+    image = plugin_values(preview_values(GPU_STACK, values, secret))["image"]
+    assert image == {"repository": "registry.example.org/mirror/k8s-device-plugin", "tag": "v0.17.1-af1"}
 
 
 def test_each_gpu_group_gets_its_device_plugin_config(shipped, variant):
@@ -177,7 +186,7 @@ def test_device_plugin_values_are_valid_pod_fragments(shipped):
     """The chart copies these values into its pods' specs: as a pod, Kubernetes' schema accepts them."""
     values = plugin_values(shipped(GPU_STACK))
     nfd = values["nfd"]
-    for part in (values, nfd["master"], nfd["worker"], nfd["gc"]):
+    for part in (values, nfd["master"], nfd["worker"]):
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -185,7 +194,7 @@ def test_device_plugin_values_are_valid_pod_fragments(shipped):
             "spec": {
                 "nodeSelector": part["nodeSelector"],
                 "tolerations": part["tolerations"],
-                "containers": [{"name": "c", "image": values["image"]["repository"], "resources": part["resources"]}],
+                "containers": [{"name": "c", "image": "registry.invalid/c:0", "resources": part["resources"]}],
             },
         }
         kubernetes_validate.validate(pod, "1.36.2", strict=True)

@@ -37,12 +37,16 @@ def render_default_local(cvmfs: Cvmfs) -> str:
 def cvmfs_values(cvmfs: Cvmfs, gpu_nodes: bool) -> dict[str, Any]:
     """The chart's values. With `gpu_nodes`, the node plugin also runs on GPU nodes, so GPU
     notebooks get /cvmfs too; the storage class is ours, not the chart's, so consumers can
-    depend on it."""
+    depend on it. The client's cache quota is in `default.local` (`CVMFS_QUOTA_LIMIT`): the
+    chart's `cache.local.cvmfsQuotaLimit` only fills its own default.local, which ours replaces."""
     small = resources("10m", "32Mi", "200m", "128Mi")
     client = resources("100m", "256Mi", "2", "2Gi")
     nodeplugin: dict[str, Any] = {
-        "plugin": {"resources": small},
-        "automount": {"resources": client},
+        # cvmfs-csi 2.3.2 renders `nodeplugin.plugin.resources` for its `automount` container,
+        # the CVMFS client (cvmfs-contrib/cvmfs-csi#143, fixed in 2.4.0), as well as for the
+        # `nodeplugin` container: the client's resources go here, and the plugin container, which
+        # only serves CSI calls, gets (and reserves) the same.
+        "plugin": {"resources": client},
         "automountReconciler": {"resources": small},
         "singlemount": {"resources": client},
         "registrar": {"resources": small},
@@ -51,7 +55,6 @@ def cvmfs_values(cvmfs: Cvmfs, gpu_nodes: bool) -> dict[str, Any]:
         nodeplugin["tolerations"] = [dict(GPU_TOLERATION)]
     return {
         "extraConfigMaps": {"cvmfs-csi-default-local": {"default.local": render_default_local(cvmfs)}},
-        "cache": {"local": {"cvmfsQuotaLimit": cvmfs.cache_gib * 1024}},
         "nodeplugin": nodeplugin,
         # The provisioner is a system service; the node plugin runs on every node.
         "controllerplugin": {

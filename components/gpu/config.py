@@ -21,7 +21,9 @@ class Gpu(StrictModel):
     chart_version: str = Field(default="0.17.1", pattern=r"^\d+\.\d+\.\d+$")
     """Pinned `nvidia-device-plugin` chart version (https://nvidia.github.io/k8s-device-plugin)."""
     image: PinnedImage = "nvcr.io/nvidia/k8s-device-plugin:v0.17.1"
-    """Device plugin and feature discovery image, pinned here rather than left to the chart."""
+    """Device plugin and feature discovery image, pinned here rather than left to the chart. The
+    chart's values set it only where it differs from the chart's own image for `chartVersion`
+    (`nvcr.io/nvidia/k8s-device-plugin:v<chartVersion>`)."""
 
 
 def gpu_groups(cluster: Cluster) -> list[str]:

@@ -22,6 +22,7 @@ from ..names import MONITORING_NAMESPACE
 from .values import (
     DASHBOARD_LABEL,
     DCGM_COUNTERS,
+    DCGM_DELETED_DEFAULTS,
     GRAFANA_SECRET,
     dashboards,
     dcgm_values,
@@ -85,7 +86,9 @@ class Monitoring(pulumi.ComponentResource):
                 opts=ns_opts,
             )
             dcgm = dcgm_values(cfg)
+            deleted = yamltext.dump(DCGM_DELETED_DEFAULTS, sort_keys=True)
             rendered.publish("monitoring", "dcgm-values.yaml", yamltext.dump(dcgm, sort_keys=True))
+            rendered.publish("monitoring", "dcgm-deleted-defaults.yaml", deleted)
             k8s.helm.v3.Release(
                 f"{name}-dcgm",
                 name="dcgm-exporter",
@@ -93,6 +96,7 @@ class Monitoring(pulumi.ComponentResource):
                 version=monitoring.dcgm_chart_version,
                 namespace=MONITORING_NAMESPACE,
                 repository_opts={"repo": DCGM_REPO},
+                value_yaml_files=[pulumi.StringAsset(deleted)],
                 values=dcgm,
                 opts=pulumi.ResourceOptions.merge(ns_opts, pulumi.ResourceOptions(depends_on=[counters, stack])),
             )

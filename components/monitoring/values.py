@@ -29,6 +29,15 @@ DASHBOARD_LABEL = "grafana_dashboard"
 """The label Grafana's sidecar looks for on ConfigMaps (the chart's default)."""
 GRAFANA_SECRET = "af-grafana-admin"
 DCGM_PORT = 9400
+ALERTMANAGER = False
+"""The stack runs no Alertmanager (alerts are read in Grafana and Prometheus)."""
+DCGM_DELETED_DEFAULTS: dict[str, Any] = {"securityContext": {"capabilities": {"add": None}}}
+"""Defaults of the dcgm-exporter chart the exporter must not keep, as the nulls with which Helm
+deletes a default key: the chart's `securityContext.capabilities.add: [SYS_ADMIN]` (Helm merges
+our `securityContext` into the chart's, so leaving `add` out would keep it). They travel in a
+values YAML file, not in `values`: the Pulumi Python SDK strips null map values before they reach
+the provider, and `valueYamlFiles` carry them since pulumi-kubernetes 4.30.0 (PR #4293; Pulumi's
+how-to "Deleting Helm Chart Default Values")."""
 
 
 def dashboards() -> dict[str, str]:
@@ -94,7 +103,7 @@ def stack_values(cfg: FacilityConfig) -> dict[str, Any]:
     if monitoring.storage_class:
         claim["storageClassName"] = monitoring.storage_class
     return {
-        "alertmanager": {"enabled": False},
+        "alertmanager": {"enabled": ALERTMANAGER},
         "prometheus": {
             "prometheusSpec": {
                 "retention": f"{monitoring.retention_days}d",
@@ -111,7 +120,12 @@ def stack_values(cfg: FacilityConfig) -> dict[str, Any]:
             "admin": {"existingSecret": GRAFANA_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
             "nodeSelector": dict(SYSTEM_NODES),
             "resources": resources("100m", "256Mi", "1", "1Gi"),
-            "sidecar": {"dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": "1"}},
+            "sidecar": {
+                "dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": "1"},
+                # The chart provisions an Alertmanager data source whenever this key is true (its
+                # default), whether or not Alertmanager runs: it would point at a missing Service.
+                "datasources": {"alertmanager": {"enabled": ALERTMANAGER}},
+            },
         },
         "prometheusOperator": {
             "nodeSelector": dict(SYSTEM_NODES),
@@ -128,14 +142,33 @@ def stack_values(cfg: FacilityConfig) -> dict[str, Any]:
 
 def dcgm_values(cfg: FacilityConfig) -> dict[str, Any]:
     """NVIDIA's DCGM exporter on GPU nodes only, exporting the counters in
-    `files/dcgm-counters.csv` (basic device fields: no profiling, so no SYS_ADMIN)."""
+    `files/dcgm-counters.csv` (basic device fields: no profiling, so no SYS_ADMIN). The chart's
+    `capabilities.add` is deleted by `DCGM_DELETED_DEFAULTS`, given with these values."""
     repository, tag = image_parts(cfg.monitoring.dcgm_image)
     return {
         "image": {"repository": repository, "tag": tag},
         "arguments": ["-f", "/etc/af-dcgm/counters.csv"],
         "extraConfigMapVolumes": [{"name": "af-dcgm-counters", "configMap": {"name": "af-dcgm-counters"}}],
         "extraVolumeMounts": [{"name": "af-dcgm-counters", "mountPath": "/etc/af-dcgm", "readOnly": True}],
-        "securityContext": {"capabilities": {"drop": ["ALL"]}},
+        # Root, without capabilities. DCGM's user guide (Getting Started, quoted in NVIDIA/DCGM#196):
+        # "In both modes the DCGM library should be run as root", and dcgm-exporter embeds it; its
+        # 3.x image has no USER (docker/Dockerfile.ubuntu22.04), its entrypoint runs setcap, which
+        # fails for a non-root user (NVIDIA/gpu-monitoring-tools#171: "unable to set CAP_SETFCAP"),
+        # and the kubelet's pod-resources socket it reads is root's. Only profiling fields need
+        # SYS_ADMIN (NGC's DCGM page, quoted in aws/amazon-ecs-ami#725: "to gather profiling
+        # metrics, SYS_ADMIN capabilities need to be provided"): 3.3.9-3.6.1 run as root without it
+        # warns, initializes DCGM and collects the basic fields (NVIDIA/dcgm-exporter#427's log).
+        "securityContext": {
+            "runAsNonRoot": False,
+            "runAsUser": 0,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        # The image's entrypoint (docker/dcgm-exporter-entrypoint.sh) tries `setcap
+        # cap_sys_admin=+ep` on the exporter unless NO_SETCAP is set (the Dockerfile sets it empty);
+        # with every capability dropped setcap fails, and some versions of the script exit on it.
+        # Without profiling there is nothing to set.
+        "extraEnv": [{"name": "NO_SETCAP", "value": "1"}],
         "serviceMonitor": {"enabled": False},
         "nodeSelector": dict(GPU_NODES),
         "tolerations": [dict(GPU_TOLERATION)],

@@ -5,7 +5,8 @@ we set or that place pods and the template rules that turn values into workloads
 NetworkPolicies, each with the text it was read from (see each module's docstring; what could
 not be read at the pinned version is listed in the module's `UNVERIFIED`).
 
-    releases(plan)                 the Helm releases of a plan (plan.json dict or a RunResult)
+    releases(plan)                 the Helm releases of a plan (plan.json dict or a RunResult), with
+                                   the values Helm gets (valueYamlFiles, then values)
     merged(chart, values)          our values over the chart's defaults, as Helm merges them
     workloads(chart, values, ...)  StandIn per workload (and per user pod z2jh's hub creates)
     network_policies(chart, ...)   the NetworkPolicy manifests the chart renders
@@ -14,12 +15,14 @@ not be read at the pinned version is listed in the module's `UNVERIFIED`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+import yaml
+
 from . import cert_manager, cvmfs_csi, dcgm_exporter, jupyterhub, kube_prometheus_stack, nvidia_device_plugin
-from .helm import Container, StandIn, Values, coalesce
+from .helm import Container, StandIn, Values, coalesce, merge_maps
 
 __all__ = [
     "CHARTS",
@@ -51,10 +54,21 @@ class Release:
     name: str
     namespace: str
     values: Values
+    """The user-supplied values Helm gets: the release's `valueYamlFiles`, then its `values`,
+    merged (`merge_maps`); a null in them deletes the chart's default key."""
+    inline: Values = field(default_factory=dict)
+    """The release's `values` input alone."""
 
     @property
     def module(self) -> ModuleType:
         return CHARTS[self.chart]
+
+
+def value_file(asset: Any) -> Values:
+    """One `valueYamlFiles` entry as recorded (a string asset: a map with its `text`)."""
+    if not (isinstance(asset, dict) and isinstance(asset.get("text"), str)):
+        raise ValueError(f"a values file the oracle cannot read (only string assets): {asset!r}")
+    return yaml.safe_load(asset["text"]) or {}
 
 
 def releases(plan: Any) -> list[Release]:
@@ -68,13 +82,18 @@ def releases(plan: Any) -> list[Release]:
         if type_ != RELEASE_TYPE:
             continue
         chart = str(inputs["chart"]).rstrip("/").rsplit("/", 1)[-1]
+        inline = dict(inputs.get("values") or {})
+        supplied: Values = {}
+        for asset in inputs.get("valueYamlFiles") or []:
+            supplied = merge_maps(supplied, value_file(asset))
         found.append(
             Release(
                 chart,
                 str(inputs["version"]),
                 str(inputs["name"]),
                 str(inputs["namespace"]),
-                dict(inputs.get("values") or {}),
+                merge_maps(supplied, inline),
+                inline,
             )
         )
     return found

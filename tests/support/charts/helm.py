@@ -34,6 +34,20 @@ def coalesce(defaults: Values, overrides: Values | None) -> Values:
     return result
 
 
+def merge_maps(base: Values, overrides: Values) -> Values:
+    """Values files merged as Helm merges `-f` files (helm/helm `pkg/cli/values`, `mergeMaps`),
+    which pulumi-kubernetes uses for a Release's `valueYamlFiles` and then its `values` (PR #4293,
+    from 4.30.0): maps merge key by key, anything else in `overrides` (a null included, which stays
+    a null for `coalesce` to apply) replaces. Neither input is modified."""
+    result = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge_maps(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
 def get(values: Values, path: str, default: Any = None) -> Any:
     """`values` at a dotted path (`a.b.c`); `default` when any step is missing or not a map."""
     node: Any = values

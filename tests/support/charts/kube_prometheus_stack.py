@@ -10,6 +10,11 @@ Sources:
   `http://<fullname>-alertmanager.<namespace>:<alertmanager.service.port>/<routePrefix>`, with no
   condition on `alertmanager.enabled`. Issue 14 item 11 (72.6.2 rendered with our values): the
   key defaults to true and Alertmanager is off.
+- [datasources-2] the later rewrite of that template (`kube-prometheus-stack.grafana.datasources`,
+  index id 18427423324): the same single condition, `if
+  .Values.grafana.sidecar.datasources.alertmanager.enabled`. Neither text could be matched to
+  72.6.2, but both gate on this key alone; the key is the parent chart's (its datasource
+  ConfigMap), so which grafana subchart version 72.6.2 pins does not change it.
 - [program] components/monitoring.py: "The node exporter keeps the chart's tolerations (every
   NoSchedule taint): a node agent" - the lead's reading of the chart's default.
 The index holds no readable 72.6.2 values.yaml; the defaults below that no source names are

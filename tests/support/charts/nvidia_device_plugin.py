@@ -15,6 +15,19 @@ Sources:
 - [issue-14] project issue 14 item 10 (0.17.1 rendered with our values): node-feature-discovery's
   garbage collector renders only with `nfd.enableNodeFeatureApi`, so with our values `nfd.gc.*`
   does nothing; `image.tag` and `nfd.enabled` restate what the chart derives.
+- [issue-1325] NVIDIA/k8s-device-plugin issue #1325: at tag v0.17.2 the chart's
+  node-feature-discovery dependency is 0.15.3 (0.17.1's was not read).
+- [nfd-gc] kubernetes-sigs/node-feature-discovery
+  deployment/helm/node-feature-discovery/templates/nfd-gc.yaml at commit 2e6a202 (a 0.1x chart,
+  not matched to 0.15.3): `if and .Values.gc.enable (or .Values.enableNodeFeatureApi
+  .Values.topologyUpdater.enable)`.
+- [values-copy] the device plugin's values.yaml as a user copied it (a 0.14-era chart, with
+  `runtimeClassName`): `nfd.enableNodeFeatureApi: false`, which [issue-14]'s render confirms for
+  0.17.1 (NFD's own default is true).
+- [helpers] deployments/helm/nvidia-device-plugin/templates/_helpers.tpl at commit ff7dc6f:
+  `nvidia-device-plugin.fullimage` is `.Values.image.repository:.Values.image.tag | default
+  (printf "v%s" .Chart.AppVersion)`; its container securityContext helper adds SYS_ADMIN when a
+  config's migStrategy is not `none` (not modelled, see `UNVERIFIED`).
 """
 
 from __future__ import annotations
@@ -40,6 +53,7 @@ DEFAULTS: Values = {
     "priorityClassName": "system-node-critical",
     "nfd": {
         "nameOverride": "node-feature-discovery",
+        "enableNodeFeatureApi": False,  # [values-copy], [issue-14]
         "master": {"extraLabelNs": ["nvidia.com"]},
         "worker": {
             "tolerations": [
@@ -53,7 +67,9 @@ DEFAULTS: Values = {
 
 UNVERIFIED = {
     "nfd.master/worker pod placement keys": "node-feature-discovery subchart templates not read at the pinned version",
-    "securityContext": "0.17.1's default container securityContext helper not read: stand-ins carry none",
+    "securityContext": "[helpers] at ff7dc6f, not 0.17.1: SYS_ADMIN if any migStrategy is not none; none modelled",
+    "nfd.enableNodeFeatureApi": "false per [values-copy] (0.14-era) and [issue-14]; 0.17.1's values.yaml not read",
+    "nfd chart version": "0.15.3 at v0.17.2 [issue-1325]; the gc condition is from [nfd-gc], not matched to it",
     "network_policies": "none modelled: no NetworkPolicy template seen in the chart's file list",
 }
 
@@ -75,6 +91,8 @@ READS: set[str] = {
     "nfd.master",
     "nfd.worker",
     "nfd.enableNodeFeatureApi",
+    "nfd.topologyUpdater.enable",
+    "nfd.gc.enable",
 }
 
 
@@ -92,8 +110,10 @@ def nfd_deployed(m: Values) -> bool:
 
 
 def gc_renders(m: Values) -> bool:
-    """[issue-14] item 10: the NFD garbage collector renders only with `nfd.enableNodeFeatureApi`."""
-    return bool(get(m, "nfd.enableNodeFeatureApi")) and nfd_deployed(m)
+    """[nfd-gc]: the NFD garbage collector renders with `gc.enable` (NFD's default: true) and the
+    NodeFeature API or the topology updater, neither of which the device plugin's values turn on."""
+    nfd_api = get(m, "nfd.enableNodeFeatureApi") or get(m, "nfd.topologyUpdater.enable")
+    return nfd_deployed(m) and bool(get(m, "nfd.gc.enable", True)) and bool(nfd_api)
 
 
 def reads(values: Values) -> set[str]:
@@ -110,16 +130,25 @@ def unread_keys(values: Values) -> list[str]:
 
 def restated(values: Values) -> list[str]:
     """Keys whose value is what the chart would derive without them ([issue-14] item 10):
-    `image.tag` equal to `v<appVersion>` ([values-0.12]: the tag "defaults to the chart
-    appVersion"), `nfd.enabled` equal to what the dependency condition gives without it."""
+    `image.tag` equal to `v<appVersion>` ([helpers]: the tag defaults to `v` and the chart's
+    appVersion), `image.repository` equal to its default, `nfd.enabled` equal to what the
+    dependency condition gives without it."""
     found = []
     if get(values, "image.tag") in (APP_VERSION, f"v{APP_VERSION}"):
         found.append("image.tag")
+    if get(values, "image.repository") == DEFAULTS["image"]["repository"]:
+        found.append("image.repository")
     if isinstance(get(values, "nfd.enabled"), bool):
         without = coalesce(DEFAULTS, {**values, "nfd": {k: v for k, v in values["nfd"].items() if k != "enabled"}})
         if nfd_deployed(without) == get(values, "nfd.enabled"):
             found.append("nfd.enabled")
     return found
+
+
+def image(values: Values) -> str:
+    """The image the plugin and feature discovery run ([helpers] `nvidia-device-plugin.fullimage`)."""
+    m = merged(values)
+    return f"{get(m, 'image.repository')}:{get(m, 'image.tag') or f'v{APP_VERSION}'}"
 
 
 def workloads(
