@@ -10,7 +10,7 @@ _entries = get_config("custom.af")["profiles"]
 def af_profile_list(spawner) -> list[dict]:
     """Profiles the spawning user may pick; groups were synced from the token at login."""
     groups = {group.name for group in spawner.user.groups}
-    return [copy.deepcopy(e["profile"]) for e in _entries if e["groups"] is None or groups & set(e["groups"])]
+    return [copy.deepcopy(e["profile"]) for e in _entries if e.get("groups") is None or groups & set(e["groups"])]
 
 
 c.KubeSpawner.profile_list = af_profile_list
