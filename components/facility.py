@@ -16,6 +16,9 @@ from .certs.component import CertManager
 from .common.layers import ServiceClient
 from .config.facility import FacilityConfig
 from .cvmfs.component import Cvmfs
+from .flows.component import NetworkPolicies
+from .flows.declaration import facility_flows, user_code
+from .flows.policies import network_policies
 from .gpu.component import DevicePlugin
 from .gpu.config import deploys_device_plugin, gpu_groups
 from .hub.component import Hub
@@ -24,6 +27,7 @@ from .infra.cluster import Cluster
 from .infra.labeller import NodeLabeller
 from .infra.network import Network
 from .monitoring.component import Monitoring
+from .names import CACHE_NAMESPACE, CONDOR_NAMESPACE, CVMFS_NAMESPACE, HUB_NAMESPACE, MONITORING_NAMESPACE
 from .offload.component import Offload
 
 
@@ -117,12 +121,21 @@ class Facility(pulumi.ComponentResource):
         self.offload = None
         if cfg.offload.gateways:
             self.offload = Offload(f"{name}-offload", cfg.offload, cfg.identity, provider, layer)
-        if cfg.monitoring.enabled:
-            Monitoring(f"{name}-monitoring", cfg, provider, layer)
+        monitoring = Monitoring(f"{name}-monitoring", cfg, provider, layer) if cfg.monitoring.enabled else None
         self.hub = None
         if cfg.hub.enabled:
             self.hub = Hub(f"{name}-hub", cfg, hub_site(cfg), provider, self.cvmfs, certs, layer)
         self.hub_url = self.hub.url if self.hub else None
+        namespaces = {
+            HUB_NAMESPACE: self.hub,
+            CACHE_NAMESPACE: self.cache,
+            CONDOR_NAMESPACE: self.condor,
+            MONITORING_NAMESPACE: monitoring,
+            CVMFS_NAMESPACE: self.cvmfs,
+        }
+        deployed = {ns: layer_.namespace for ns, layer_ in namespaces.items() if layer_ is not None}
+        policies = network_policies(facility_flows(cfg), deployed, user_code(cfg))
+        NetworkPolicies(f"{name}-network-policies", policies, deployed, provider, layer)
         self.register_outputs(
             {
                 "kubeconfig": self.kubeconfig,

@@ -73,6 +73,13 @@ VIRTUAL_NODE_TAINT = "virtual-node.interlink/no-schedule"
 GATEWAY_TAINT_KEY = f"{LABEL_PREFIX}/offload"
 """Our taint on a gateway's node (value: the gateway): only that gateway's workers go there."""
 GATEWAY_LABEL = f"{LABEL_PREFIX}/offload-gateway"
+
+
+def virtual_node(gateway: str) -> str:
+    """A gateway's virtual node; also its kubelet's Deployment, ServiceAccount and ClusterRole."""
+    return f"af-vk-{gateway}"
+
+
 SLURM_FLAGS_ANNOTATION = "slurm-job.vk.io/flags"
 """Pod annotation the Slurm plugin adds to the `sbatch` command line."""
 
@@ -97,6 +104,31 @@ NODE_LABELLER = "af-node-labeller"
 """Mode `magnum`: the node labeller's Deployment, ServiceAccount and ClusterRole."""
 SQUID_SERVICE = "af-squid"
 SQUID_PORT = 3128
+
+
+# --- Pods, as label selectors (what network policies and monitoring select) ---------------------
+def app(name: str) -> dict[str, str]:
+    """The label selecting a workload's pods: every workload of ours carries its name in it."""
+    return {"app.kubernetes.io/name": name}
+
+
+HUB_PODS = {"app": "jupyterhub", "component": "hub"}
+"""z2jh's hub pod (the chart's `jupyterhub.matchLabels`)."""
+PROXY_PODS = {"app": "jupyterhub", "component": "proxy"}
+"""z2jh's configurable-http-proxy pod."""
+NOTEBOOK_PODS = {"app": "jupyterhub", "component": "singleuser-server"}
+"""Every user's notebook server (KubeSpawner's labels under z2jh)."""
+HUB_PORT, PROXY_HTTP_PORT, PROXY_API_PORT, NOTEBOOK_PORT = 8081, 8000, 8001, 8888
+ACME_SOLVER_PODS = {"acme.cert-manager.io/http01-solver": "true"}
+"""cert-manager's HTTP-01 solver pods, in the namespace of the certificate they solve for."""
+ACME_SOLVER_PORT = 8089
+PROMETHEUS_PODS = {"app.kubernetes.io/name": "prometheus"}
+"""kube-prometheus-stack's Prometheus (the operator's StatefulSet)."""
+CONDOR_WORKER = "af-condor-worker"
+"""Every worker pod's `app.kubernetes.io/name`; each group's Deployment is `<this>-<group>`."""
+METADATA_CIDR = "169.254.169.254/32"
+"""OpenStack's metadata service: it serves every VM's user-data (with the cluster's join token)
+to anything on the VM, so no pod that runs users' code may reach it."""
 
 # --- TLS and files inside pods ------------------------------------------------------------------
 INTERNAL_ISSUER = "af-internal-ca"

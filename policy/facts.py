@@ -12,8 +12,7 @@ from typing import Any
 
 from components.config.facility import FacilityConfig
 from components.infra.quota import QUOTAS
-from components.names import NODE_LABELLER
-from components.offload.interlink import node_name
+from components.names import NODE_LABELLER, virtual_node
 
 DEFAULT_PRIVILEGED_ALLOW = ("cvmfs/cvmfs-csi-nodeplugin",)
 """Workloads (`namespace/name`) that need the host: the CVMFS CSI node plugin mounts /cvmfs
@@ -122,7 +121,7 @@ def stack_facts(cfg: FacilityConfig) -> dict[str, Any]:
         # A gateway's virtual kubelet registers a Node, Magnum's node labeller labels them:
         # cluster-scoped by nature.
         "clusterRbacAllowList": [
-            *(node_name(gateway) for gateway in sorted(cfg.offload.gateways)),
+            *(virtual_node(gateway) for gateway in sorted(cfg.offload.gateways)),
             *([NODE_LABELLER] if cfg.cluster.mode == "magnum" else []),
         ],
     }

@@ -227,35 +227,21 @@ def test_z2jh_user_pods_follow_every_profile(shipped, stack):
 
 
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
-def test_z2jh_singleuser_policy_blocks_private_destinations_today(shipped, stack):
-    """Issue 14 item 1: notebooks cannot reach the cache or the pool (private pod addresses)."""
+def test_z2jh_leaves_the_hubs_flows_to_the_facilitys_policies(shipped, stack):
+    """Issue 14 items 1 and 2: the chart's own policies kept notebooks from the cache and the pool
+    and Prometheus from the hub; with them off, the facility's declared flows decide
+    (tests/test_flows.py)."""
     hub = release(shipped, stack, "jupyterhub")
-    singleuser = next(
-        p
-        for p in charts.network_policies("jupyterhub", hub.values, hub.name, hub.namespace)
-        if p["metadata"]["name"] == "singleuser"
-    )
-    pod_ip = _pod_address(POD_CIDR)
-    for port in (1094, 8443, 9618):
-        assert not any(_rule_allows_ip(r, pod_ip, port) for r in singleuser["spec"]["egress"])
+    assert charts.network_policies("jupyterhub", hub.values, hub.name, hub.namespace) == []
 
 
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
-def test_z2jh_hub_policy_admits_only_labelled_pods_of_its_namespace_today(shipped, stack):
-    """Issue 14 item 2: Prometheus (namespace monitoring) is not admitted to the hub's 8081."""
+def test_notebooks_run_unprivileged_the_metadata_service_is_kept_out_by_policy(shipped, stack):
+    """Without the chart's iptables init container no notebook pod is privileged; the facility's
+    egress policy keeps notebooks from the metadata service instead."""
     hub = release(shipped, stack, "jupyterhub")
-    policy = next(
-        p
-        for p in charts.network_policies("jupyterhub", hub.values, hub.name, hub.namespace)
-        if p["metadata"]["name"] == "hub"
-    )
-    rules = policy["spec"]["ingress"]
-    assert rules == [
-        {
-            "ports": [{"port": "http"}],
-            "from": [{"podSelector": {"matchLabels": {"hub.jupyter.org/network-access-hub": "true"}}}],
-        }
-    ]
+    users = [s for s in charts.workloads("jupyterhub", hub.values, hub.name, hub.namespace) if s.created_by == "hub"]
+    assert users and not any(s.privileged for s in users)
 
 
 # --- dcgm-exporter ---------------------------------------------------------------------------------

@@ -127,8 +127,7 @@ def test_only_gpu_pods_and_node_agents_may_land_on_gpu_nodes(stack):
         {
             pod.owner
             for pod in placement.pods(plan)
-            if not placement.requests_gpus(pod.spec)
-            and not pod.owner.startswith("DaemonSet ")
+            if not placement.requests_gpus(pod.spec) and not pod.owner.startswith("DaemonSet ")
             for node in gpu_nodes
             if not placement.admits(node, pod.spec)
         }

@@ -15,6 +15,7 @@ from ..names import (
     CONDOR_CM,
     CONDOR_NAMESPACE,
     CONDOR_SCHEDD,
+    CONDOR_WORKER,
     CVMFS_CLAIM,
     CVMFS_MOUNT,
     GATEWAY_LABEL,
@@ -43,7 +44,7 @@ from .htcondor import (
     render_submit,
 )
 
-WORKER = "af-condor-worker"
+WORKER = CONDOR_WORKER
 KEY_SECRET = "af-condor-pool-key"
 CONFIG_MAP = "af-condor-config"
 JOB_FILES = "af-condor-job-files"

@@ -57,6 +57,7 @@ from .pods import (
 class Condor(pulumi.ComponentResource):
     """The pool in its namespace. `workers` are the worker Deployments by group name."""
 
+    namespace: k8s.core.v1.Namespace
     collector: str
     schedd: str
     workers: dict[str, k8s.apps.v1.Deployment]
@@ -75,6 +76,7 @@ class Condor(pulumi.ComponentResource):
         mounts /cvmfs in local workers; `cache` is what jobs need to read through the cache."""
         super().__init__("af:index:Condor", name, None, opts)
         namespace, _, ns_opts = layer_namespace(self, name, CONDOR_NAMESPACE, provider)
+        self.namespace = namespace
         files = rendered_files(cfg, cache)
         plugin = shipped("batch", PLUGIN_SCRIPT)
         config, secret = self._config(name, cfg, files, plugin, ns_opts)

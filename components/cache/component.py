@@ -29,6 +29,7 @@ EXPORTER = "af_xcache_exporter.py"
 class XCache(pulumi.ComponentResource):
     """The cache servers and everything they need, in their own namespace."""
 
+    namespace: k8s.core.v1.Namespace
     url: str
     stateful_set: k8s.apps.v1.StatefulSet
 
@@ -44,6 +45,7 @@ class XCache(pulumi.ComponentResource):
         only over TLS)."""
         super().__init__("af:index:XCache", name, None, opts)
         namespace, _, ns_opts = layer_namespace(self, name, CACHE_NAMESPACE, provider)
+        self.namespace = namespace
         certificate = service_certificate(
             f"{name}-tls",
             CACHE_SERVICE,

@@ -21,6 +21,7 @@ SQUID_IMAGE = "docker.io/ubuntu/squid:6.6-24.04_beta"
 class Cvmfs(pulumi.ComponentResource):
     """The CVMFS CSI driver and storage class; `claim` gives a namespace its /cvmfs volume."""
 
+    namespace: k8s.core.v1.Namespace
     release: k8s.helm.v3.Release
     storage_class: k8s.storage.v1.StorageClass
 
@@ -38,6 +39,7 @@ class Cvmfs(pulumi.ComponentResource):
         super().__init__("af:index:Cvmfs", name, None, opts)
         self._provider = provider
         namespace, _, ns_opts = layer_namespace(self, name, CVMFS_NAMESPACE, provider)
+        self.namespace = namespace
         waits: list[pulumi.Resource] = [namespace]
         if cvmfs.squid_proxy:
             waits.append(self._squid(name, client_cidrs, ns_opts))

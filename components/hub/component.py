@@ -30,6 +30,7 @@ class Hub(pulumi.ComponentResource):
     """The hub in its namespace. Secrets are generated (cookie secret, crypt key) or come from
     Pulumi secrets (IAM client secret, provided TLS key) and reach the hub through a Secret."""
 
+    namespace: k8s.core.v1.Namespace
     url: str
     release: k8s.helm.v3.Release
 
@@ -49,6 +50,7 @@ class Hub(pulumi.ComponentResource):
         super().__init__("af:index:Hub", name, None, opts)
         assert cfg.identity is not None and cfg.identity.client_secret is not None, "checked by cross_checks"
         namespace, _, ns_opts = layer_namespace(self, name, HUB_NAMESPACE, provider)
+        self.namespace = namespace
         # 32 random bytes each; RandomBytes keeps them secret and stable across updates, so
         # sessions and encrypted auth state survive a redeploy.
         cookie = random.RandomBytes(f"{name}-cookie-secret", length=32, opts=pulumi.ResourceOptions(parent=self))

@@ -195,6 +195,8 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
         ingress_annotations["cert-manager.io/cluster-issuer"] = CLUSTER_ISSUER
     return {
         "hub": {
+            # The facility's own NetworkPolicies (components/flows) decide the hub's flows.
+            "networkPolicy": {"enabled": False},
             "config": {
                 "JupyterHub": {
                     "authenticator_class": "generic-oauth",
@@ -242,12 +244,17 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
             "service": {"type": "ClusterIP"},
             "https": {"enabled": False},
             "chp": {
+                "networkPolicy": {"enabled": False},
                 "nodeSelector": dict(SYSTEM_NODES),
                 "resources": resources("100m", "128Mi", "500m", "512Mi"),
                 "pdb": {"enabled": True, "minAvailable": 1},
             },
         },
         "singleuser": {
+            "networkPolicy": {"enabled": False},
+            # The metadata service is kept from notebooks by the facility's egress policy, not by
+            # the chart's privileged iptables init container.
+            "cloudMetadata": {"blockWithIptables": False},
             "image": _image(hub.notebook_image),
             "defaultUrl": "/lab",
             "cmd": ["python3", TOKEN_SCRIPT, "jupyterhub-singleuser"],

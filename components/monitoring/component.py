@@ -37,12 +37,15 @@ DCGM_REPO = "https://nvidia.github.io/dcgm-exporter/helm-charts"
 class Monitoring(pulumi.ComponentResource):
     """Prometheus and Grafana, the dashboards, and the GPU exporter where there are GPUs."""
 
+    namespace: k8s.core.v1.Namespace
+
     def __init__(
         self, name: str, cfg: FacilityConfig, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("af:index:Monitoring", name, None, opts)
         monitoring = cfg.monitoring
-        _, _, ns_opts = layer_namespace(self, name, MONITORING_NAMESPACE, provider)
+        namespace, _, ns_opts = layer_namespace(self, name, MONITORING_NAMESPACE, provider)
+        self.namespace = namespace
         values = stack_values(cfg)
         rendered.publish("monitoring", "values.yaml", yamltext.dump(values, sort_keys=True))
         password = random.RandomPassword(

@@ -128,6 +128,9 @@ def stack_values(cfg: FacilityConfig) -> dict[str, Any]:
             },
         },
         "prometheusOperator": {
+            # The admission webhook is called by the API server, which the namespace's default-deny
+            # ingress would keep out (its address depends on the CNI); rules are checked in CI.
+            "admissionWebhooks": {"enabled": False},
             "nodeSelector": dict(SYSTEM_NODES),
             "resources": resources("100m", "128Mi", "500m", "512Mi"),
         },

@@ -18,10 +18,10 @@ from ..common import rendered
 from ..common.kube import PART_OF, layer_namespace, resources
 from ..config.identity import Identity
 from ..credential import sidecar
-from ..names import OFFLOAD_NAMESPACE, SYSTEM_NODES
+from ..names import OFFLOAD_NAMESPACE, SYSTEM_NODES, virtual_node
 from .config import Gateway, IamClientAuth
 from .config import Offload as OffloadConfig
-from .interlink import TOKEN_FILE, edge_files, node_name, virtual_kubelet_config
+from .interlink import TOKEN_FILE, edge_files, virtual_kubelet_config
 
 USER = 65534
 TOKEN_DIR = TOKEN_FILE.rsplit("/", 1)[0]
@@ -63,7 +63,7 @@ def virtual_kubelet_pod(offload: OffloadConfig, name: str, gateway: Gateway, tok
         "name": "vk",
         "image": offload.virtual_kubelet_image,
         "env": [
-            {"name": "NODENAME", "value": node_name(name)},
+            {"name": "NODENAME", "value": virtual_node(name)},
             {"name": "KUBELET_PORT", "value": "10250"},
             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             {"name": "CONFIGPATH", "value": f"{CONFIG_DIR}/InterLinkConfig.yaml"},
@@ -81,11 +81,11 @@ def virtual_kubelet_pod(offload: OffloadConfig, name: str, gateway: Gateway, tok
         ],
     }
     spec: dict[str, Any] = {
-        "serviceAccountName": node_name(name),
+        "serviceAccountName": virtual_node(name),
         "nodeSelector": dict(SYSTEM_NODES),
         "securityContext": {"runAsNonRoot": True, "runAsUser": USER, "runAsGroup": USER, "fsGroup": USER},
         "containers": [vk],
-        "volumes": [{"name": "config", "configMap": {"name": node_name(name)}}],
+        "volumes": [{"name": "config", "configMap": {"name": virtual_node(name)}}],
     }
     if isinstance(gateway.auth, IamClientAuth):
         spec["initContainers"] = [_token_container(offload, gateway.auth, token_url, once=True)]
@@ -93,7 +93,10 @@ def virtual_kubelet_pod(offload: OffloadConfig, name: str, gateway: Gateway, tok
         spec["volumes"] += [
             {
                 "name": "secret",
-                "secret": {"secretName": node_name(name), "items": [{"key": "client-secret", "path": "client-secret"}]},
+                "secret": {
+                    "secretName": virtual_node(name),
+                    "items": [{"key": "client-secret", "path": "client-secret"}],
+                },
             },
             {"name": "token", "emptyDir": {"medium": "Memory"}},
         ]
@@ -102,7 +105,7 @@ def virtual_kubelet_pod(offload: OffloadConfig, name: str, gateway: Gateway, tok
         spec["volumes"].append(
             {
                 "name": "token",
-                "secret": {"secretName": node_name(name), "items": [{"key": "token", "path": "token"}]},
+                "secret": {"secretName": virtual_node(name), "items": [{"key": "token", "path": "token"}]},
             }
         )
     return spec
@@ -141,7 +144,7 @@ class Offload(pulumi.ComponentResource):
         cluster_opts: pulumi.ResourceOptions,
         ns_opts: pulumi.ResourceOptions,
     ) -> str:
-        node = node_name(gw_name)
+        node = virtual_node(gw_name)
         labels = {"app.kubernetes.io/name": node, **PART_OF}
         prefix = f"{name}-{gw_name}"
         vk_config = virtual_kubelet_config(gw_name, gateway, OFFLOAD_NAMESPACE).render()

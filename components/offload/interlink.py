@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..common import yamltext
-from ..names import GATEWAY_LABEL, GATEWAY_TAINT_KEY, GPU_RESOURCE, VIRTUAL_NODE_TAINT
+from ..names import GATEWAY_LABEL, GATEWAY_TAINT_KEY, GPU_RESOURCE, VIRTUAL_NODE_TAINT, virtual_node
 from .config import Gateway
 
 TOKEN_FILE = "/opt/interlink/token"
@@ -117,11 +117,6 @@ class SlurmPluginConfig(GoYaml):
     EnableProbes: bool
 
 
-def node_name(gateway: str) -> str:
-    """The virtual node's name (also its kubelet's Deployment)."""
-    return f"af-vk-{gateway}"
-
-
 def node_taints(gateway: str) -> list[NodeTaint]:
     """interLink's own taint, and ours naming the gateway."""
     return [
@@ -143,7 +138,7 @@ def virtual_kubelet_config(name: str, gateway: Gateway, namespace: str) -> Virtu
         InterlinkURL=url,
         InterlinkPort=port,
         VKTokenFile=TOKEN_FILE,
-        ServiceAccount=node_name(name),
+        ServiceAccount=virtual_node(name),
         Namespace=namespace,
         ExportPodData=True,
         VerboseLogging=False,
