@@ -10,14 +10,14 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from conftest import by_name, of_type, preview_values, stack_values
+from conftest import SHIPPED_STACKS, by_name, of_type, preview_values, stack_values
 from test_config import HUB_SECRET, edit, hub_base, only_problem
 from test_hub import manifest
 
 from autoscaler.kube import GROUP_LABEL
 from autoscaler.settings import ControllerSettings
 from components.batch.config import worker_groups
-from components.config.loader import build_config
+from components.config.loader import PROJECT_ROOT, build_config
 
 IMAGE = "registry.example.org/af/af-autoscaler:0.1.0"
 
@@ -112,8 +112,42 @@ def test_autoscaler_manifests_pass_kubernetes_validate(result):
     assert kinds == {"ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Deployment", "Service"}
 
 
-def test_shipped_stacks_without_an_image_deploy_no_autoscaler(shipped):
-    assert not [r for r in shipped("cms-bari").registrations if r.name.startswith("af-autoscaler")]
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_every_stack_with_a_pool_runs_the_autoscaler_from_the_pools_own_image(shipped, stack):
+    """On by default, nothing to build: the pool's central-manager image runs the package as the
+    repository has it, from a ConfigMap."""
+    cfg = build_config(*stack_values(stack))
+    names = {r.name for r in shipped(stack).registrations}
+    if not cfg.condor.enabled:
+        assert not {n for n in names if n.startswith("af-autoscaler")}
+        return
+    pod = by_name(shipped(stack), "af-autoscaler-controller").inputs["spec"]["template"]["spec"]
+    (controller,) = pod["containers"]
+    assert controller["image"] == cfg.condor.image("cm") == f"docker.io/htcondor/cm:{cfg.condor.image_tag}"
+    assert controller["command"] == ["python3", "-m", "autoscaler.controller"]
+    env = {e["name"]: e.get("value") for e in controller["env"]}
+    mount = next(m for m in controller["volumeMounts"] if m["name"] == "code")
+    assert mount["mountPath"] == f"{env['PYTHONPATH']}/autoscaler" and mount["readOnly"]
+    code = by_name(shipped(stack), "af-autoscaler-code").inputs["data"]
+    on_disk = {p.name: p.read_text() for p in (PROJECT_ROOT / "autoscaler").glob("*.py")}
+    assert code == on_disk
+
+
+def test_the_shipped_code_imports_from_where_the_pod_mounts_it(shipped, tmp_path):
+    """Laid out as the ConfigMap mount lays it out, with only PYTHONPATH set, the controller's
+    modules import (the pool's image brings the same htcondor2 and classad2)."""
+    code = by_name(shipped("cms-bari"), "af-autoscaler-code").inputs["data"]
+    package = tmp_path / "opt" / "af" / "autoscaler"
+    package.mkdir(parents=True)
+    for name, text in code.items():
+        (package / name).write_text(text)
+    probe = "import autoscaler.controller as c, autoscaler.planner; print(c.__file__)"
+    env = {"PYTHONPATH": str(tmp_path / "opt" / "af"), "PYTHONDONTWRITEBYTECODE": "1", "PATH": os.environ["PATH"]}
+    # PYTHONPATH comes before site-packages: the copy, not the repository's package, is imported.
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == str(package / "controller.py")
 
 
 def _base_with_pool() -> dict[str, Any]:
@@ -124,7 +158,6 @@ def _base_with_pool() -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("autoscaler", "path", "allowed"),
     [
-        ({"enabled": True}, "af:autoscaler.image", "make autoscaler-image"),
         (
             {"enabled": True, "image": IMAGE, "triggers": [{"constraint": "x >", "group": "cpu"}]},
             "af:autoscaler.triggers[0].constraint",
@@ -142,6 +175,6 @@ def test_bad_autoscaler_config(autoscaler, path, allowed):
     only_problem(edit(_base_with_pool(), "autoscaler", autoscaler), path, allowed, HUB_SECRET)
 
 
-def test_autoscaler_needs_the_pool():
-    cfg = edit(hub_base(), "autoscaler", {"enabled": True, "image": IMAGE})
-    only_problem(cfg, "af:autoscaler.enabled", "only with af:condor.enabled", HUB_SECRET)
+def test_without_a_pool_the_autoscaler_is_simply_not_deployed():
+    cfg = edit(hub_base(), "autoscaler", {"enabled": True})
+    assert build_config(cfg, HUB_SECRET).autoscaler.enabled and not build_config(cfg, HUB_SECRET).condor.enabled

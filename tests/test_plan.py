@@ -58,8 +58,9 @@ def test_changing_one_group_count_touches_only_that_group(group, delta):
     after = _by_urn(plan.plan_document(preview_values("cms-bari", values, secret)))
 
     added, removed = set(after) - set(before), set(before) - set(after)
-    changed = {u for u in set(before) & set(after) if before[u] != after[u]}
-    assert changed == set()
+    changed = {before[u]["name"] for u in set(before) & set(after) if before[u] != after[u]}
+    # The autoscaler's bounds follow the group's nodes: its settings, and the controller they roll.
+    assert changed == {"af-autoscaler-settings", "af-autoscaler-controller"}
     diff = added | removed
     assert diff, "the count change must show in the plan"
     affected = {after.get(u, before.get(u))["name"] for u in diff}

@@ -3,6 +3,7 @@ privilege service account, and the controller's Deployment with a limited IDTOKE
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Any
 
 import pulumi
@@ -14,13 +15,15 @@ from autoscaler.settings import ControllerSettings, GroupSettings, TriggerSettin
 from ..common import rendered
 from ..common.kube import PART_OF, SMALL
 from ..config.facility import FacilityConfig
-from ..names import AUTOSCALER, COLLECTOR_PORT, CONDOR_NAMESPACE, SYSTEM_NODES
+from ..names import AUTOSCALER, COLLECTOR_PORT, CONDOR_NAMESPACE, CONFIG_HASH_ANNOTATION, SYSTEM_NODES
 from .config import worker_groups
 from .htcondor import autoscaler_identity, private_network
-from .pods import RUNTIME, daemon_volumes, token_init_container, worker_name
+from .pods import RUNTIME, daemon_volumes, digest, token_init_container, worker_name
 
 SETTINGS_DIR = "/etc/af-autoscaler"
 TOKEN_DIR = "/etc/af-autoscaler/token"
+CODE_ROOT = "/opt/af"
+"""Where the controller's package is mounted (as `autoscaler/`) when it runs from the pool's image."""
 USER = 65534
 """The controller runs unprivileged; only the init container reads the pool key."""
 
@@ -94,9 +97,37 @@ def rbac_rules(settings: ControllerSettings) -> list[dict[str, Any]]:
     ]
 
 
+def controller_code() -> dict[str, str]:
+    """The controller's package, module by module: standard library and HTCondor's bindings only,
+    written for the Python 3.9 of the pool's EL9 images."""
+    package = resources.files("autoscaler")
+    return {
+        f.name: f.read_text(encoding="utf-8")
+        for f in sorted(package.iterdir(), key=lambda f: f.name)
+        if f.name.endswith(".py")
+    }
+
+
+def _controller(cfg: FacilityConfig) -> dict[str, Any]:
+    """What runs the controller: an operator's image as it is, or the pool's central-manager
+    image (its /usr/bin/python3 has htcondor2 and classad2) with the package from a ConfigMap."""
+    if cfg.autoscaler.image is not None:
+        return {"image": cfg.autoscaler.image, "env": [], "volumeMounts": []}
+    return {
+        "image": cfg.condor.image("cm"),
+        "command": ["python3", "-m", "autoscaler.controller"],
+        "env": [
+            {"name": "PYTHONPATH", "value": CODE_ROOT},
+            # Read-only root filesystem: no bytecode cache to write.
+            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+        ],
+        "volumeMounts": [{"name": "code", "mountPath": f"{CODE_ROOT}/autoscaler", "readOnly": True}],
+    }
+
+
 def pod_spec(cfg: FacilityConfig, settings: ControllerSettings) -> dict[str, Any]:
-    assert cfg.autoscaler.image is not None, "checked by cross_checks"
     port = settings.metrics_port
+    runs = _controller(cfg)
     mint = token_init_container(cfg, autoscaler_identity(cfg), ["READ", "ADMINISTRATOR"], TOKEN_DIR, owner=USER)
     return {
         "serviceAccountName": AUTOSCALER,
@@ -105,10 +136,12 @@ def pod_spec(cfg: FacilityConfig, settings: ControllerSettings) -> dict[str, Any
         "containers": [
             {
                 "name": "controller",
-                "image": cfg.autoscaler.image,
+                "image": runs["image"],
+                **({"command": runs["command"]} if "command" in runs else {}),
                 "env": [
                     {"name": "AF_AUTOSCALER_CONFIG", "value": f"{SETTINGS_DIR}/settings.json"},
                     {"name": "CONDOR_CONFIG", "value": f"{SETTINGS_DIR}/condor_config"},
+                    *runs["env"],
                 ],
                 "ports": [{"name": "metrics", "containerPort": port}],
                 "resources": SMALL,
@@ -125,11 +158,13 @@ def pod_spec(cfg: FacilityConfig, settings: ControllerSettings) -> dict[str, Any
                     {"name": "settings", "mountPath": f"{SETTINGS_DIR}/settings.json", "subPath": "settings.json"},
                     {"name": "settings", "mountPath": f"{SETTINGS_DIR}/condor_config", "subPath": "condor_config"},
                     {"name": "token", "mountPath": TOKEN_DIR, "readOnly": True},
+                    *runs["volumeMounts"],
                 ],
             }
         ],
         "volumes": [
             {"name": "settings", "configMap": {"name": f"{AUTOSCALER}-settings"}},
+            *([{"name": "code", "configMap": {"name": f"{AUTOSCALER}-code"}}] if runs["volumeMounts"] else []),
             {"name": "token", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
             *(v for v in daemon_volumes() if v["name"] in ("config", "pool-key")),
         ],
@@ -170,6 +205,16 @@ class Autoscaler(pulumi.ComponentResource):
             data={"settings.json": document, "condor_config": client},
             opts=child,
         )
+        waits: list[pulumi.Resource] = [binding, config, pool]
+        code = controller_code()
+        if cfg.autoscaler.image is None:
+            waits.append(
+                k8s.core.v1.ConfigMap(
+                    f"{name}-code", metadata={**meta, "name": f"{AUTOSCALER}-code"}, data=code, opts=child
+                )
+            )
+        # A new settings file or new code rolls the controller.
+        annotations = {CONFIG_HASH_ANNOTATION: digest(document, client, *code.values())}
         k8s.apps.v1.Deployment(
             f"{name}-controller",
             metadata=meta,
@@ -178,9 +223,12 @@ class Autoscaler(pulumi.ComponentResource):
                 # One controller at a time: two would fight over the same replicas.
                 "strategy": {"type": "Recreate"},
                 "selector": {"matchLabels": labels},
-                "template": {"metadata": {"labels": labels}, "spec": pod_spec(cfg, settings)},
+                "template": {
+                    "metadata": {"labels": labels, "annotations": annotations},
+                    "spec": pod_spec(cfg, settings),
+                },
             },
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[binding, config, pool]),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=waits),
         )
         k8s.core.v1.Service(
             f"{name}-metrics",

@@ -114,18 +114,11 @@ def _condor_problems(cfg: FacilityConfig) -> list[Problem]:
 
 
 def _autoscaler_problems(cfg: FacilityConfig) -> list[Problem]:
-    """The autoscaler scales the pool's worker groups: it needs the pool, its image, and
-    triggers naming those groups."""
+    """The autoscaler's triggers name the pool's worker groups."""
     autoscaler = cfg.autoscaler
-    if not autoscaler.enabled:
-        return []
+    if not (autoscaler.enabled and cfg.condor.enabled):
+        return []  # it comes with a pool, and only with one
     found: list[Problem] = []
-    if not cfg.condor.enabled:
-        found.append(problem(("autoscaler", "enabled"), True, "true only with af:condor.enabled (it scales the pool)"))
-    if autoscaler.image is None:
-        found.append(
-            problem(("autoscaler", "image"), None, "the controller's image: make autoscaler-image IMAGE=<registry>/…")
-        )
     groups = sorted(worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors, cfg.offload))
     for index, trigger in enumerate(autoscaler.triggers):
         if trigger.group not in groups:

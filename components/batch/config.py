@@ -225,11 +225,13 @@ class Trigger(StrictModel):
 class Autoscaler(StrictModel):
     """The queue-driven autoscaler of the worker groups (`autoscaler/` in this repository)."""
 
-    enabled: bool = False
-    """Deploy the autoscaler."""
+    enabled: bool = True
+    """Deploy the autoscaler with the pool (it is deployed only where `af:condor.enabled`); `false`
+    keeps every worker group at its `minWorkers`."""
     image: PinnedImage | None = None
-    """The controller's image, built from `autoscaler/Dockerfile` and pushed to your registry
-    (`make autoscaler-image IMAGE=…`); required when enabled."""
+    """An image of your own for the controller (`make autoscaler-image IMAGE=…` builds one from
+    `autoscaler/Dockerfile`). Unset: it runs from the pool's central-manager image, which has
+    Python and HTCondor's bindings, with its code (`autoscaler/`) from a ConfigMap."""
     interval_seconds: PositiveInt = 30
     """Seconds between planning cycles."""
     scale_down_delay_seconds: NonNegativeInt = 600
