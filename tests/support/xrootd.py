@@ -57,7 +57,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from afctl.stackfile import read_stack
-from components.cache.xrootd import CacheRuntime, render_scitokens_cfg, render_xrootd_cfg
+from components.cache.xrootd import (
+    CacheRuntime,
+    NodeCache,
+    render_node_xrootd_cfg,
+    render_scitokens_cfg,
+    render_xrootd_cfg,
+)
 from components.config.facility import FacilityConfig
 from components.config.loader import build_config
 
@@ -649,6 +655,40 @@ def run_cache(
         text, workdir, name, runtime.port, env, issuers=issuers, keys=keys, netns=netns, host=host
     ) as server:
         yield Cache(server, runtime)
+
+
+@contextmanager
+def run_node_cache(
+    cfg: FacilityConfig,
+    node: NodeCache,
+    workdir: Path,
+    ca: TestCA,
+    *,
+    issuers: Sequence[TokenIssuer] = (),
+    upstream_token: str | None = None,
+    port: int | None = None,
+    netns: str | None = None,
+    host: str = "127.0.0.1",
+    name: str = "node-cache",
+) -> Iterator[Cache]:
+    """A node-level cache from `render_node_xrootd_cfg`, reading from `node.site_cache` with its own credential:
+    `upstream_token` in a token file (`BEARER_TOKEN_FILE`, as the node's pod would mount it), the site cache's CA in
+    `X509_CERT_DIR`. Without `upstream_token` it has no credential of its own."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {"X509_CERT_DIR": str(ca.cert_dir)}
+    if upstream_token is not None:
+        token_file = workdir / "upstream.token"
+        token_file.write_text(upstream_token)
+        token_file.chmod(0o600)
+        env["BEARER_TOKEN_FILE"] = str(token_file)
+
+    def render(cfg: FacilityConfig, runtime: CacheRuntime) -> str:
+        return render_node_xrootd_cfg(cfg, runtime, node)
+
+    with run_cache(
+        cfg, workdir, ca, issuers=issuers, port=port, env=env, netns=netns, host=host, name=name, render=render
+    ) as cache:
+        yield cache
 
 
 # -- clients ----------------------------------------------------------------------------------------------------------
