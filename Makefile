@@ -16,7 +16,7 @@ STACK ?= dev
 # tests/support/package-lock.json. npm comes with nodejs from Debian (or NodeSource).
 CHP := tests/support/node_modules/.bin/configurable-http-proxy
 
-.PHONY: preview test lint bench system-deps venv clean autoscaler-image
+.PHONY: preview test lint bench system-deps venv clean autoscaler-image wan-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,10 +46,16 @@ preview: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) system-deps $(CHP) lint
+test: $(STAMP) system-deps $(CHP) wan-tools lint
 	$(PY) -m pytest
 
-bench: $(STAMP) system-deps
+# Toxiproxy, the WAN latency of bench_cache_wan.py and its smoke test, from the pinned module in tools/wan (built
+# once into a cache outside the work tree; Go needed the first time).
+wan-tools:
+	@tools/go-tools tools/wan >/dev/null
+
+# bench_cache_wan.py needs root (network namespaces, tc); the others run as anyone.
+bench: $(STAMP) system-deps wan-tools
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # The autoscaler's controller image; push it and set af:autoscaler.image to it.

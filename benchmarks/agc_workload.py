@@ -27,55 +27,45 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, TextIO
 
 GENERATOR_VERSION = 1
 TREE = "Events"
-COLLECTIONS: dict[str, tuple[float, list[tuple[str, str]]]] = {
-    # name: (mean multiplicity, [(field, kind)]) with kind f<bits> (float, mantissa bits), i (int32), b (bool)
-    "Jet": (
-        5.0,
-        [("pt", "f12"), ("eta", "f12"), ("phi", "f12"), ("mass", "f10"), ("btagDeepFlavB", "f10"),
-         ("btagDeepFlavCvL", "f10"), ("chEmEF", "f10"), ("chHEF", "f10"), ("neEmEF", "f10"), ("neHEF", "f10"),
-         ("area", "f10"), ("rawFactor", "f10"), ("jetId", "i"), ("puId", "i"), ("nConstituents", "i"),
-         ("hadronFlavour", "i"), ("partonFlavour", "i"), ("genJetIdx", "i")],
-    ),  # fmt: skip
-    "Electron": (
-        1.2,
-        [("pt", "f12"), ("eta", "f12"), ("phi", "f12"), ("mass", "f10"), ("charge", "i"), ("dxy", "f10"),
-         ("dz", "f10"), ("pfRelIso03_all", "f10"), ("sip3d", "f10"), ("mvaFall17V2Iso", "f10"), ("cutBased", "i"),
-         ("deltaEtaSC", "f10"), ("hoe", "f10"), ("r9", "f10"), ("sieie", "f10"), ("mvaFall17V2Iso_WP90", "b")],
-    ),  # fmt: skip
-    "Muon": (
-        1.5,
-        [("pt", "f12"), ("eta", "f12"), ("phi", "f12"), ("mass", "f10"), ("charge", "i"), ("dxy", "f10"),
-         ("dz", "f10"), ("pfRelIso04_all", "f10"), ("sip3d", "f10"), ("tightId", "b"), ("mediumId", "b"),
-         ("looseId", "b"), ("nStations", "i"), ("nTrackerLayers", "i"), ("segmentComp", "f10"), ("ptErr", "f10")],
-    ),  # fmt: skip
-    "Photon": (
-        0.8,
-        [("pt", "f12"), ("eta", "f12"), ("phi", "f12"), ("hoe", "f10"), ("r9", "f10"), ("sieie", "f10"),
-         ("pfRelIso03_all", "f10"), ("cutBased", "i"), ("mvaID", "f10"), ("electronVeto", "b")],
-    ),  # fmt: skip
-    "Tau": (
-        0.7,
-        [("pt", "f12"), ("eta", "f12"), ("phi", "f12"), ("mass", "f10"), ("charge", "i"), ("decayMode", "i"),
-         ("idDeepTau2017v2p1VSjet", "i"), ("idDeepTau2017v2p1VSe", "i"), ("idDeepTau2017v2p1VSmu", "i"),
-         ("dz", "f10")],
-    ),  # fmt: skip
+# name: (mean multiplicity, "field:kind ..."); kind f<bits> (float keeping that many mantissa bits), i (int32),
+# b (bool), u (uint32), l (int64).
+_COLLECTIONS = {
+    "Jet": (5.0, "pt:f12 eta:f12 phi:f12 mass:f10 btagDeepFlavB:f10 btagDeepFlavCvL:f10 chEmEF:f10 chHEF:f10 "
+                 "neEmEF:f10 neHEF:f10 area:f10 rawFactor:f10 jetId:i puId:i nConstituents:i hadronFlavour:i "
+                 "partonFlavour:i genJetIdx:i"),
+    "Electron": (1.2, "pt:f12 eta:f12 phi:f12 mass:f10 charge:i dxy:f10 dz:f10 pfRelIso03_all:f10 sip3d:f10 "
+                      "mvaFall17V2Iso:f10 cutBased:i deltaEtaSC:f10 hoe:f10 r9:f10 sieie:f10 mvaFall17V2Iso_WP90:b"),
+    "Muon": (1.5, "pt:f12 eta:f12 phi:f12 mass:f10 charge:i dxy:f10 dz:f10 pfRelIso04_all:f10 sip3d:f10 tightId:b "
+                  "mediumId:b looseId:b nStations:i nTrackerLayers:i segmentComp:f10 ptErr:f10"),
+    "Photon": (0.8, "pt:f12 eta:f12 phi:f12 hoe:f10 r9:f10 sieie:f10 pfRelIso03_all:f10 cutBased:i mvaID:f10 "
+                    "electronVeto:b"),
+    "Tau": (0.7, "pt:f12 eta:f12 phi:f12 mass:f10 charge:i decayMode:i idDeepTau2017v2p1VSjet:i "
+                 "idDeepTau2017v2p1VSe:i idDeepTau2017v2p1VSmu:i dz:f10"),
 }
-SCALARS: list[tuple[str, str]] = [
-    ("run", "u"), ("luminosityBlock", "u"), ("event", "l"), ("MET_pt", "f12"), ("MET_phi", "f12"),
-    ("MET_sumEt", "f12"), ("MET_significance", "f10"), ("PuppiMET_pt", "f12"), ("PuppiMET_phi", "f12"),
-    ("PV_npvs", "i"), ("PV_npvsGood", "i"), ("PV_z", "f10"), ("fixedGridRhoFastjetAll", "f10"),
-    ("Pileup_nTrueInt", "f10"), ("genWeight", "f10"), ("L1PreFiringWeight_Nom", "f10"),
-    *((f"HLT_{name}", "b") for name in (
-        "IsoMu24", "IsoMu27", "Mu50", "Ele32_WPTight_Gsf", "Ele35_WPTight_Gsf", "Photon200", "PFJet500",
-        "PFHT1050", "PFMET120_PFMHT120_IDTight", "DoubleEle33_CaloIdL_MW", "Mu17_TrkIsoVVL_Mu8_TrkIsoVVL_DZ",
-        "Ele23_Ele12_CaloIdL_TrackIdL_IsoVL", "Mu23_TrkIsoVVL_Ele12_CaloIdL_TrackIdL_IsoVL_DZ", "PFHT890",
-    )),
-    *((f"Flag_{name}", "b") for name in ("goodVertices", "globalSuperTightHalo2016Filter", "HBHENoiseFilter",
-                                         "EcalDeadCellTriggerPrimitiveFilter", "BadPFMuonFilter", "eeBadScFilter")),
-]  # fmt: skip
+_SCALARS = (
+    "run:u luminosityBlock:u event:l MET_pt:f12 MET_phi:f12 MET_sumEt:f12 MET_significance:f10 PuppiMET_pt:f12 "
+    "PuppiMET_phi:f12 PV_npvs:i PV_npvsGood:i PV_z:f10 fixedGridRhoFastjetAll:f10 Pileup_nTrueInt:f10 genWeight:f10 "
+    "L1PreFiringWeight_Nom:f10 HLT_IsoMu24:b HLT_IsoMu27:b HLT_Mu50:b HLT_Ele32_WPTight_Gsf:b HLT_Ele35_WPTight_Gsf:b "
+    "HLT_Photon200:b HLT_PFJet500:b HLT_PFHT1050:b HLT_PFMET120_PFMHT120_IDTight:b HLT_DoubleEle33_CaloIdL_MW:b "
+    "HLT_Mu17_TrkIsoVVL_Mu8_TrkIsoVVL_DZ:b HLT_Ele23_Ele12_CaloIdL_TrackIdL_IsoVL:b "
+    "HLT_Mu23_TrkIsoVVL_Ele12_CaloIdL_TrackIdL_IsoVL_DZ:b HLT_PFHT890:b Flag_goodVertices:b "
+    "Flag_globalSuperTightHalo2016Filter:b Flag_HBHENoiseFilter:b Flag_EcalDeadCellTriggerPrimitiveFilter:b "
+    "Flag_BadPFMuonFilter:b Flag_eeBadScFilter:b"
+)
+
+
+def _fields(text: str) -> list[tuple[str, str]]:
+    return [tuple(item.split(":")) for item in text.split()]  # type: ignore[misc]
+
+
+COLLECTIONS: dict[str, tuple[float, list[tuple[str, str]]]] = {
+    name: (mean, _fields(text)) for name, (mean, text) in _COLLECTIONS.items()
+}
+SCALARS: list[tuple[str, str]] = _fields(_SCALARS)
 
 
 @dataclass(frozen=True)
@@ -118,7 +108,7 @@ def analysis_branches() -> list[str]:
     return chosen
 
 
-def _values(rng, kind: str, n: int):  # noqa: ANN001, ANN202
+def _values(rng: Any, kind: str, n: int) -> Any:
     import numpy as np
 
     if kind.startswith("f"):
@@ -137,7 +127,7 @@ def _values(rng, kind: str, n: int):  # noqa: ANN001, ANN202
     raise ValueError(kind)
 
 
-def _cluster(rng, events: int, first_event: int):  # noqa: ANN001, ANN202
+def _cluster(rng: Any, events: int, first_event: int) -> dict[str, Any]:
     import awkward as ak
     import numpy as np
 
@@ -154,7 +144,7 @@ def _cluster(rng, events: int, first_event: int):  # noqa: ANN001, ANN202
     return data
 
 
-def generate(params: Params, log=sys.stderr) -> Path:  # noqa: ANN001
+def generate(params: Params, log: TextIO = sys.stderr) -> Path:
     """The dataset's folder, generated first if not cached (complete or absent: written to a partial folder)."""
     import numpy as np
     import uproot
@@ -202,14 +192,11 @@ def needed_bytes(manifest: dict, branches: list[str], files: list[str] | None = 
 # -- the reader ------------------------------------------------------------------------------------------------------
 
 
-def read(urls: list[str], branches: list[str], go: bool) -> dict:
-    """Read `branches` of every file as an analysis does (all entries, into awkward arrays); with `go`, wait for a
-    line on stdin first (the benchmark starts readers together). Returns timings and the in-memory bytes."""
+def read(urls: list[str], branches: list[str]) -> dict:
+    """Read `branches` of every file as an analysis does (all entries, into awkward arrays). Returns timings and the
+    in-memory bytes."""
     import uproot
 
-    if go:
-        print("ready", flush=True)
-        sys.stdin.readline()
     start = time.time()
     events, nbytes = 0, 0
     for url in urls:
@@ -230,12 +217,19 @@ def main(argv: list[str] | None = None) -> int:
     rd = sub.add_parser("read")
     rd.add_argument("urls", nargs="+")
     rd.add_argument("--branches", required=True)
-    rd.add_argument("--go", action="store_true", help="print `ready` and wait for a line on stdin before reading")
+    sub.add_parser("serve", help="print `ready`, then for each JSON line {urls, branches} on stdin read and print")
     args = top.parse_args(argv)
     if args.command == "generate":
         print(generate(Params(total_mib=args.total_mib, files=args.files, cluster=args.cluster)))
+    elif args.command == "read":
+        print(json.dumps(read(args.urls, args.branches.split(","))), flush=True)
     else:
-        print(json.dumps(read(args.urls, args.branches.split(","), args.go)), flush=True)
+        import uproot  # noqa: F401  (imported before `ready`: a job's time is reading, not starting Python)
+
+        print("ready", flush=True)
+        for line in sys.stdin:
+            job = json.loads(line)
+            print(json.dumps(read(job["urls"], job["branches"])), flush=True)
     return 0
 
 

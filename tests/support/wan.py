@@ -207,8 +207,18 @@ def emulated_wan(rates: Rates = Rates(), nodes: int = 2, prefix: str | None = No
         Namespace(f"{prefix}-s"),
         [Namespace(f"{prefix}-n{i}") for i in range(1, nodes + 1)],
     )
+    names = {ORIGIN_ADDR: "origin.wan", SITE_ADDR: "cache.site"}
+    names |= {node_addr(i): f"node-{i}.site" for i in range(1, nodes + 1)}
+    hosts = f"127.0.0.1 localhost {socket.gethostname()}\n"
+    hosts += "".join(f"{addr} {name}\n" for addr, name in names.items())
     try:
         for ns in (wan.origin, wan.site, *wan.nodes):
+            # `ip netns exec` mounts /etc/netns/<name>/* over /etc: no name server there (the host's is out of
+            # reach, and every lookup would wait for its timeout), names of the emulated machines in hosts.
+            etc = Path("/etc/netns") / ns.name
+            etc.mkdir(parents=True, exist_ok=True)
+            (etc / "resolv.conf").write_text("options timeout:1 attempts:1\n")
+            (etc / "hosts").write_text(hosts)
             _run(["ip", "netns", "add", ns.name])
             wan._made.append(ns)
             ns.ip("link", "set", "lo", "up")
@@ -238,6 +248,8 @@ def emulated_wan(rates: Rates = Rates(), nodes: int = 2, prefix: str | None = No
     finally:
         for ns in reversed(wan._made):
             subprocess.run(["ip", "netns", "del", ns.name], capture_output=True, check=False)
+        for ns in (wan.origin, wan.site, *wan.nodes):
+            shutil.rmtree(Path("/etc/netns") / ns.name, ignore_errors=True)
 
 
 class Toxiproxy:
@@ -314,3 +326,53 @@ def run_toxiproxy(wan: Wan, tools: Path, workdir: Path, listen_port: int, origin
         stack.callback(proxy.stop)
         wan.toxiproxy = proxy
         yield proxy
+
+
+def measure_rate(sender: Namespace, receiver: Namespace, address: str, nbytes: int = 256 * 2**20) -> float:
+    """Throughput in bit/s of one TCP stream from `sender` to `receiver` (listening on `address`, port 5201):
+    what the link sustains on this machine, tbf and CPU included."""
+    ready, got, errors = threading.Event(), [], []
+    listener_box: list[socket.socket] = []
+
+    def listen() -> None:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((address, 5201))
+        s.listen(1)
+        listener_box.append(s)
+
+    receiver.call(listen)
+    listener = listener_box[0]
+
+    def receive() -> None:
+        try:
+            ready.set()
+            conn, _ = listener.accept()
+            with conn:
+                buf, total = bytearray(1 << 20), 0
+                start = time.perf_counter()
+                while n := conn.recv_into(buf):
+                    total += n
+                got.append(total * 8 / (time.perf_counter() - start))
+        except OSError as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=receive)
+    thread.start()
+    ready.wait()
+
+    def send() -> None:
+        with socket.create_connection((address, 5201), timeout=30) as conn:
+            chunk, sent = b"\0" * (1 << 20), 0
+            while sent < nbytes:
+                conn.sendall(chunk)
+                sent += len(chunk)
+
+    try:
+        sender.call(send)
+    finally:
+        thread.join(60)
+        listener.close()
+    if errors or not got:
+        raise RuntimeError(f"rate measurement failed: {errors}")
+    return got[0]
