@@ -343,9 +343,18 @@ def wan_runs(args: argparse.Namespace, dataset: Path, changes: dict[str, Any], c
         service = bench.issuer.mint(SCOPE, audience=audience, lifetime=7200, subject="node-cache")
         for i, ns in enumerate((n1, n2), 1):
             stack.enter_context(
-                run_node_cache(bench.cfg, node, work / f"node-cache-{i}", bench.ca, issuers=[bench.issuer],
-                               upstream_token=service, port=1094, netns=ns.name, host=node_addr(i))
-            )  # fmt: skip
+                run_node_cache(
+                    bench.cfg,
+                    node,
+                    work / f"node-cache-{i}",
+                    bench.ca,
+                    issuers=[bench.issuer],
+                    upstream_token=service,
+                    port=1094,
+                    netns=ns.name,
+                    host=node_addr(i),
+                )
+            )
         local = {r: f"root://{node_addr(1 if r in r1 else 2)}:1094/" for r in pairs}
         via_node = [(r, bench.urls(local[r], "a", files)) for r in pairs]
         with_nodes = [readers(bench, f"node caches, pass {p + 1}", via_node, 4 * needed) for p in range(passes)]
@@ -375,30 +384,41 @@ def figure(name: str, value: float, goal: str) -> None:
 
 def loopback_runs(args: argparse.Namespace, changes: dict[str, Any]) -> None:
     """bench_xcache.py's xrdcp comparison on loopback, with the same cache settings, and variants that take one cost
-    out at a time: TLS and tokens (token auth off), prefetching, and writes to disk (the cache on tmpfs)."""
+    out at a time: TLS and tokens (token auth off), writes to disk (the cache's disk on tmpfs), and the block size and
+    prefetch (the previous shipped values, 1m and 10). All variants run side by side and the repetitions interleave,
+    so a busy machine slows them alike; medians are printed."""
     import bench_xcache
 
-    size_mib, repeat = (8, 1) if args.quick else (256, 3)
+    size_mib, repeat = (8, 1) if args.quick else (256, args.loopback_repeat)
     variants: list[tuple[str, dict[str, Any], bool]] = [("as configured", changes, False)]
     if not args.quick:
         variants += [
             ("no token auth (no TLS)", {**changes, "tokenAuth": False}, False),
-            ("prefetch 0", {**changes, "prefetch": 0}, False),
             ("cache disk on tmpfs", changes, True),
+            ("no TLS, disk on tmpfs", {**changes, "tokenAuth": False}, True),
+            ("blocks 1m, prefetch 10", {**changes, "blockSize": "1m", "prefetch": 10}, False),
         ]
     print(
-        f"loopback xrdcp ({size_mib} MiB random files, {repeat} repetition(s); direct = plain root:// to the origin):"
+        f"loopback xrdcp ({size_mib} MiB random files, {repeat} repetition(s) interleaved; direct = plain root:// "
+        f"to the origin, a read before and after):"
     )
-    for name, variant, tmpfs in variants:
-        with bench_xcache.loopback(variant, tmpfs=tmpfs) as site:
-            bench_xcache.timed_read(
-                site.cache.server.url(site.origin.add_file("bench/warm-up", size=4096)), site.cache_env
-            )
-            rounds = [bench_xcache.measure(site, size_mib * 2**20, i) for i in range(repeat)]
-        cold = statistics.median(r.cold / r.direct for r in rounds)
-        warm = statistics.median(r.warm / r.direct for r in rounds)
-        direct = statistics.median(r.direct for r in rounds)
-        print(f"  {name:<24} cold/direct ratio {cold:5.2f}  warm/direct ratio {warm:5.2f}  (direct {direct:.3f} s)")
+    with ExitStack() as stack:
+        sites = [stack.enter_context(bench_xcache.loopback(variant, tmpfs=tmpfs)) for _, variant, tmpfs in variants]
+        for site in sites:
+            warm_up = site.origin.add_file("bench/warm-up", size=4096)
+            bench_xcache.timed_read(site.cache.server.url(warm_up), site.cache_env)
+        rounds: list[list[Any]] = [[] for _ in variants]
+        for i in range(repeat):
+            for k, site in enumerate(sites):
+                rounds[k].append(bench_xcache.measure(site, size_mib * 2**20, i))
+    for (name, _, _), runs in zip(variants, rounds, strict=True):
+        cold = statistics.median(r.cold / r.direct for r in runs)
+        warm = statistics.median(r.warm / r.direct for r in runs)
+        direct = statistics.median(r.direct for r in runs)
+        print(
+            f"  {name:<24} cold/direct ratio {cold:5.2f}  warm/direct ratio {warm:5.2f}  (direct {direct:.3f} s, "
+            f"{size_mib / direct:.0f} MiB/s)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -413,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     top.add_argument("--ram", help="af:cache.ram for this run")
     top.add_argument("--cache-env", action="append", default=[], help="NAME=value in the site cache's environment")
     top.add_argument("--skip-loopback", action="store_true")
+    top.add_argument("--loopback-repeat", type=int, default=5, help="xrdcp repetitions per loopback variant")
     top.add_argument("--skip-wan", action="store_true")
     args = top.parse_args(argv)
     # A stopped run still removes its namespaces, servers and files.
