@@ -450,12 +450,18 @@ def main(argv: list[str] | None = None) -> int:
         else agc_workload.Params(total_mib=args.total_mib)
     )
     print(f"bench_cache_wan: {'quick ' if args.quick else ''}run; cache changes {changes or 'none'}", flush=True)
+    print(f"  load average at start {load()} (the machine is shared: other work slows runs unevenly)", flush=True)
     if not args.skip_wan:
         dataset = agc_workload.generate(params)
         wan_runs(args, dataset, changes, cache_env)
     if not args.skip_loopback:
         loopback_runs(args, changes)
+    print(f"  load average at end {load()}")
     return 0
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":
