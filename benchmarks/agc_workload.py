@@ -195,8 +195,11 @@ def needed_bytes(manifest: dict, branches: list[str], files: list[str] | None = 
 def read(urls: list[str], branches: list[str]) -> dict:
     """Read `branches` of every file as an analysis does (all entries, into awkward arrays). Returns timings and the
     in-memory bytes."""
+    import resource
+
     import uproot
 
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     start = time.time()
     events, nbytes = 0, 0
     for url in urls:
@@ -204,7 +207,9 @@ def read(urls: list[str], branches: list[str]) -> dict:
             arrays = f[TREE].arrays(branches, how=dict)
             events += len(next(iter(arrays.values())))
             nbytes += sum(a.nbytes if hasattr(a, "nbytes") else 0 for a in arrays.values())
-    return {"start": start, "end": time.time(), "events": events, "array_bytes": nbytes, "files": len(urls)}
+    end, after = time.time(), resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime - usage.ru_utime + after.ru_stime - usage.ru_stime
+    return {"start": start, "end": end, "cpu": cpu, "events": events, "array_bytes": nbytes, "files": len(urls)}
 
 
 def main(argv: list[str] | None = None) -> int:

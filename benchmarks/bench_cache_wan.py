@@ -118,8 +118,13 @@ class Bench:
         return agc_workload.needed_bytes(self.manifest, self.branches, list(files))
 
 
-def settle(read: Any, quiet: float = 0.5, timeout: float = 30) -> int:
+QUIET = 0.5
+"""Seconds a byte counter must stand still before it is read (0.2 in the smoke run)."""
+
+
+def settle(read: Any, quiet: float | None = None, timeout: float = 30) -> int:
     """A counter's value once it stopped moving for `quiet` seconds (a cache may still be writing or fetching)."""
+    quiet = QUIET if quiet is None else quiet
     last, since, deadline = read(), time.monotonic(), time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.1)
@@ -174,9 +179,11 @@ def readers(bench: Bench, name: str, plan: Sequence[tuple[Reader, list[str]]], n
     origin_bytes = settle(wan.origin_sent) - origin0
     run = Run(name, wall, results, origin_bytes, wan.site_sent_to_nodes() - lan0, needed)
     bench.runs[name] = run
+    cpu = sum(r["cpu"] for r in results)
     print(
         f"  {name:<24} wall {wall:7.2f} s  {run.throughput:7.1f} MiB/s  origin sent {origin_bytes / 2**20:8.1f} MiB"
-        f"  site sent to nodes {run.lan_bytes / 2**20:8.1f} MiB  ({len(plan)} reader(s))",
+        f"  site sent to nodes {run.lan_bytes / 2**20:8.1f} MiB  {len(plan)} reader(s): CPU {cpu:6.1f} s"
+        f" ({cpu / wall / (os.cpu_count() or 1):4.0%} of the machine)",
         flush=True,
     )
     return run
@@ -436,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     top.add_argument("--loopback-repeat", type=int, default=5, help="xrdcp repetitions per loopback variant")
     top.add_argument("--skip-wan", action="store_true")
     args = top.parse_args(argv)
+    global QUIET
+    QUIET = 0.2 if args.quick else QUIET
     # A stopped run still removes its namespaces, servers and files.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     changes = {

@@ -155,7 +155,13 @@ def _served_lines(cfg: FacilityConfig, runtime: CacheRuntime) -> list[str]:
     """How clients reach a cache and what they must present: monitoring, TLS, token auth, HTTPS; the same for the
     site cache and a node cache."""
     cache = cfg.cache
-    lines: list[str] = []
+    lines: list[str] = [
+        "",
+        "# Reads are served synchronously. XRootD 5.5's async path cuts a read into small segments, each",
+        "# its own cache lookup: cold xrdcp through the cache took 4.2x the direct read without TLS, 1.75x",
+        "# with this (benchmarks/bench_cache_wan.py); links with TLS are synchronous anyway.",
+        "xrootd.async off",
+    ]
     if runtime.report_port is not None:
         lines += ["", *monitoring_lines(runtime.report_port, runtime.report_seconds)]
     if cache.token_auth or runtime.https_port is not None:
