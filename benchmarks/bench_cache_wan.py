@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -110,6 +111,19 @@ class Bench:
     origin_url: str
     cache_url: str
     runs: dict[str, Run] = field(default_factory=dict)
+    servers: dict[str, int] = field(default_factory=dict)
+    """Process ids of the servers whose CPU time each run reports (origin, Toxiproxy, caches)."""
+
+    def server_cpu(self) -> float:
+        """CPU seconds the servers used so far (from /proc: user and system time)."""
+        total = 0
+        for pid in self.servers.values():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
 
     def urls(self, base: str, subset: str, files: Sequence[str]) -> list[str]:
         return [f"{base}/{EXPORT}/agc/{subset}/{f}" for f in files]
@@ -171,7 +185,7 @@ class Reader:
 def readers(bench: Bench, name: str, plan: Sequence[tuple[Reader, list[str]]], needed: int) -> Run:
     """Hand each reader its files at once, and collect what they report."""
     wan = bench.wan
-    origin0, lan0 = settle(wan.origin_sent), wan.site_sent_to_nodes()
+    origin0, lan0, servers0 = settle(wan.origin_sent), wan.site_sent_to_nodes(), bench.server_cpu()
     for reader, urls in plan:
         reader.submit(urls, bench.branches)
     results = [reader.result() for reader, _ in plan]
@@ -179,11 +193,11 @@ def readers(bench: Bench, name: str, plan: Sequence[tuple[Reader, list[str]]], n
     origin_bytes = settle(wan.origin_sent) - origin0
     run = Run(name, wall, results, origin_bytes, wan.site_sent_to_nodes() - lan0, needed)
     bench.runs[name] = run
-    cpu = sum(r["cpu"] for r in results)
+    cpu, servers = sum(r["cpu"] for r in results), bench.server_cpu() - servers0
     print(
-        f"  {name:<24} wall {wall:7.2f} s  {run.throughput:7.1f} MiB/s  origin sent {origin_bytes / 2**20:8.1f} MiB"
-        f"  site sent to nodes {run.lan_bytes / 2**20:8.1f} MiB  {len(plan)} reader(s): CPU {cpu:6.1f} s"
-        f" ({cpu / wall / (os.cpu_count() or 1):4.0%} of the machine)",
+        f"  {name:<24} wall {wall:6.2f} s {run.throughput:6.1f} MiB/s  origin sent {origin_bytes / 2**20:6.1f} MiB"
+        f"  site sent to nodes {run.lan_bytes / 2**20:7.1f} MiB  {len(plan)} reader(s)  CPU: readers {cpu:5.1f} s,"
+        f" servers {servers:5.1f} s, {(cpu + servers) / wall / (os.cpu_count() or 1):4.0%} of the machine",
         flush=True,
     )
     return run
@@ -255,7 +269,7 @@ def facility(
         origin = stack.enter_context(
             run_origin(work / "origin", port=1094, export=EXPORT, netns=wan.origin.name, host=ORIGIN_ADDR)
         )
-        stack.enter_context(run_toxiproxy(wan, tools, work / "toxiproxy", TOXIPROXY_PORT, origin.server.port))
+        proxy = stack.enter_context(run_toxiproxy(wan, tools, work / "toxiproxy", TOXIPROXY_PORT, origin.server.port))
         upstream = f"{ORIGIN_ADDR}:{TOXIPROXY_PORT}"
         cfg = stack_cache_config(STACK, upstream, [issuer.url], base_path=EXPORT, changes=changes)
         cache = stack.enter_context(
@@ -268,6 +282,8 @@ def facility(
         branches = agc_workload.analysis_branches()
         origin_url, cache_url = f"root://{upstream}/", f"root://{SITE_ADDR}:1094/"
         bench = Bench(wan, ca, issuer, cfg, token, manifest, branches, files, origin_url, cache_url)
+        pids = (origin.server.process.pid, proxy.process.pid, cache.server.process.pid)
+        bench.servers = dict(zip(("origin", "toxiproxy", "site cache"), pids, strict=True))
         yield bench, cache, stack, work
 
 
@@ -349,7 +365,7 @@ def wan_runs(args: argparse.Namespace, dataset: Path, changes: dict[str, Any], c
         audience = bench.cfg.cache.audiences[0]
         service = bench.issuer.mint(SCOPE, audience=audience, lifetime=7200, subject="node-cache")
         for i, ns in enumerate((n1, n2), 1):
-            stack.enter_context(
+            node_cache = stack.enter_context(
                 run_node_cache(
                     bench.cfg,
                     node,
@@ -362,6 +378,7 @@ def wan_runs(args: argparse.Namespace, dataset: Path, changes: dict[str, Any], c
                     host=node_addr(i),
                 )
             )
+            bench.servers[f"node cache {i}"] = node_cache.server.process.pid
         local = {r: f"root://{node_addr(1 if r in r1 else 2)}:1094/" for r in pairs}
         via_node = [(r, bench.urls(local[r], "a", files)) for r in pairs]
         with_nodes = [readers(bench, f"node caches, pass {p + 1}", via_node, 4 * needed) for p in range(passes)]
@@ -418,14 +435,43 @@ def loopback_runs(args: argparse.Namespace, changes: dict[str, Any]) -> None:
         for i in range(repeat):
             for k, site in enumerate(sites):
                 rounds[k].append(bench_xcache.measure(site, size_mib * 2**20, i))
-    for (name, _, _), runs in zip(variants, rounds, strict=True):
+        # Where the time goes on a machine this small: CPU seconds of origin, cache and xrdcp for each read.
+        cpu = [cpu_per_read(bench_xcache, site, size_mib * 2**20) for site in sites]
+    for (name, _, _), runs, used in zip(variants, rounds, cpu, strict=True):
         cold = statistics.median(r.cold / r.direct for r in runs)
         warm = statistics.median(r.warm / r.direct for r in runs)
         direct = statistics.median(r.direct for r in runs)
         print(
             f"  {name:<24} cold/direct ratio {cold:5.2f}  warm/direct ratio {warm:5.2f}  (direct {direct:.3f} s, "
-            f"{size_mib / direct:.0f} MiB/s)"
+            f"{size_mib / direct:.0f} MiB/s); CPU s direct {used['direct']:.2f} cold {used['cold']:.2f} "
+            f"warm {used['warm']:.2f}"
         )
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a running process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_read(bench_xcache: Any, site: Any, size: int) -> dict[str, float]:
+    """CPU seconds that origin, cache and the xrdcp client spend on one direct, cold and warm read of a new file."""
+    path = site.origin.add_file(f"bench/cpu-{time.monotonic_ns()}.bin", size=size)
+    pids = (site.origin.server.process.pid, site.cache.server.process.pid)
+    used = {}
+    for label, url, env in (
+        ("direct", site.origin.server.url(path), None),
+        ("cold", site.cache.server.url(path), site.cache_env),
+        ("warm", site.cache.server.url(path), site.cache_env),
+    ):
+        before = sum(proc_cpu(p) for p in pids), resource.getrusage(resource.RUSAGE_CHILDREN)
+        bench_xcache.timed_read(url, env)
+        if label == "cold":  # the cache may still be writing the last blocks
+            time.sleep(0.5)
+        after = sum(proc_cpu(p) for p in pids), resource.getrusage(resource.RUSAGE_CHILDREN)
+        client = after[1].ru_utime + after[1].ru_stime - before[1].ru_utime - before[1].ru_stime
+        used[label] = after[0] - before[0] + client
+    return used
 
 
 def main(argv: list[str] | None = None) -> int:
