@@ -185,7 +185,9 @@ class Reader:
 def readers(bench: Bench, name: str, plan: Sequence[tuple[Reader, list[str]]], needed: int) -> Run:
     """Hand each reader its files at once, and collect what they report."""
     wan = bench.wan
-    origin0, lan0, servers0 = settle(wan.origin_sent), wan.site_sent_to_nodes(), bench.server_cpu()
+    # The previous run waited for the counter to settle; the first waits here.
+    origin0 = wan.origin_sent() if bench.runs else settle(wan.origin_sent)
+    lan0, servers0 = wan.site_sent_to_nodes(), bench.server_cpu()
     for reader, urls in plan:
         reader.submit(urls, bench.branches)
     results = [reader.result() for reader, _ in plan]
