@@ -71,8 +71,8 @@ from support.xrootd import (  # noqa: E402
     stack_cache_config,
 )
 
-from components.config import FacilityConfig  # noqa: E402
-from components.xcacheconf import NodeCache  # noqa: E402
+from components.cache.xrootd import NodeCache  # noqa: E402
+from components.config.facility import FacilityConfig  # noqa: E402
 
 STACK = "cms-bari"
 EXPORT = "/store"
