@@ -9,8 +9,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # cloud-init: `cloud-init schema` checks the rendered user-data. XRootD: the cache's config is
 # run by a real xrootd, and the credential sidecar's xrdgsiproxy makes a real proxy. systemd and
 # gpg: `systemd-analyze verify` checks GPU nodes' units, gpg runs their signing-key check.
-# graphviz: `afctl graph` draws a stack with its `dot`.
-DEBS := cloud-init xrootd-server xrootd-client xrootd-scitokens-plugins systemd gpg graphviz
+# graphviz: `afctl graph` draws a stack with its `dot`. iproute2: `ip` and `tc` emulate the WAN of
+# bench_cache_wan.py and its smoke test.
+DEBS := cloud-init xrootd-server xrootd-client xrootd-scitokens-plugins systemd gpg graphviz iproute2
 STACK ?= dev
 # configurable-http-proxy: the real proxy of the JupyterHub integration tests, pinned in
 # tests/support/package-lock.json. npm comes with nodejs from Debian (or NodeSource).
