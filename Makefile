@@ -9,14 +9,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # cloud-init: `cloud-init schema` checks the rendered user-data. XRootD: the cache's config is
 # run by a real xrootd, and the credential sidecar's xrdgsiproxy makes a real proxy. systemd and
 # gpg: `systemd-analyze verify` checks GPU nodes' units, gpg runs their signing-key check.
-# graphviz: `afctl graph` draws a stack with its `dot`.
-DEBS := cloud-init xrootd-server xrootd-client xrootd-scitokens-plugins systemd gpg graphviz
+# graphviz: `afctl graph` draws a stack with its `dot`. iproute2: `ip` and `tc` emulate the WAN of
+# bench_cache_wan.py and its smoke test.
+DEBS := cloud-init xrootd-server xrootd-client xrootd-scitokens-plugins systemd gpg graphviz iproute2
 STACK ?= dev
 # configurable-http-proxy: the real proxy of the JupyterHub integration tests, pinned in
 # tests/support/package-lock.json. npm comes with nodejs from Debian (or NodeSource).
 CHP := tests/support/node_modules/.bin/configurable-http-proxy
 
-.PHONY: preview test lint bench system-deps venv clean autoscaler-image
+.PHONY: preview test lint bench system-deps venv clean autoscaler-image wan-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,10 +47,16 @@ preview: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) system-deps $(CHP) lint
+test: $(STAMP) system-deps $(CHP) wan-tools lint
 	$(PY) -m pytest
 
-bench: $(STAMP) system-deps
+# Toxiproxy, the WAN latency of bench_cache_wan.py and its smoke test, from the pinned module in tools/wan (built
+# once into a cache outside the work tree; Go needed the first time).
+wan-tools:
+	@tools/go-tools tools/wan >/dev/null
+
+# bench_cache_wan.py needs root (network namespaces, tc); the others run as anyone.
+bench: $(STAMP) system-deps wan-tools
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # The autoscaler's controller image; push it and set af:autoscaler.image to it.
