@@ -13,8 +13,10 @@ from .condor import Condor
 from .config import FacilityConfig
 from .config.gpu import deploys_device_plugin
 from .cvmfs import Cvmfs
+from .dask.component import Dask
+from .dask.gateway import ClusterSite
 from .gpu import DevicePlugin
-from .hub import Hub
+from .hub import Hub, hub_site
 from .monitoring import Monitoring
 from .network import Network
 from .offload import Offload
@@ -35,6 +37,7 @@ class Facility(pulumi.ComponentResource):
     cache: XCache | None
     condor: Condor | None
     offload: Offload | None
+    dask: Dask | None
     hub_url: str | None
 
     def __init__(self, name: str, cfg: FacilityConfig, stack: str, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -81,7 +84,15 @@ class Facility(pulumi.ComponentResource):
         self.offload = Offload(f"{name}-offload", cfg, provider, layer) if cfg.offload.gateways else None
         if cfg.monitoring.enabled:
             Monitoring(f"{name}-monitoring", cfg, provider, layer)
-        self.hub = Hub(f"{name}-hub", cfg, provider, self.cvmfs, certs, layer) if cfg.hub.enabled else None
+        self.dask = None
+        if cfg.dask.enabled:
+            # Clusters run in the notebooks' environment: their image, files, CA and /cvmfs.
+            nb = hub_site(cfg)
+            site = ClusterSite(nb.extra_env, nb.extra_files, nb.trust_internal_ca, nb.cvmfs, (cfg.hub.notebook_image,))
+            self.dask = Dask(f"{name}-dask", cfg, provider, site, certs, self.cvmfs, layer)
+        self.hub = (
+            Hub(f"{name}-hub", cfg, provider, self.cvmfs, certs, layer, dask=self.dask) if cfg.hub.enabled else None
+        )
         self.hub_url = self.hub.url if self.hub else None
         self.register_outputs(
             {

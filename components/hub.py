@@ -13,6 +13,7 @@ from .condor import client_env as condor_client_env
 from .condor import client_files as condor_client_files
 from .config import FacilityConfig
 from .cvmfs import Cvmfs
+from .dask.component import Dask
 from .hubvalues import CLUSTER_ISSUER, HUB_SECRET, TLS_SECRET, HubSite, hub_values
 from .workloads import layer_namespace
 from .xcache import client_env as xcache_client_env
@@ -61,6 +62,7 @@ class Hub(pulumi.ComponentResource):
         cvmfs: Cvmfs | None,
         certs: CertManager | None,
         opts: pulumi.ResourceOptions | None = None,
+        dask: Dask | None = None,
     ) -> None:
         super().__init__("af:index:Hub", name, None, opts)
         assert cfg.identity is not None and cfg.identity.client_secret is not None, "checked by cross_checks"
@@ -81,6 +83,8 @@ class Hub(pulumi.ComponentResource):
         waits: list[pulumi.Resource] = [secret, *self._certificate(name, cfg, provider, certs, ns_opts)]
         if cvmfs is not None:
             waits.append(cvmfs.claim(f"{name}-cvmfs", NAMESPACE, parent=self))
+        if dask is not None:  # the gateway's service token, for hub.extraEnv
+            waits.append(dask.hub_token_secret(f"{name}-dask-token", NAMESPACE, ns_opts))
         site = hub_site(cfg)
         if site.trust_internal_ca:
             assert certs is not None, "the cache's and the pool's TLS come from the internal CA"

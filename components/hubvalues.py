@@ -13,6 +13,7 @@ from .cluster import LABEL_PREFIX, SYSTEM_NODES, role_nodes
 from .config import GPU_TAINT_KEY, FacilityConfig, GpuSpec, NodeGroup
 from .config.interactive import GpuProfile, NotebookProfile
 from .cvmfs import CLAIM, MOUNT
+from .dask.hub import apply_hub_values as apply_dask_values
 from .shipped import shipped
 from .workloads import resources
 
@@ -160,7 +161,7 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
     ingress_annotations = {}
     if hub.tls.mode == "cert-manager":
         ingress_annotations["cert-manager.io/cluster-issuer"] = CLUSTER_ISSUER
-    return {
+    values = {
         "hub": {
             "config": {
                 "JupyterHub": {
@@ -265,3 +266,6 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
             }
         },
     }
+    if cfg.dask.enabled:
+        apply_dask_values(values, cfg, site.host)
+    return values

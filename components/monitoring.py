@@ -23,6 +23,7 @@ from .cluster import SYSTEM_NODES
 from .condor import NAMESPACE as CONDOR_NAMESPACE
 from .config import FacilityConfig
 from .config.gpu import deploys_device_plugin
+from .dask.monitoring import scrape_jobs as dask_scrape_jobs
 from .gpu import GPU_NODES, GPU_TOLERATION
 from .workloads import layer_namespace, resources
 from .xcache import NAMESPACE as CACHE_NAMESPACE
@@ -91,6 +92,7 @@ def scrape_configs(cfg: FacilityConfig) -> list[dict[str, Any]]:
         )
     if gpu_metrics(cfg):
         jobs.append(_pods("dcgm-exporter", NAMESPACE, "dcgm-exporter"))
+    jobs.extend(dask_scrape_jobs(cfg))
     interval = f"{cfg.monitoring.scrape_seconds}s"
     return [{**job, "scrape_interval": interval} for job in jobs]
 

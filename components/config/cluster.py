@@ -8,7 +8,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, SecretStr, model_valida
 
 from .base import Cidr, DnsLabel, Sha256, StrictModel
 
-NodeRole = Literal["system", "interactive", "batch", "cache"]
+NodeRole = Literal["system", "interactive", "batch", "cache", "dask"]
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
 MIG_COMPUTE_SLICES = 7
@@ -117,7 +117,7 @@ class NodeGroup(StrictModel):
     """Glance image of the group's VMs, for example a GPU-ready image with the NVIDIA driver;
     omit to use `af:site.image` (mode `openstack`)."""
     roles: list[NodeRole] = Field(default_factory=lambda: ["system"], min_length=1)
-    """Workloads the group hosts: system services, notebooks, batch workers, caches."""
+    """Workloads the group hosts: system services, notebooks, batch workers, caches, Dask workers."""
     labels: dict[str, str] = Field(default_factory=dict)
     """Extra Kubernetes node labels."""
     taints: list[Taint] = Field(default_factory=list)

@@ -19,6 +19,9 @@ from .offload import Offload
 from .policy import PolicySettings
 from .site import Site
 
+# Last: the Dask layer's models import the sections above.
+from ..dask.config import Dask, dask_problems  # isort: skip
+
 
 class FacilityConfig(StrictModel):
     """Everything a facility is: the `af:*` keys of a stack, after profiles are merged."""
@@ -51,6 +54,8 @@ class FacilityConfig(StrictModel):
     """Inputs of the policy pack: production or not, enforcement levels, public ports."""
     monitoring: Monitoring = Field(default_factory=Monitoring)
     """Prometheus, Grafana and the facility's dashboards."""
+    dask: Dask = Field(default_factory=Dask)
+    """Dask Gateway: Dask clusters from the notebook, limited by IAM group."""
 
 
 @dataclass(frozen=True)
@@ -510,4 +515,5 @@ def cross_checks(cfg: FacilityConfig) -> list[Problem]:
         *_condor_problems(cfg),
         *_autoscaler_problems(cfg),
         *_offload_problems(cfg),
+        *dask_problems(cfg),
     ]
