@@ -1,0 +1,285 @@
+"""Dask Gateway end to end, with real components: a real dask-gateway-server (the pinned PyPI
+release) running the program's rendered gateway configuration (JupyterHub auth, the options
+handler with the limits per IAM group, the idle timeout), only its Kubernetes backend replaced by
+the local-process one; behind the real JupyterHub with the program's hub values, logging users
+in through the IAM-like OIDC issuer (over HTTPS); workers reading a ROOT file with uproot through
+the real XCache from the rendered cache config, with the user's token.
+
+Only addresses are made local: the issuer's, the cache's origin, the gateway's. The test's own
+config changes are a short idle timeout and small limits for /cms, so that caps show with two
+workers; users' tokens carry `storage.read:/` (the scope the cache checks)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import pytest
+import requests
+import uproot
+from conftest import stack_values
+from dask_gateway import Gateway, GatewayCluster, JupyterHubAuth
+from dask_gateway.client import GatewayClusterError, GatewayWarning
+from support.dask_gateway import free_ports, run_gateway
+from support.dask_tasks import branch_sum, token_file
+from support.hub import Hub, login, run_hub
+from support.oidc import TestIssuer
+from support.xrootd import SYSTEM_CA_BUNDLE, Cache, TestCA, run_cache, run_origin, scratch_dir
+
+from components.config import FacilityConfig, build_config
+from components.dask.files import HERE as DASK_FILES
+from components.dask.gateway import SERVICE, ClusterSite, extra_config, gateway_settings
+from components.dask.hub import PRELOAD, SERVER_TOKEN_SCOPES as DASK_SCOPES
+from components.dask.hub import notebook_dask_config
+from components.hub import hub_site
+from components.hubfiles import HERE as HUBFILES
+from components.hubvalues import SERVER_TOKEN_SCOPES, hub_values
+
+pytestmark = pytest.mark.daemon
+
+STACK = "cms-bari"
+CLIENT_ID = "cms-analysis-facility"
+CLIENT_SECRET = secrets.token_urlsafe(24)
+GATEWAY_TOKEN = secrets.token_hex(32)
+HUB_ENV = {
+    "OAUTH_CLIENT_SECRET": CLIENT_SECRET,
+    "AF_COOKIE_SECRET": secrets.token_hex(32),
+    "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32),
+    "AF_DASK_GATEWAY_TOKEN": GATEWAY_TOKEN,
+}
+USERS = {"alice": ["/cms"], "carol": ["/atlas"], "dave": ["/cms/af-admins"]}
+LIMITS = {"cores": 8, "memoryGib": 12, "workersPerCluster": 2, "clustersPerUser": 2}
+IDLE_MINUTES = 0.15  # 9 s
+ROOT_PATH = "/store/mc/RunIII/events.root"
+N_EVENTS = 200_000
+
+
+@dataclass
+class Site:
+    cfg: FacilityConfig
+    hub: Hub
+    issuer: TestIssuer
+    gateway: Any
+    cache: Cache
+    ca: TestCA
+    work: Path
+    expected_sum: float
+
+    def notebook(self, user: str) -> dict[str, str]:
+        """Log `user` in and give them what their notebook would have: the server's API token
+        (with the scopes the hub gives notebooks) and the IAM token file af_token.py writes."""
+        session = requests.Session()
+        session.trust_env = False  # REQUESTS_CA_BUNDLE would replace the test CA
+        session.verify = str(self.ca.pem)
+        page = login(session, self.hub, self.issuer, user)
+        assert page.status_code == 200, page.text[-300:]
+        scopes = [*SERVER_TOKEN_SCOPES, *DASK_SCOPES]
+        made = self.hub.admin("POST", f"users/{user}/tokens", json={"scopes": scopes, "note": "server"})
+        assert made.status_code == 201, made.text
+        token = made.json()["token"]
+        token_file = self.work / f"{user}-bearer-token"
+        env = {
+            "PATH": os.environ["PATH"],
+            "JUPYTERHUB_API_URL": self.hub.url + "/hub/api",
+            "JUPYTERHUB_API_TOKEN": token,
+            "JUPYTERHUB_USER": user,
+            "BEARER_TOKEN_FILE": str(token_file),
+        }
+        subprocess.run([sys.executable, str(HUBFILES / "af_token.py"), "--once"], env=env, check=True, timeout=30)
+        return env
+
+
+def _config(issuer_url: str, origin: str) -> FacilityConfig:
+    values, secret = stack_values(STACK)
+    identity = values["identity"]
+    identity["issuer"] = issuer_url
+    identity["scopes"] = ["openid", "profile", "email", "offline_access", "wlcg", "wlcg.groups", "storage.read:/"]
+    values["cache"] = {
+        **values["cache"],
+        "origin": origin,
+        "issuers": [{"issuer": issuer_url, "basePath": "/store"}],
+        "audiences": [CLIENT_ID],
+    }
+    values["dask"]["idleTimeoutMinutes"] = IDLE_MINUTES
+    values["dask"]["limits"] = {"/cms": LIMITS}  # merged over the profile's: /cms/ml keeps its own
+    return build_config(values, secret)
+
+
+def _root_file(path: Path) -> float:
+    rng = np.random.default_rng(17)
+    pt = rng.exponential(25.0, N_EVENTS)
+    with uproot.recreate(path) as out:
+        out["Events"] = {"pt": pt, "n": rng.integers(0, 5, N_EVENTS).astype(np.int32)}
+    return float(pt.sum())
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Iterator[Site]:
+    with ExitStack() as stack:
+        work = stack.enter_context(scratch_dir("dask-e2e-"))
+        ca = TestCA(work / "ca")
+        issuer = stack.enter_context(TestIssuer(ca=ca))
+        for user, groups in USERS.items():
+            issuer.add_user(user, groups=groups)
+        origin = stack.enter_context(run_origin(work / "origin", export="/store"))
+        local = work / "events.root"
+        expected = _root_file(local)
+        origin.add_file(ROOT_PATH.removeprefix("/store/"), local.read_bytes())
+        cfg = _config(issuer.url, origin.address)
+        cache = stack.enter_context(run_cache(cfg, work / "cache", ca, issuers=[issuer]))
+
+        api_port, proxy_port = free_ports(2)
+        gateway_url = f"http://127.0.0.1:{proxy_port}"
+        values = hub_values(cfg, hub_site(cfg))
+        values["custom"]["af"]["dask"] |= {"gatewayUrl": gateway_url, "serviceUrl": gateway_url}
+        bundle = work / "ca-bundle.pem"
+        bundle.write_bytes(SYSTEM_CA_BUNDLE.read_bytes() + b"\n" + ca.pem.read_bytes())
+        values["hub"]["extraEnv"]["SSL_CERT_FILE"] = str(bundle)  # the hub trusts the issuer's CA
+        hub = stack.enter_context(run_hub(values, HUB_ENV, tmp_path_factory.mktemp("hub")))
+        issuer.add_client(CLIENT_ID, CLIENT_SECRET, [hub.oauth_callback_url])
+
+        notebook = hub_site(cfg)
+        clusters = ClusterSite(notebook.extra_env, notebook.extra_files, True, True, (cfg.hub.notebook_image,))
+        plugins = work / "no-plugins"
+        plugins.mkdir()
+        gateway = stack.enter_context(
+            run_gateway(
+                extra_config(gateway_settings(cfg, clusters)),
+                hub.url + "/hub/api",
+                GATEWAY_TOKEN,
+                SERVICE,
+                work / "gateway",
+                env={
+                    "X509_CERT_DIR": str(ca.cert_dir),
+                    "XRD_PLUGINCONFDIR": str(plugins),
+                    "PYTHONPATH": str(Path(__file__).parent),
+                },
+                ports=(api_port, proxy_port),
+            )
+        )
+        yield Site(cfg, hub, issuer, gateway, cache, ca, work, expected)
+
+
+@pytest.fixture
+def alice(site: Site, monkeypatch) -> dict[str, str]:
+    """The test process as alice's notebook: her environment and the notebooks' Dask config
+    (only the gateway's addresses and the preload's path made local)."""
+    env = site.notebook("alice")
+    for key in ("JUPYTERHUB_API_TOKEN", "JUPYTERHUB_USER", "BEARER_TOKEN_FILE", "JUPYTERHUB_API_URL"):
+        monkeypatch.setenv(key, env[key])
+    monkeypatch.setenv("JUPYTER_IMAGE_SPEC", site.cfg.hub.notebook_image)
+    config = notebook_dask_config(site.cfg, "hub.example.org")
+    config["gateway"] |= {"address": site.gateway.url, "proxy-address": site.gateway.proxy_address}
+    assert config["distributed"]["client"]["preload"] == [PRELOAD]
+    config["distributed"]["client"]["preload"] = [str(DASK_FILES / "af_dask_token.py")]
+    with dask.config.set(_dotted(config)):  # as a file in /etc/dask would: merged over the defaults
+        yield env
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat |= _dotted(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _stop_all(gateway: Gateway) -> None:
+    for report in gateway.list_clusters():
+        gateway.stop_cluster(report.name)
+
+
+def test_a_login_group_member_computes_on_two_workers_through_the_cache(site: Site, alice) -> None:
+    start = time.monotonic()
+    with GatewayCluster() as cluster:  # no arguments: the notebook's Dask config
+        assert cluster.dashboard_link.startswith("https://hub.example.org/services/dask-gateway/clusters/")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cluster.scale(3)
+        capped = [str(w.message) for w in caught if issubclass(w.category, GatewayWarning)]
+        assert capped and "limit of 2 workers" in capped[0], capped
+        client = cluster.get_client()
+        client.wait_for_workers(2, timeout=120)
+        assert len(client.scheduler_info()["workers"]) == 2
+        url = f"root://127.0.0.1:{site.cache.runtime.port}/{ROOT_PATH}"
+        sums = client.gather([client.submit(branch_sum, url, pure=False, workers=[w]) for w in client.scheduler_info()["workers"]])
+        assert sums == pytest.approx([site.expected_sum] * 2, rel=1e-12)
+        # Each worker holds the user's current token, in its own file only it can read.
+        held = client.run(token_file)
+        notebook_token = Path(alice["BEARER_TOKEN_FILE"]).read_text().strip()
+        assert {(token, mode) for _, token, mode in held.values()} == {(notebook_token, 0o600)}
+        assert len({path for path, _, _ in held.values()}) == 2
+        assert site.issuer.verify(notebook_token)["sub"] == site.issuer.users["alice"].sub
+    assert site.cache.cinfo_path(ROOT_PATH).exists(), "the read did not go through the cache"
+    print(f"cluster, two workers, read: {time.monotonic() - start:.1f}s")
+
+
+def test_requests_beyond_the_groups_limits_are_refused_naming_the_limit_and_group(site: Site, alice) -> None:
+    gateway = Gateway()
+    try:
+        with pytest.raises(ValueError, match=r"cluster limit of group /cms \(8 cores, 12 GiB"):
+            gateway.new_cluster(worker_memory=11)
+        first, second = gateway.new_cluster(), gateway.new_cluster()
+        with pytest.raises(ValueError, match=r"limit of 2 clusters per user of group /cms reached"):
+            gateway.new_cluster()
+        second.shutdown()
+        third = gateway.new_cluster()  # room again
+        third.shutdown()
+        first.shutdown()
+        with pytest.raises(ValueError, match=r"image docker.io/other:1 is not a notebook image"):
+            gateway.new_cluster(image="docker.io/other:1")
+    finally:
+        _stop_all(gateway)
+        gateway.close()
+
+
+def test_users_outside_the_login_and_dask_groups_are_refused(site: Site) -> None:
+    carol = requests.Session()
+    carol.trust_env = False
+    carol.verify = str(site.ca.pem)
+    assert login(carol, site.hub, site.issuer, "carol").status_code == 403  # /atlas: no hub user, no token
+    stranger = Gateway(address=site.gateway.url, auth=JupyterHubAuth(api_token=secrets.token_hex(16)))
+    with pytest.raises(Exception, match="401|Unauthorized"):
+        stranger.list_clusters()
+    stranger.close()
+    dave = site.notebook("dave")  # an admin of the hub, in no group with Dask limits
+    admin = Gateway(address=site.gateway.url, auth=JupyterHubAuth(api_token=dave["JUPYTERHUB_API_TOKEN"]))
+    with pytest.raises(ValueError, match=r"dave is in no group with Dask limits \(groups with Dask: /cms, /cms/ml\)"):
+        admin.new_cluster()
+    admin.close()
+
+
+def test_an_idle_cluster_is_gone_after_the_idle_timeout(site: Site, alice) -> None:
+    gateway = Gateway()
+    try:
+        cluster = gateway.new_cluster(shutdown_on_close=False)
+        name = cluster.name
+        cluster.close()  # no client, no work
+        assert name in {c.name for c in gateway.list_clusters()}
+        deadline = time.monotonic() + IDLE_MINUTES * 60 + 60
+        while name in {c.name for c in gateway.list_clusters()}:
+            assert time.monotonic() < deadline, f"{name} still running:\n{site.gateway.log()[-2000:]}"
+            time.sleep(1)
+        report = gateway.get_cluster(name)
+        assert report.status.name in ("STOPPED", "FAILED"), report.status
+    finally:
+        _stop_all(gateway)
+        gateway.close()
+
+
+def test_a_cluster_refused_is_an_error_not_a_hang(site: Site, alice) -> None:
+    with pytest.raises((ValueError, GatewayClusterError)):
+        GatewayCluster(worker_cores=64)
