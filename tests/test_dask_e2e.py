@@ -61,6 +61,21 @@ HUB_ENV = {
 USERS = {"alice": ["/cms"], "carol": ["/atlas"], "dave": ["/cms/af-admins"]}
 LIMITS = {"cores": 8, "memoryGib": 12, "workersPerCluster": 2, "clustersPerUser": 2}
 IDLE_MINUTES = 0.15  # 9 s
+# The hub's spawner made local, as the gateway's backend is: a "server" that is a plain HTTP
+# server on loopback (the hub only needs an answer), so servers really start and stop.
+LOCAL_SPAWNER = """
+import sys
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+
+
+class AfTestSpawner(SimpleLocalProcessSpawner):
+    def get_args(self):
+        return [str(self.port)]
+
+
+c.JupyterHub.spawner_class = AfTestSpawner
+c.AfTestSpawner.cmd = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1"]
+"""
 ROOT_PATH = "/store/mc/RunIII/events.root"
 N_EVENTS = 200_000
 
@@ -146,6 +161,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
         bundle = work / "ca-bundle.pem"
         bundle.write_bytes(SYSTEM_CA_BUNDLE.read_bytes() + b"\n" + ca.pem.read_bytes())
         values["hub"]["extraEnv"]["SSL_CERT_FILE"] = str(bundle)  # the hub trusts the issuer's CA
+        values["hub"]["extraConfig"]["99-test-local-spawner"] = LOCAL_SPAWNER
         hub = stack.enter_context(run_hub(values, HUB_ENV, tmp_path_factory.mktemp("hub")))
         issuer.add_client(CLIENT_ID, CLIENT_SECRET, [hub.oauth_callback_url])
 
@@ -293,6 +309,32 @@ def test_an_idle_cluster_is_gone_after_the_idle_timeout(site: Site, alice) -> No
         idle = time.monotonic() - running
         assert idle >= IDLE_MINUTES * 60 - 1, f"stopped after {idle:.1f}s, before the idle timeout"
         assert name not in {c.name for c in gateway.list_clusters()}
+    finally:
+        _stop_all(gateway)
+        _close(gateway)
+
+
+def test_stopping_the_notebook_server_stops_the_users_clusters(site: Site, alice) -> None:
+    made = site.hub.admin("POST", "users/alice/tokens", json={"scopes": ["servers!user"], "note": "test: servers"})
+    own = {"Authorization": f"token {made.json()['token']}"}  # alice starts and stops her own server
+    assert site.hub.admin("POST", "users/alice/server", headers=own).status_code in (201, 202)
+    deadline = time.monotonic() + 60
+    while not site.hub.admin("GET", "users/alice").json()["servers"].get("", {}).get("ready"):
+        assert time.monotonic() < deadline, site.hub.log()[-2000:]
+        time.sleep(0.2)
+    gateway = Gateway()
+    try:
+        names = {gateway.submit(), gateway.submit()}
+        assert names <= {c.name for c in gateway.list_clusters()}
+        assert site.hub.admin("DELETE", "users/alice/server", headers=own).status_code in (202, 204)
+        deadline = time.monotonic() + 60
+        while names & {c.name for c in gateway.list_clusters()}:
+            assert time.monotonic() < deadline, site.hub.log()[-3000:]
+            time.sleep(0.5)
+        assert {gateway.get_cluster(n).status.name for n in names} <= {"STOPPING", "STOPPED"}
+        assert "Stopped the Dask clusters of alice" in site.hub.log()
+        notes = [t["note"] for t in site.hub.admin("GET", "users/alice/tokens").json()["api_tokens"]]
+        assert not [n for n in notes if "Dask" in (n or "")], notes  # the hook's token is gone
     finally:
         _stop_all(gateway)
         _close(gateway)
