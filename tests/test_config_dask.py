@@ -40,7 +40,7 @@ def test_dask_base_is_valid_with_documented_defaults() -> None:
         ("dask.worker.maxCores", 64, "af:dask.worker", "a pod that fits a node of cpu"),
         ("dask.worker.maxMemoryGib", 40, "af:dask.worker", "a pod that fits a node of cpu"),
         ("dask.worker.cores", 8, "af:dask.worker", "a default worker size within maxCores"),
-        ("dask.scheduler", {"cores": 30, "memoryGib": 2}, "af:dask.scheduler", "a pod that fits a node of cpu"),
+        ("dask.scheduler", {"cores": 10, "memoryGib": 2}, "af:dask.scheduler", "a pod that fits a node of cpu"),
         ("dask.placement.workers", "cache", "af:dask.placement.workers", "add 'cache' to a group's roles"),
         ("dask.placement.schedulers", "gpu", "af:dask.placement.schedulers", "'system', 'interactive'"),
         ("dask.idleTimeoutMinutes", 0, "af:dask.idleTimeoutMinutes", "greater than 0"),
