@@ -52,12 +52,12 @@ class Dask(pulumi.ComponentResource):
         # The gateway's identity towards the hub: generated, kept in the stack's state (a new one
         # on every deploy would log the gateway out of the hub until both restart).
         token = random.RandomPassword(
-            f"{name}-api-token", length=64, special=False, opts=pulumi.ResourceOptions(parent=self)
+            f"{name}-gateway-token", length=64, special=False, opts=pulumi.ResourceOptions(parent=self)
         )
         self.token = pulumi.Output.secret(token.result)
         waits: list[pulumi.Resource] = [
             k8s.core.v1.Secret(
-                f"{name}-api-token",
+                f"{name}-token",
                 metadata={"name": TOKEN_SECRET, "namespace": NAMESPACE, "labels": dict(PART_OF)},
                 type="Opaque",
                 string_data={TOKEN_KEY: self.token},
