@@ -69,6 +69,7 @@ def _base(stack: str) -> dict[str, Any]:
     full["profiles"] = []
     # The hub's cross checks need a deploy secret; they are covered in test_config_interactive.
     full["hub"]["enabled"] = False
+    full["dask"]["enabled"] = False  # the gateway needs the hub; its checks are in test_config_dask
     full["identity"].pop("clientSecret", None)
     full["cache"].pop("upstream", None)  # its secret likewise: covered in test_config_data
     for group in full["cluster"]["nodeGroups"].values():

@@ -79,7 +79,8 @@ def test_the_chart_is_pinned_on_the_clusters_provider_in_its_namespace(shipped, 
     # Every namespaced object of the layer waits for its namespace (directly or by its name).
     for r in result.registrations:
         namespaced = r.type.startswith("kubernetes:") and (r.inputs.get("metadata") or {}).get("namespace")
-        if namespaced and r.parent == by_name(result, "af-dask").urn or r.type == RELEASE and r.name == "af-dask-chart":
+        ours = namespaced and r.parent == by_name(result, "af-dask").urn
+        if ours or (r.type == RELEASE and r.name == "af-dask-chart"):
             assert namespace.urn in r.dependencies or namespace.urn in {
                 u for deps in r.property_dependencies.values() for u in deps
             }, r.name

@@ -42,6 +42,7 @@ TRAEFIK_PORT = 80
 API_PORT = 8000
 SCHEDULER_PORT, DASHBOARD_PORT = 8786, 8787
 """Ports of the clusters' pods (the Kubernetes backend's `make_pod`)."""
+GPU_RESOURCE = "nvidia.com/gpu"
 TOKEN_SECRET = "af-dask-gateway-token"
 """Secret (in the gateway's and in the hub's namespace) with the gateway's JupyterHub API token."""
 TOKEN_KEY = f"hub.services.{SERVICE}.apiToken"
@@ -180,6 +181,8 @@ def gateway_settings(cfg: FacilityConfig, site: ClusterSite) -> dict[str, Any]:
             for group, limits in sorted(dask.limits.items())
         },
         "gpuGroups": sorted(cfg.identity.roles.gpu),
+        # Only where GPU workers can run: a facility without GPUs names nothing NVIDIA.
+        "gpuResource": GPU_RESOURCE if worker_groups(cfg, gpu=True) else None,
         "idleTimeoutSeconds": round(dask.idle_timeout_minutes * 60, 3),
         "maxLifetimeSeconds": math.ceil(dask.max_lifetime_hours * 3600),
         "lifetimeCommand": LIFETIME_COMMAND,

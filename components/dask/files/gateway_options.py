@@ -101,7 +101,8 @@ def af_overrides(options, user, limits: dict, active: int, known: frozenset) -> 
     worker_pod = pods["gpuWorker"] if gpus else pods["worker"]
     container = dict(pods["container"])
     if gpus:
-        container["resources"] = {"limits": {"nvidia.com/gpu": str(gpus)}, "requests": {"nvidia.com/gpu": str(gpus)}}
+        resource = _af["gpuResource"]
+        container["resources"] = {"limits": {resource: str(gpus)}, "requests": {resource: str(gpus)}}
     overrides = {
         "image": image,
         "environment": dict(_af["environment"]),
