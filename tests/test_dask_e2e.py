@@ -11,206 +11,56 @@ workers; users' tokens carry `storage.read:/` (the scope the cache checks)."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import dask
 import numpy as np
 import pytest
 import requests
 import uproot
-from conftest import stack_values
 from dask_gateway import Gateway, GatewayCluster, JupyterHubAuth
 from dask_gateway.client import GatewayWarning
-from support.dask_gateway import free_ports, run_gateway
+from support.dask_site import Site, run_site
 from support.dask_tasks import branch_sum, token_file
-from support.hub import Hub, login, run_hub
-from support.oidc import TestIssuer
-from support.xrootd import SYSTEM_CA_BUNDLE, Cache, TestCA, run_cache, run_origin, scratch_dir
-
-from components.config import FacilityConfig, build_config
-from components.dask.files import HERE as DASK_FILES
-from components.dask.gateway import SERVICE, ClusterSite, extra_config, gateway_settings
-from components.dask.hub import PRELOAD, notebook_dask_config
-from components.dask.hub import SERVER_TOKEN_SCOPES as DASK_SCOPES
-from components.hub import hub_site
-from components.hubfiles import HERE as HUBFILES
-from components.hubvalues import SERVER_TOKEN_SCOPES, hub_values
+from support.hub import login
+from support.xrootd import Origin, scratch_dir
 
 pytestmark = pytest.mark.daemon
 
-STACK = "cms-bari"
-CLIENT_ID = "cms-analysis-facility"
-CLIENT_SECRET = secrets.token_urlsafe(24)
-GATEWAY_TOKEN = secrets.token_hex(32)
-HUB_ENV = {
-    "OAUTH_CLIENT_SECRET": CLIENT_SECRET,
-    "AF_COOKIE_SECRET": secrets.token_hex(32),
-    "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32),
-    "AF_DASK_GATEWAY_TOKEN": GATEWAY_TOKEN,
-}
 USERS = {"alice": ["/cms"], "carol": ["/atlas"], "dave": ["/cms/af-admins"]}
 LIMITS = {"cores": 8, "memoryGib": 12, "workersPerCluster": 2, "clustersPerUser": 2}
 IDLE_MINUTES = 0.15  # 9 s
-# The hub's spawner made local, as the gateway's backend is: a "server" that is a plain HTTP
-# server on loopback (the hub only needs an answer), so servers really start and stop.
-LOCAL_SPAWNER = """
-import sys
-from jupyterhub.spawner import SimpleLocalProcessSpawner
-
-
-class AfTestSpawner(SimpleLocalProcessSpawner):
-    def get_args(self):
-        return [str(self.port)]
-
-
-c.JupyterHub.spawner_class = AfTestSpawner
-c.AfTestSpawner.cmd = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1"]
-"""
 ROOT_PATH = "/store/mc/RunIII/events.root"
 N_EVENTS = 200_000
+EXPECTED: dict[str, float] = {}
 
 
-@dataclass
-class Site:
-    cfg: FacilityConfig
-    hub: Hub
-    issuer: TestIssuer
-    gateway: Any
-    cache: Cache
-    ca: TestCA
-    work: Path
-    expected_sum: float
-
-    def notebook(self, user: str) -> dict[str, str]:
-        """Log `user` in and give them what their notebook would have: the server's API token
-        (with the scopes the hub gives notebooks) and the IAM token file af_token.py writes."""
-        session = requests.Session()
-        session.trust_env = False  # REQUESTS_CA_BUNDLE would replace the test CA
-        session.verify = str(self.ca.pem)
-        page = login(session, self.hub, self.issuer, user)
-        assert page.status_code == 200, page.text[-300:]
-        scopes = [*SERVER_TOKEN_SCOPES, *DASK_SCOPES]
-        made = self.hub.admin("POST", f"users/{user}/tokens", json={"scopes": scopes, "note": "server"})
-        assert made.status_code == 201, made.text
-        token = made.json()["token"]
-        token_file = self.work / f"{user}-bearer-token"
-        env = {
-            "PATH": os.environ["PATH"],
-            "JUPYTERHUB_API_URL": self.hub.url + "/hub/api",
-            "JUPYTERHUB_API_TOKEN": token,
-            "JUPYTERHUB_USER": user,
-            "BEARER_TOKEN_FILE": str(token_file),
-        }
-        subprocess.run([sys.executable, str(HUBFILES / "af_token.py"), "--once"], env=env, check=True, timeout=30)
-        return env
-
-
-def _config(issuer_url: str, origin: str) -> FacilityConfig:
-    values, secret = stack_values(STACK)
-    identity = values["identity"]
-    identity["issuer"] = issuer_url
-    identity["scopes"] = ["openid", "profile", "email", "offline_access", "wlcg", "wlcg.groups", "storage.read:/"]
-    values["cache"] = {
-        **values["cache"],
-        "origin": origin,
-        "issuers": [{"issuer": issuer_url, "basePath": "/store"}],
-        "audiences": [CLIENT_ID],
-    }
-    values["dask"]["idleTimeoutMinutes"] = IDLE_MINUTES
-    values["dask"]["limits"] = {"/cms": LIMITS}  # merged over the profile's: /cms/ml keeps its own
-    return build_config(values, secret)
-
-
-def _root_file(path: Path) -> float:
+def _root_file(origin: Origin) -> None:
+    """A ROOT file written by uproot, on the origin; the sum of its `pt` branch kept as the oracle."""
     rng = np.random.default_rng(17)
     pt = rng.exponential(25.0, N_EVENTS)
-    with uproot.recreate(path) as out:
+    local = origin.root.parent / "events.root"
+    with uproot.recreate(local) as out:
         out["Events"] = {"pt": pt, "n": rng.integers(0, 5, N_EVENTS).astype(np.int32)}
-    return float(pt.sum())
+    origin.add_file(ROOT_PATH.removeprefix("/store/"), local.read_bytes())
+    EXPECTED["pt"] = float(pt.sum())
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[Site]:
-    with ExitStack() as stack:
-        work = stack.enter_context(scratch_dir("dask-e2e-"))
-        ca = TestCA(work / "ca")
-        issuer = stack.enter_context(TestIssuer(ca=ca))
-        for user, groups in USERS.items():
-            issuer.add_user(user, groups=groups)
-        origin = stack.enter_context(run_origin(work / "origin", export="/store"))
-        local = work / "events.root"
-        expected = _root_file(local)
-        origin.add_file(ROOT_PATH.removeprefix("/store/"), local.read_bytes())
-        cfg = _config(issuer.url, origin.address)
-        cache = stack.enter_context(run_cache(cfg, work / "cache", ca, issuers=[issuer]))
-
-        api_port, proxy_port = free_ports(2)
-        gateway_url = f"http://127.0.0.1:{proxy_port}"
-        values = hub_values(cfg, hub_site(cfg))
-        values["custom"]["af"]["dask"] |= {"gatewayUrl": gateway_url, "serviceUrl": gateway_url}
-        bundle = work / "ca-bundle.pem"
-        bundle.write_bytes(SYSTEM_CA_BUNDLE.read_bytes() + b"\n" + ca.pem.read_bytes())
-        values["hub"]["extraEnv"]["SSL_CERT_FILE"] = str(bundle)  # the hub trusts the issuer's CA
-        values["hub"]["extraConfig"]["99-test-local-spawner"] = LOCAL_SPAWNER
-        hub = stack.enter_context(run_hub(values, HUB_ENV, tmp_path_factory.mktemp("hub")))
-        issuer.add_client(CLIENT_ID, CLIENT_SECRET, [hub.oauth_callback_url])
-
-        notebook = hub_site(cfg)
-        clusters = ClusterSite(notebook.extra_env, notebook.extra_files, True, True, (cfg.hub.notebook_image,))
-        plugins = work / "no-plugins"
-        plugins.mkdir()
-        gateway = stack.enter_context(
-            run_gateway(
-                extra_config(gateway_settings(cfg, clusters)),
-                hub.url + "/hub/api",
-                GATEWAY_TOKEN,
-                SERVICE,
-                work / "gateway",
-                env={
-                    "X509_CERT_DIR": str(ca.cert_dir),
-                    "XRD_PLUGINCONFDIR": str(plugins),
-                    "PYTHONPATH": str(Path(__file__).parent),
-                },
-                ports=(api_port, proxy_port),
-            )
-        )
-        yield Site(cfg, hub, issuer, gateway, cache, ca, work, expected)
+    with scratch_dir("dask-e2e-") as work:
+        changes = {"idleTimeoutMinutes": IDLE_MINUTES, "limits": {"/cms": LIMITS}}
+        with run_site(work, tmp_path_factory.mktemp("hub"), USERS, changes, _root_file) as site:
+            yield site
 
 
 @pytest.fixture
-def alice(site: Site, monkeypatch) -> dict[str, str]:
-    """The test process as alice's notebook: her environment and the notebooks' Dask config
-    (only the gateway's addresses and the preload's path made local)."""
-    env = site.notebook("alice")
-    for key in ("JUPYTERHUB_API_TOKEN", "JUPYTERHUB_USER", "BEARER_TOKEN_FILE", "JUPYTERHUB_API_URL"):
-        monkeypatch.setenv(key, env[key])
-    monkeypatch.setenv("JUPYTER_IMAGE_SPEC", site.cfg.hub.notebook_image)
-    config = notebook_dask_config(site.cfg, "hub.example.org")
-    config["gateway"] |= {"address": site.gateway.url, "proxy-address": site.gateway.proxy_address}
-    assert config["distributed"]["client"]["preload"] == [PRELOAD]
-    config["distributed"]["client"]["preload"] = [str(DASK_FILES / "af_dask_token.py")]
-    with dask.config.set(_dotted(config)):  # as a file in /etc/dask would: merged over the defaults
+def alice(site: Site) -> Iterator[dict[str, str]]:
+    with site.as_notebook("alice") as env:
         yield env
-
-
-def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat |= _dotted(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _close(gateway: Gateway) -> None:
@@ -241,7 +91,7 @@ def test_a_login_group_member_computes_on_two_workers_through_the_cache(site: Si
         sums = client.gather(
             [client.submit(branch_sum, url, pure=False, workers=[w]) for w in client.scheduler_info()["workers"]]
         )
-        assert sums == pytest.approx([site.expected_sum] * 2, rel=1e-12)
+        assert sums == pytest.approx([EXPECTED["pt"]] * 2, rel=1e-12)
         # Each worker holds the user's current token, in its own file only it can read.
         held = client.run(token_file)
         notebook_token = Path(alice["BEARER_TOKEN_FILE"]).read_text().strip()
