@@ -11,6 +11,7 @@ workers; users' tokens carry `storage.read:/` (the scope the cache checks)."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 import warnings
@@ -23,7 +24,7 @@ import requests
 import uproot
 from dask_gateway import Gateway, GatewayCluster, JupyterHubAuth
 from dask_gateway.client import GatewayWarning
-from support.dask_site import Site, run_site
+from support.dask_site import Site, run_site, start_gateway
 from support.dask_tasks import branch_sum, token_file
 from support.hub import login
 from support.xrootd import Origin, scratch_dir
@@ -67,7 +68,13 @@ def _close(gateway: Gateway) -> None:
     """Close a client once: dask-gateway 2026.3.0's `Gateway.__del__` closes again, and a second
     close raises in the collector (an unraisable exception that upsets the interpreter)."""
     gateway.close()
-    del gateway._loop_runner
+    _closed(gateway)
+
+
+def _closed(gateway: Gateway) -> None:
+    """Mark a client closed (by a GatewayCluster's close) so that its `__del__` leaves it."""
+    with contextlib.suppress(AttributeError):
+        del gateway._loop_runner
 
 
 def _stop_all(gateway: Gateway) -> None:
@@ -98,6 +105,7 @@ def test_a_login_group_member_computes_on_two_workers_through_the_cache(site: Si
         assert {(token, mode) for _, token, mode in held.values()} == {(notebook_token, 0o600)}
         assert len({path for path, _, _ in held.values()}) == 2
         assert site.issuer.verify(notebook_token)["sub"] == site.issuer.users["alice"].sub
+    _closed(cluster.gateway)
     assert site.cache.cinfo_path(ROOT_PATH).exists(), "the read did not go through the cache"
     print(f"cluster, two workers, read: {time.monotonic() - start:.1f}s")
 
@@ -188,3 +196,32 @@ def test_stopping_the_notebook_server_stops_the_users_clusters(site: Site, alice
     finally:
         _stop_all(gateway)
         _close(gateway)
+
+
+def test_a_cluster_is_stopped_at_its_maximum_lifetime_even_when_busy(site: Site, alice, tmp_path) -> None:
+    """A second gateway of the same facility whose clusters live 4 seconds (0.001 hours, rounded
+    up), shorter than the idle timeout; a connected client does not keep the cluster alive."""
+    dask = site.cfg.dask.model_copy(update={"max_lifetime_hours": 0.001})
+    cfg = site.cfg.model_copy(update={"dask": dask})
+    with scratch_dir("dask-lifetime-") as work, start_gateway(cfg, site.clusters, site.hub, site.ca, work) as short:
+        gateway = Gateway(address=short.url, proxy_address=short.proxy_address)
+        try:
+            name = gateway.submit()
+            cluster = gateway.connect(name)
+            client = cluster.get_client()  # a client: never idle
+            started = time.monotonic()
+            while client.status == "running":  # the scheduler ends under its client
+                assert time.monotonic() - started < 60, short.log()[-2000:]
+                time.sleep(0.1)
+            ended = time.monotonic() - started
+            assert ended < IDLE_MINUTES * 60, f"the scheduler ended after {ended:.1f}s, not by its lifetime"
+            while gateway.get_cluster(name).status.name not in ("STOPPED", "FAILED"):
+                assert time.monotonic() - started < 60, short.log()[-2000:]
+                time.sleep(0.2)
+            assert name not in {c.name for c in gateway.list_clusters()}
+            client.close()
+            cluster.close()
+            _closed(cluster.gateway)
+        finally:
+            _stop_all(gateway)
+            _close(gateway)

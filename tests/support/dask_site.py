@@ -51,6 +51,7 @@ HUB_ENV = {
 # The hub's spawner made local, as the gateway's backend is: a "server" that is a plain HTTP
 # server on loopback (the hub only needs an answer), so servers really start and stop.
 LOCAL_SPAWNER = """
+import os
 import sys
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 
@@ -62,6 +63,7 @@ class AfTestSpawner(SimpleLocalProcessSpawner):
 
 c.JupyterHub.spawner_class = AfTestSpawner
 c.AfTestSpawner.cmd = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1"]
+c.AfTestSpawner.home_dir_template = os.environ["HARNESS_WORKDIR"]
 """
 
 
@@ -71,6 +73,7 @@ class Site:
     hub: Hub
     issuer: TestIssuer
     gateway: Gateway
+    clusters: ClusterSite
     origin: Origin
     cache: Cache
     ca: TestCA
@@ -147,6 +150,29 @@ def dotted(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 @contextmanager
+def start_gateway(
+    cfg: FacilityConfig, clusters: ClusterSite, hub: Hub, ca: TestCA, work: Path, ports: tuple[int, int] | None = None
+) -> Iterator[Gateway]:
+    """A gateway running `cfg`'s rendered settings and options handler, with the hub's auth."""
+    plugins = work / "no-plugins"
+    plugins.mkdir(parents=True, exist_ok=True)
+    with run_gateway(
+        extra_config(gateway_settings(cfg, clusters)),
+        hub.url + "/hub/api",
+        GATEWAY_TOKEN,
+        SERVICE,
+        work,
+        env={
+            "X509_CERT_DIR": str(ca.cert_dir),
+            "XRD_PLUGINCONFDIR": str(plugins),
+            "PYTHONPATH": str(TESTS_DIR),  # workers import support.dask_tasks
+        },
+        ports=ports,
+    ) as gateway:
+        yield gateway
+
+
+@contextmanager
 def run_site(
     work: Path,
     hub_dir: Path,
@@ -178,21 +204,5 @@ def run_site(
 
         notebook = hub_site(cfg)
         clusters = ClusterSite(notebook.extra_env, notebook.extra_files, True, True, (cfg.hub.notebook_image,))
-        plugins = work / "no-plugins"
-        plugins.mkdir()
-        gateway = stack.enter_context(
-            run_gateway(
-                extra_config(gateway_settings(cfg, clusters)),
-                hub.url + "/hub/api",
-                GATEWAY_TOKEN,
-                SERVICE,
-                work / "gateway",
-                env={
-                    "X509_CERT_DIR": str(ca.cert_dir),
-                    "XRD_PLUGINCONFDIR": str(plugins),
-                    "PYTHONPATH": str(TESTS_DIR),  # workers import support.dask_tasks
-                },
-                ports=(api_port, proxy_port),
-            )
-        )
-        yield Site(cfg, hub, issuer, gateway, origin, cache, ca, work)
+        gateway = stack.enter_context(start_gateway(cfg, clusters, hub, ca, work / "gateway", (api_port, proxy_port)))
+        yield Site(cfg, hub, issuer, gateway, clusters, origin, cache, ca, work)
