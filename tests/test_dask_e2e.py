@@ -59,7 +59,8 @@ def site(tmp_path_factory) -> Iterator[Site]:
 
 
 @pytest.fixture
-def alice(site: Site) -> Iterator[dict[str, str]]:
+def alice(site: Site, monkeypatch) -> Iterator[dict[str, str]]:
+    monkeypatch.setenv("AF_DASK_TOKEN_SECONDS", "1")  # the preload's check for a new token, every second
     with site.as_notebook("alice") as env:
         yield env
 
@@ -105,6 +106,12 @@ def test_a_login_group_member_computes_on_two_workers_through_the_cache(site: Si
         assert {(token, mode) for _, token, mode in held.values()} == {(notebook_token, 0o600)}
         assert len({path for path, _, _ in held.values()}) == 2
         assert site.issuer.verify(notebook_token)["sub"] == site.issuer.users["alice"].sub
+        # The hub refreshes the notebook's token (af_token.py rewrites the file): workers follow.
+        Path(alice["BEARER_TOKEN_FILE"]).write_text("refreshed-token\n")
+        deadline = time.monotonic() + 30
+        while {token for _, token, _ in client.run(token_file).values()} != {"refreshed-token"}:
+            assert time.monotonic() < deadline, "the workers kept the old token"
+            time.sleep(0.5)
     _closed(cluster.gateway)
     assert site.cache.cinfo_path(ROOT_PATH).exists(), "the read did not go through the cache"
     print(f"cluster, two workers, read: {time.monotonic() - start:.1f}s")
