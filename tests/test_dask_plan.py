@@ -254,8 +254,9 @@ def test_htcondor_cluster_submits_workers_the_pool_can_run(tmp_path):
 
 
 def test_flows_name_the_notebook_gateway_and_cache_paths():
-    declared = {(f.source, f.destination, f.port) for f in flows(_cfg("cms-bari"))}
-    assert (NOTEBOOKS, TRAEFIK, 80) in declared and (WORKERS, CACHE, 1094) in declared
+    declared = [(f.source, f.target, f.ports) for f in flows(_cfg("cms-bari"))]
+    assert (NOTEBOOKS, TRAEFIK, (8000,)) in declared and (WORKERS, CACHE, (1094,)) in declared
+    assert all(f.target.namespace is None or f.target.pods for f in flows(_cfg("cms-bari")) if f.ports)
     assert not flows(build_config(*_disabled()))
 
 
