@@ -2,9 +2,8 @@
 
 import pulumi
 
-from components.config.pulumi_source import load_stack_config
+from components.config.pulumi_source import fail_on_config_error, load_stack_config
 from components.facility import Facility
-from components.program import fail_on_config_error
 
 with fail_on_config_error():
     config = load_stack_config()

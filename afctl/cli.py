@@ -9,10 +9,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from components.config import ConfigError, FacilityConfig, build_config
-from components.config.errors import Problem, show_value
-from components.config.loader import PROJECT_ROOT
-from components.program import StackConfigError
+from components.config.errors import ConfigError, Problem, show_value
+from components.config.facility import FacilityConfig
+from components.config.loader import PROJECT_ROOT, build_config
+from components.config.pulumi_source import StackConfigError
 from policy.offline import Violation, evaluate, mandatory, report_text
 from policy.packconfig import pack_config, pack_config_json
 from policy.rules import RULES

@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from components.config import ConfigError, FacilityConfig, usage
+from components.config.errors import ConfigError
+from components.config.facility import FacilityConfig
+from components.infra.quota import QUOTAS, usage
 from policy.offline import Violation, mandatory
 
 from .diff import Change, PlanDiff
 from .mocks import Registration
-from .report import QUOTA_ROWS
 
 
 def dumps(document: dict[str, Any]) -> str:
@@ -31,11 +32,11 @@ def config_error(command: str, error: ConfigError) -> dict[str, Any]:
 
 
 def quota(cfg: FacilityConfig) -> list[dict[str, Any]]:
-    used = usage(cfg)
+    used = usage(cfg.site, cfg.cluster)
     rows = []
-    for field, label in QUOTA_ROWS:
-        need, limit = getattr(used, field), getattr(cfg.site.quotas, field)
-        rows.append({"quota": field, "label": label, "planned": need, "allowed": limit, "free": limit - need})
+    for q in QUOTAS:
+        need, limit = getattr(used, q.field), getattr(cfg.site.quotas, q.field)
+        rows.append({"quota": q.field, "label": q.column, "planned": need, "allowed": limit, "free": limit - need})
     return rows
 
 

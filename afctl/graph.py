@@ -12,7 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.config import FacilityConfig
+from components.config.facility import FacilityConfig
+from components.flows.declaration import Peer, facility_flows
+from components.names import CONDOR_WORKER, WORKER_GROUP_LABEL
 
 WORKLOAD_TYPES = {
     "kubernetes:apps/v1:Deployment": "Deployment",
@@ -22,6 +24,8 @@ WORKLOAD_TYPES = {
     "kubernetes:helm.sh/v3:Release": "Helm chart",
 }
 NODE_POOL = "af:infra:NodePool"
+MAIN_CHARTS = ("jupyterhub", "kube-prometheus-stack", "cvmfs-csi")
+"""Releases whose pods the declared flows select by the charts' own labels."""
 LAYER_COLOURS = {
     "jupyterhub": "#fde2b8",
     "condor": "#d7ecd9",
@@ -107,18 +111,52 @@ def picture(plan: Mapping[str, Any], cfg: FacilityConfig) -> Picture:
     return pic
 
 
+def _node_of(peer: Peer, pic: Picture, names: set[str]) -> str | None:
+    """The picture's node for a flow's end: the workload whose pods the peer selects (by name),
+    the namespace's chart when it selects a chart's pods, or a service outside."""
+    if peer.outside:
+        outside = {"IAM": "iam", "data federation": "federation", "CVMFS Stratum-1": "stratum1"}
+        key = outside.get(peer.name) or (
+            f"hpc_{peer.name.removeprefix('HPC centre ')}" if peer.name.startswith("HPC centre ") else None
+        )
+        return _id("x", key) if key in pic.external else None
+    if peer.name == "ingress controller":
+        return "x_users"  # what the ingress controller forwards: the physicists' browsers
+    name = peer.pods.get("app.kubernetes.io/name")
+    if name == CONDOR_WORKER:
+        name = f"{CONDOR_WORKER}-{peer.pods[WORKER_GROUP_LABEL]}"
+    if name in names:
+        return _id("w", name)
+    charts = [w.name for w in pic.workloads if w.namespace == peer.namespace and w.kind == "Helm chart"]
+    # A namespace's main chart owns the pods a peer selects by the chart's labels.
+    chart = next((c for c in charts if c in MAIN_CHARTS), charts[0] if charts else None)
+    return _id("w", chart) if chart else None
+
+
 def _connect(pic: Picture, cfg: FacilityConfig, names: set[str]) -> None:
-    """External services, the flows a person would want to see, and where workloads run."""
+    """Services outside, the declared flows (components/flows: the same the network policies
+    allow), and where workloads run."""
     edge = pic.edges.append
     pic.external["users"] = "physicists\\n(browser)"
     if cfg.identity:
         pic.external["iam"] = f"INDIGO-IAM\\n{cfg.identity.issuer}"
     if cfg.cvmfs.enabled:
-        pic.external["stratum1"] = "CVMFS Stratum-1\\n" + "\\n".join(cfg.cvmfs.repositories[:3])
+        pic.external["stratum1"] = "CVMFS Stratum-1\\n" + "\\n".join(cfg.cvmfs.repositories)
     if cfg.cache.enabled and cfg.cache.origin:
         pic.external["federation"] = f"data federation\\n{cfg.cache.origin}"
     for gw, gateway in sorted(cfg.offload.gateways.items()):
         pic.external[f"hpc_{gw}"] = f"HPC centre {gw}\\n{gateway.endpoint}\\nSlurm {gateway.slurm.partition}"
+
+    drawn: dict[tuple[str, str], list[str]] = {}
+    for flow in facility_flows(cfg):
+        source, target = _node_of(flow.source, pic, names), _node_of(flow.target, pic, names)
+        if source and target and source != target:
+            whats = drawn.setdefault((source, target), [])
+            if flow.what not in whats:
+                whats.append(flow.what)
+    for (source, target), whats in drawn.items():
+        style = "dashed" if source.startswith("x_") or target.startswith("x_") else "solid"
+        edge((source, target, "; ".join(whats), style))
 
     def w(name: str) -> str | None:
         return _id("w", name) if name in names else None
@@ -126,47 +164,13 @@ def _connect(pic: Picture, cfg: FacilityConfig, names: set[str]) -> None:
     def in_namespace(namespace: str) -> str | None:
         return next((_id("w", x.name) for x in pic.workloads if x.namespace == namespace), None)
 
-    hub, cvmfs, gpu = in_namespace("jupyterhub"), in_namespace("cvmfs"), in_namespace("nvidia-device-plugin")
-    schedd, cm, cache = w("af-condor-schedd"), w("af-condor-cm"), w("af-xcache")
-    if hub:
-        edge(("x_users", hub, "HTTPS login", "bold"))
-        if cfg.identity:
-            edge((hub, "x_iam", "OIDC", "dashed"))
-        if schedd:
-            edge((hub, schedd, "submit (IAM token)", "solid"))
-        if cache:
-            edge((hub, cache, "root:// reads", "solid"))
-        if cvmfs:
-            edge((cvmfs, hub, "/cvmfs", "dotted"))
-    if cm and schedd:
-        edge((schedd, cm, "matchmaking", "solid"))
-    workers = {g: w(f"af-condor-worker-{g}") for g in [*cfg.cluster.node_groups, *cfg.offload.gateways]}
-    for worker in filter(None, workers.values()):
-        if cm:
-            edge((worker, cm, "advertise", "dashed"))
-    for group in cfg.cluster.node_groups:
-        if (worker := workers[group]) and cache:
-            edge((worker, cache, "job reads", "solid"))
-    if cache and "federation" in pic.external:
-        edge((cache, "x_federation", "misses (service token)", "bold"))
-    if cvmfs and "stratum1" in pic.external:
-        edge(("x_stratum1", cvmfs, "HTTP", "dashed"))
-    if autoscaler := w("af-autoscaler"):
-        if cm:
-            edge((autoscaler, cm, "reads queue and slots", "dashed"))
-        for worker in filter(None, workers.values()):
-            edge((autoscaler, worker, "scales", "dotted"))
+    hub, gpu = in_namespace("jupyterhub"), in_namespace("nvidia-device-plugin")
+    workers = {g: w(f"{CONDOR_WORKER}-{g}") for g in [*cfg.cluster.node_groups, *cfg.offload.gateways]}
     for gw in cfg.offload.gateways:
-        vk, worker = w(f"af-vk-{gw}"), workers[gw]
-        if vk:
-            edge((vk, f"x_hpc_{gw}", "interLink API (token)", "bold"))
-        if worker and vk:
-            edge((worker, vk, "runs on its virtual node", "dotted"))
-    if prometheus := w("kube-prometheus-stack"):
-        for target in (hub, cache, w("af-autoscaler"), w("dcgm-exporter")):
-            if target:
-                edge((prometheus, target, "scrapes", "place"))
+        if (worker := workers[gw]) and (vk := w(f"af-vk-{gw}")):
+            edge((worker, vk, "runs on its virtual node", "place"))
     # Where things run, in grey: each batch group's workers, notebooks, caches, GPU agents.
+    cache = w("af-xcache")
     for group, spec in cfg.cluster.node_groups.items():
         target = _id("ng", group)
         if worker := workers.get(group):

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.config import FacilityConfig
 from components.config.errors import NAMESPACE
+from components.config.facility import FacilityConfig
 from components.config.loader import PROFILES_DIR, PROJECT_ROOT, load_yaml
 
 REFERENCE = PROJECT_ROOT / "docs" / "config-reference.md"

@@ -19,7 +19,7 @@ Sources, for the versions pinned in pyproject.toml:
 - tls (terraform-provider-tls, plugin framework): every argument `RequiresReplace` except a
   certificate's `earlyRenewalHours`.
 - random (terraform-provider-random): every argument of RandomPassword/RandomBytes `RequiresReplace`.
-- The program's own dynamic provider (components/readiness.py): replaces on `endpoint`.
+- The program's own dynamic provider (components/infra/readiness.py): replaces on `endpoint`.
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ RULES: dict[str, Rule] = {
     ),
     "random:index/randomPassword:RandomPassword": Rule((ALL,), "terraform-provider-random RequiresReplace"),
     "random:index/randomBytes:RandomBytes": Rule((ALL,), "terraform-provider-random RequiresReplace"),
-    "pulumi-python:dynamic:Resource": Rule(("endpoint",), "components/readiness.py _ApiReadyProvider.diff"),
+    "pulumi-python:dynamic:Resource": Rule(("endpoint",), "components/infra/readiness.py _ApiReadyProvider.diff"),
     # A provider's own diff (DiffConfig) is not modelled offline: its changes count as updates.
     "pulumi:providers:kubernetes": Rule((), "DiffConfig, not modelled offline"),
     "pulumi:providers:openstack": Rule((), "DiffConfig, not modelled offline"),

@@ -6,20 +6,11 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from components.config import FacilityConfig, usage
+from components.config.facility import FacilityConfig
+from components.infra.quota import QUOTAS, usage
 
 from .diff import Change, Kind, PlanDiff
 from .mocks import Registration
-
-QUOTA_ROWS = (
-    ("vcpus", "vCPUs"),
-    ("ram_gib", "RAM (GiB)"),
-    ("instances", "instances"),
-    ("volumes", "volumes"),
-    ("volume_gib", "volume storage (GiB)"),
-    ("floating_ips", "floating IPs"),
-    ("gpus", "GPUs"),
-)
 
 
 def tree(registrations: list[Registration]) -> str:
@@ -38,11 +29,11 @@ def tree(registrations: list[Registration]) -> str:
 
 
 def quota_table(cfg: FacilityConfig) -> str:
-    used = usage(cfg)
+    used = usage(cfg.site, cfg.cluster)
     rows = [("quota", "planned", "allowed", "free")]
-    for field, label in QUOTA_ROWS:
-        need, limit = getattr(used, field), getattr(cfg.site.quotas, field)
-        rows.append((label, str(need), str(limit), str(limit - need)))
+    for q in QUOTAS:
+        need, limit = getattr(used, q.field), getattr(cfg.site.quotas, q.field)
+        rows.append((q.column, str(need), str(limit), str(limit - need)))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     out = []
     for index, row in enumerate(rows):

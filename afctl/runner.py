@@ -17,7 +17,7 @@ from pulumi.runtime.mocks import MockEngine, MockSettings
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
-from components import rendered
+from components.common import rendered
 from components.config.errors import NAMESPACE
 from components.config.loader import PROJECT_ROOT
 

@@ -128,9 +128,9 @@ class HTCondorBatch:  # pragma: no cover - needs a pool; the conversions above a
         ads = self._collector.query(
             htcondor2.AdType.Startd, constraint=f"PartitionableSlot && !isUndefined({GROUP_ATTRIBUTE})"
         )
-        slots = [s for s in map(slot_worker, ads) if s is not None]
-        self._startds = {s.pod: ad for s, ad in zip(map(slot_worker, ads), ads, strict=True) if s is not None}
-        return slots
+        pairs = [(slot_worker(ad), ad) for ad in ads]
+        self._startds = {s.pod: ad for s, ad in pairs if s is not None}
+        return [s for s, _ in pairs if s is not None]
 
     def drain(self, pod: str) -> None:
         htcondor2 = self._htcondor

@@ -44,7 +44,7 @@ def observe(pods: Iterable[Pod], slots: Iterable[Slot]) -> list[Worker]:
     for pod in pods:
         slot = by_pod.get(pod.name)
         if pod.phase == "Running" and slot is not None:
-            workers.append(Worker(pod.name, pod.group, "running", pod.created, slot.claimed, slot.free))
+            workers.append(Worker(pod.name, pod.group, "running", pod.created, slot.claimed, slot.free, slot.jobs))
         elif pod.phase in ("Pending", "Running"):
             workers.append(Worker(pod.name, pod.group, "pending", pod.created))
     return workers

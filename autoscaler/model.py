@@ -88,6 +88,8 @@ class Worker:
     """Some of its slot is claimed by a job: it must not be removed."""
     free: Resources = field(default_factory=Resources)
     """Unclaimed resources of its partitionable slot (nothing known yet for pending pods)."""
+    jobs: int = 0
+    """Jobs running in its slot (its dynamic slots)."""
 
 
 @dataclass(frozen=True)
@@ -100,8 +102,10 @@ class Trigger:
 
 @dataclass(frozen=True)
 class Settings:
-    scale_down_delay: float = 120.0
-    """Seconds a worker must have been unclaimed, and its group in surplus, before removal."""
+    scale_down_delay: float
+    """Seconds a worker must have been unclaimed, and its group in surplus, before removal
+    while work keeps coming (`af:autoscaler.scaleDownDelaySeconds`, whose default lives in the
+    config model only)."""
     budget: Resources | None = None
     """What local groups may use in total (the site's quota for batch); None: no limit."""
 
@@ -114,6 +118,8 @@ class Memory:
     """Per group: since when it has had more workers than demand needs."""
     last_claimed: dict[str, float] = field(default_factory=dict)
     """Per worker: when it was last seen claimed."""
+    load: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    """Per group: (time, load in workers' worth) over the last scale-down delay, the latest last."""
 
 
 @dataclass(frozen=True)

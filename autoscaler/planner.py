@@ -3,11 +3,21 @@ size of each group. Pure: the same inputs and memory give the same plan.
 
 Demand is matched to groups with real ClassAd matchmaking, one match per autocluster and
 group (never per job). Capacity already there or coming (free slot resources, pending pods)
-is used first; then new workers, within each group's maximum and the site budget, in the
-order of preference (operator triggers first), so demand a group cannot take overflows to
-the next matching one (offload groups come last). Scale-up is immediate; scale-in only
-removes workers that have been unclaimed for the scale-down delay, while the group has been
-in surplus for as long, and never a claimed one."""
+is used first, worker by worker in the order the negotiator fills them (the packing policy
+rendered for the central manager); then new workers, within each group's maximum and the
+site budget, in the order of preference (operator triggers first), so demand a group cannot
+take overflows to the next matching one (offload groups come last). Scale-up is immediate,
+and a group taking a burst (its load grew by more than a worker since the last cycle) gets
+as many workers again for the jobs still arriving.
+
+Scale-in removes only unclaimed workers that none of this cycle's demand lands on, the
+newest first (packing leaves them to drain), never a claimed one:
+- at once when the group is draining: its load (what its jobs hold plus its queued jobs) has
+  not grown for GROWTH_WINDOW seconds, so nothing new is coming;
+- otherwise once unclaimed for the scale-down delay, with the group in surplus for as long,
+  and only as many as its load has fallen below its peak of the last delay (at least
+  GROWTH_WINDOW): while the load holds near its peak an idle worker is kept for the next
+  jobs rather than removed and started again (less flapping)."""
 
 from __future__ import annotations
 
@@ -18,6 +28,12 @@ from dataclasses import dataclass
 
 from .model import Autocluster, Decision, Group, Memory, Plan, Resources, Settings, Trigger, Worker
 
+GROWTH_WINDOW = 600.0
+"""Seconds without any growth of a group's load after which the group is draining."""
+
+Load = tuple[tuple[float, float], ...]
+"""(time, load in workers' worth) samples of a group, oldest first."""
+
 
 def candidates(ac: Autocluster, groups: Sequence[Group], triggers: Sequence[Trigger]) -> list[Group]:
     """Groups whose slots the jobs match (both ways: the job's Requirements, the group's
@@ -25,6 +41,19 @@ def candidates(ac: Autocluster, groups: Sequence[Group], triggers: Sequence[Trig
     triggered = {t.group for t in triggers if t.constraint.eval(ac.ad) is True}
     matching = [g for g in groups if ac.ad.symmetricMatch(g.machine_ad)]
     return sorted(matching, key=lambda g: (g.name not in triggered, g.preference, g.name))
+
+
+def packing_order(w: Worker) -> tuple[bool, bool, int, float, str]:
+    """Sort key of a group's workers in the order the negotiator fills them: its packing rank
+    (`NEGOTIATOR_PRE_JOB_RANK`, rendered by components/batch/htcondor.py) prefers the slot running
+    the most jobs, then the oldest; pending workers have no slot yet."""
+    return (w.phase == "pending", not w.claimed, -w.jobs, w.started, w.name)
+
+
+def removal_order(w: Worker) -> tuple[bool, float, str]:
+    """Sort key of surplus workers, first to go first: pending ones nobody needs, then the
+    newest, the ones packing leaves to drain."""
+    return (w.phase == "running", -w.started, w.name)
 
 
 @dataclass
@@ -46,8 +75,13 @@ def _clip(resources: Resources) -> Resources:
 def _place(bins: list[_Bin], request: Resources, jobs: int) -> int:
     """Put up to `jobs` of `request` into `bins` in order; how many were placed."""
     placed = 0
+    # A bin without room for one job is skipped before counting copies (most are, once full).
+    least = Resources(request.cpus, request.memory_mb, request.gpus).times(1 - 1e-9)
     for b in bins:
-        n = min(jobs - placed, b.free.copies_of(request))
+        free = b.free
+        if free.cpus < least.cpus or free.memory_mb < least.memory_mb or free.gpus < least.gpus:
+            continue
+        n = min(jobs - placed, free.copies_of(request))
         if n:
             b.free -= request.times(n)
             b.used = True
@@ -57,35 +91,58 @@ def _place(bins: list[_Bin], request: Resources, jobs: int) -> int:
     return placed
 
 
+def in_workers(resources: Resources, worker: Resources) -> float:
+    """`resources` in workers' worth: the dimension that needs the most workers."""
+    sizes = ((resources.cpus, worker.cpus), (resources.memory_mb, worker.memory_mb), (resources.gpus, worker.gpus))
+    return max((have / size for have, size in sizes if size > 0), default=0.0)
+
+
 def plan(
     groups: Sequence[Group],
     workers: Iterable[Worker],
     demand: Sequence[Autocluster],
     now: float,
-    memory: Memory | None = None,
-    settings: Settings | None = None,
+    memory: Memory | None,
+    settings: Settings,
     triggers: Sequence[Trigger] = (),
 ) -> Plan:
     memory = memory or Memory()
-    settings = settings or Settings()
     by_group: dict[str, list[Worker]] = defaultdict(list)
     for worker in workers:
         by_group[worker.group].append(worker)
     current = {g.name: len(by_group[g.name]) for g in groups}
 
-    # Capacity there or coming, worker by worker: claimed workers' spare room first (so idle
-    # ones can go), then idle running workers, then pending ones (whole).
+    # Capacity there or coming, worker by worker in the order the negotiator fills it: claimed
+    # workers' spare room first (so idle ones can go), then idle running ones, then pending
+    # ones (whole).
     bins: dict[str, list[_Bin]] = {}
     for g in groups:
-        ordered = sorted(by_group[g.name], key=lambda w: (not w.claimed, w.phase == "pending", w.name))
+        ordered = sorted(by_group[g.name], key=packing_order)
         bins[g.name] = [_Bin(w.free if w.phase == "running" else g.worker, w.name, w.claimed) for w in ordered]
 
     budget_left = settings.budget
     if budget_left is not None:
         budget_left = budget_left - sum((g.worker.times(current[g.name]) for g in groups if g.local), Resources())
 
+    def room_for(g: Group) -> int:
+        """New workers the group may still get: its maximum, and the site budget if local."""
+        room = g.max_workers - current[g.name] - new[g.name]
+        if g.local and budget_left is not None:
+            room = min(room, _clip(budget_left).copies_of(g.worker))
+        return max(room, 0)
+
+    def add(g: Group, count: int) -> None:
+        nonlocal budget_left
+        new[g.name] += count
+        if g.local and budget_left is not None:
+            budget_left -= g.worker.times(count)
+
     new = {g.name: 0 for g in groups}
     assigned = {g.name: 0 for g in groups}
+    # What each group carries: the resources its jobs hold, then the idle jobs assigned to it.
+    load = {
+        g.name: sum((g.worker - w.free for w in by_group[g.name] if w.phase == "running"), Resources()) for g in groups
+    }
     unmatched: list[tuple[int, int]] = []
     unserved: list[tuple[int, int]] = []
     for ac in sorted(demand, key=lambda a: a.id):
@@ -96,30 +153,34 @@ def plan(
         remaining = ac.idle
         for g in options:
             taken = _place(bins[g.name], ac.request, remaining)
-            assigned[g.name] += taken
-            remaining -= taken
             per_worker = g.worker.copies_of(ac.request)
-            if not remaining:
-                break
-            if not per_worker:
-                continue
-            room = g.max_workers - current[g.name] - new[g.name]
-            if g.local and budget_left is not None:
-                room = min(room, _clip(budget_left).copies_of(g.worker))
-            add = min(max(room, 0), math.ceil(remaining / per_worker))
-            if add:
-                planned = [_Bin(g.worker) for _ in range(add)]
-                placed = _place(planned, ac.request, remaining)
+            if taken < remaining and per_worker:
+                count = min(room_for(g), math.ceil((remaining - taken) / per_worker))
+                planned = [_Bin(g.worker) for _ in range(count)]
+                taken += _place(planned, ac.request, remaining - taken)
                 bins[g.name] += planned
-                new[g.name] += add
-                if g.local and budget_left is not None:
-                    budget_left -= g.worker.times(add)
-                assigned[g.name] += placed
-                remaining -= placed
+                add(g, count)
+            assigned[g.name] += taken
+            load[g.name] += ac.request.times(taken)
+            remaining -= taken
             if not remaining:
                 break
         if remaining:
             unserved.append((ac.id, remaining))
+
+    history: dict[str, Load] = {}
+    for g in groups:
+        # Samples of the last delay (at least GROWTH_WINDOW), and the one before, so they span it.
+        window = max(GROWTH_WINDOW, settings.scale_down_delay)
+        past = [(t, x) for t, x in memory.load.get(g.name, ()) if t < now]
+        first = next((i for i, (t, _) in enumerate(past) if t >= now - window), len(past))
+        before = tuple(past[max(first - 1, 0) :])
+        history[g.name] = (*before, (now, in_workers(load[g.name], g.worker)))
+        # A burst: the load grew by more than a worker since the last cycle and needs new
+        # workers; the jobs still arriving get as many workers again, one start-up sooner.
+        growth = history[g.name][-1][1] - before[-1][1] if before else 0.0
+        if new[g.name] > 1 and growth > 1 + 1e-9:
+            add(g, min(room_for(g), math.floor(growth + 1e-9)))
 
     live = {w.name for ws in by_group.values() for w in ws}
     last_claimed = {name: t for name, t in memory.last_claimed.items() if name in live}
@@ -132,15 +193,39 @@ def plan(
     for g in groups:
         hosting = {b.worker for b in bins[g.name] if b.used and b.worker is not None and not b.claimed}
         decisions[g.name] = _decide(
-            g, by_group[g.name], new[g.name], assigned[g.name], hosting, now, settings, surplus_since, last_claimed
+            g,
+            by_group[g.name],
+            new[g.name],
+            assigned[g.name],
+            hosting,
+            history[g.name],
+            now,
+            settings,
+            surplus_since,
+            last_claimed,
         )
     return Plan(
         decisions=decisions,
         assigned=assigned,
         unmatched=tuple(unmatched),
         unserved=tuple(unserved),
-        memory=Memory(surplus_since=surplus_since, last_claimed=last_claimed),
+        memory=Memory(surplus_since=surplus_since, last_claimed=last_claimed, load=history),
     )
+
+
+def draining(history: Load, now: float) -> bool:
+    """The load has not grown for GROWTH_WINDOW seconds, and was watched for that long: no
+    sample is above the one before it, from the last sample before the window on."""
+    if history[0][0] > now - GROWTH_WINDOW:
+        return False
+    return all(
+        later <= earlier + 1e-9 for (_, earlier), (t, later) in zip(history, history[1:]) if t > now - GROWTH_WINDOW
+    )
+
+
+def decline(history: Load) -> float:
+    """How far the load is below its peak over the history, in workers."""
+    return max(x for _, x in history) - history[-1][1]
 
 
 def _decide(
@@ -149,6 +234,7 @@ def _decide(
     new: int,
     assigned: int,
     hosting: set[str],
+    history: Load,
     now: float,
     settings: Settings,
     surplus_since: dict[str, float],
@@ -169,21 +255,22 @@ def _decide(
         why = f"{assigned} idle jobs fit in free slots" if assigned else "no surplus"
         return Decision(g.name, current, current, (), why)
     since = surplus_since.setdefault(g.name, now)
-    if now - since < settings.scale_down_delay:
+    spare.sort(key=removal_order)
+    if draining(history, now):
+        remove = tuple(w.name for w in spare[:surplus])
+        why = f"its load has not grown for {GROWTH_WINDOW:.0f}s"
+    elif now - since < settings.scale_down_delay:
         return Decision(
             g.name, current, current, (), f"{surplus} workers in surplus for {now - since:.0f}s, waiting for the delay"
         )
-
-    def idle_for(w: Worker) -> float:
-        return now - last_claimed.get(w.name, w.started)
-
-    ready = sorted(
-        (w for w in spare if idle_for(w) >= settings.scale_down_delay),
-        key=lambda w: (w.phase == "running", -idle_for(w), w.name),
-    )
-    remove = tuple(w.name for w in ready[:surplus])
+    else:
+        delay = settings.scale_down_delay
+        ready = [w.name for w in spare if now - last_claimed.get(w.name, w.started) >= delay]
+        fallen = math.floor(decline(history) + 1e-9)
+        remove = tuple(ready[: min(surplus, fallen)])
+        why = f"unclaimed for the delay, the load {fallen} workers below its peak"
+        if ready and not remove:
+            return Decision(g.name, current, current, (), f"{len(ready)} idle for the delay, kept: the load holds")
     if not remove:
         return Decision(g.name, current, current, (), f"{surplus} in surplus, none unclaimed for the delay yet")
-    return Decision(
-        g.name, current, current - len(remove), remove, f"{len(remove)} workers unclaimed for the delay, removing them"
-    )
+    return Decision(g.name, current, current - len(remove), remove, f"{len(remove)} workers go: {why}")

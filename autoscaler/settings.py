@@ -52,11 +52,12 @@ class ControllerSettings:
     schedds: list[str]
     """Names of the schedds whose queues are read."""
     groups: list[GroupSettings]
+    interval_seconds: float
+    scale_down_delay_seconds: float
+    metrics_port: int
+    """These three come from `af:autoscaler` (their defaults live in the config model only)."""
     triggers: list[TriggerSettings] = field(default_factory=list)
-    interval_seconds: float = 30.0
-    scale_down_delay_seconds: float = 600.0
     budget: Resources | None = None
-    metrics_port: int = 9100
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"

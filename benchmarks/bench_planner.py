@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from autoscaler.condor import machine_ad  # noqa: E402
-from autoscaler.model import Autocluster, Group, Resources  # noqa: E402
+from autoscaler.model import Autocluster, Group, Resources, Settings  # noqa: E402
 from autoscaler.planner import plan  # noqa: E402
+from components.batch.config import Autoscaler as AutoscalerConfig  # noqa: E402
 
 REQUIREMENTS = (
     '(TARGET.Arch == "X86_64") && (TARGET.OpSys == "LINUX") && (TARGET.Disk >= RequestDisk) && '
@@ -126,8 +127,9 @@ def main() -> int:
         f"{len(pool)} worker groups) vs naive job-by-job matching and placement of the same {len(job_ads)} jobs; "
         f"best and median of {repeat} (classad2 {classad2.version()})"
     )
-    ours = timed(lambda: plan(pool, [], demand, now=0.0), repeat)
-    result = plan(pool, [], demand, now=0.0)
+    settings = Settings(scale_down_delay=float(AutoscalerConfig().scale_down_delay_seconds))
+    ours = timed(lambda: plan(pool, [], demand, 0.0, None, settings), repeat)
+    result = plan(pool, [], demand, 0.0, None, settings)
     baseline = timed(lambda: naive(job_ads, pool), repeat)
     print(f"  plan()   best {min(ours) * 1e3:9.2f} ms  median {statistics.median(ours) * 1e3:9.2f} ms")
     print(f"  naive    best {min(baseline) * 1e3:9.2f} ms  median {statistics.median(baseline) * 1e3:9.2f} ms")

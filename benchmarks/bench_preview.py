@@ -32,7 +32,8 @@ import pulumi
 from afctl.mocks import Registration
 from afctl.runner import run_mocked, run_program
 from afctl.stackfile import read_stack
-from components.config import build_config, usage
+from components.config.loader import build_config
+from components.infra.quota import usage
 
 REFERENCE_STACK = "cms-bari"
 INSTANCE = "openstack:compute/instance:Instance"
@@ -98,7 +99,8 @@ def scaled_values(values: dict[str, Any], secret: set[str], vms: int) -> dict[st
     site["quotas"] = {
         key: _UNBOUNDED for key in ("vcpus", "ramGib", "instances", "volumes", "volumeGib", "floatingIps", "gpus")
     }
-    need = usage(build_config(out, secret))
+    cfg = build_config(out, secret)
+    need = usage(cfg.site, cfg.cluster)
     site["quotas"] = {
         "vcpus": math.ceil(need.vcpus * QUOTA_HEADROOM),
         "ramGib": math.ceil(need.ram_gib * QUOTA_HEADROOM),

@@ -7,24 +7,16 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from components.nodes import ROLE_METADATA
+from components.infra.nodes import ROLE_METADATA
+from components.infra.quota import QUOTAS
 
-from .facts import QUOTA_KEYS, Facts
+from .facts import Facts
 from .walk import INSTANCE, MAGNUM_CLUSTER, MAGNUM_NODE_GROUP, MAGNUM_TEMPLATE, Finding, Resource, dig, opaque
 
 VOLUME = "openstack:blockstorage/volume:Volume"
 FLOATING_IP = "openstack:networking/floatingIp:FloatingIp"
 SERVER_GROUP = "openstack:compute/serverGroup:ServerGroup"
 CONTROL_PLANE = "control-plane"
-QUOTA_LABELS = {
-    "vcpus": "vCPUs",
-    "ramGib": "GiB of RAM",
-    "instances": "instances",
-    "volumes": "volumes",
-    "volumeGib": "GiB of volumes",
-    "floatingIps": "floating IPs",
-    "gpus": "GPUs",
-}
 
 
 def _count(value: Any, default: int = 1) -> int:
@@ -89,19 +81,20 @@ def site_quota(resources: Sequence[Resource], facts: Facts) -> list[Finding]:
     used, found = usage(resources, facts)
     if not any(used.values()):
         return found
-    for key in QUOTA_KEYS:
+    for quota in QUOTAS:
+        key, unit = quota.key, quota.unit
         need, limit = used[key], facts.quotas.get(key)
         if limit is None and need:
             found.append(
                 Finding(
-                    f"the plan needs {need} {QUOTA_LABELS[key]} and the pack config has no quotas.{key}: "
+                    f"the plan needs {need} {unit} and the pack config has no quotas.{key}: "
                     "pass the pack config afctl preview writes"
                 )
             )
         elif limit is not None and need > limit:
             found.append(
                 Finding(
-                    f"the plan needs {need} {QUOTA_LABELS[key]} and the project's quota allows {limit} "
+                    f"the plan needs {need} {unit} and the project's quota allows {limit} "
                     f"(af:site.quotas.{key}): shrink af:cluster or ask the site for more"
                 )
             )

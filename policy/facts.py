@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.config import FacilityConfig
-from components.offloadconf import node_name
+from components.config.facility import FacilityConfig
+from components.infra.quota import QUOTAS
+from components.names import NODE_LABELLER, virtual_node
 
 DEFAULT_PRIVILEGED_ALLOW = ("cvmfs/cvmfs-csi-nodeplugin",)
 """Workloads (`namespace/name`) that need the host: the CVMFS CSI node plugin mounts /cvmfs
@@ -19,7 +20,6 @@ for every pod of its node."""
 DEFAULT_CRITICAL = ("xcache/af-xcache", "condor/af-condor-cm", "condor/af-condor-schedd")
 """Workloads (`namespace/name`) a node drain must not take down unannounced."""
 
-QUOTA_KEYS = ("vcpus", "ramGib", "instances", "volumes", "volumeGib", "floatingIps", "gpus")
 
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 SCHEMA: dict[str, dict[str, Any]] = {
@@ -44,7 +44,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     },
     "quotas": {
         "type": "object",
-        "properties": {key: {"type": "integer", "minimum": 0} for key in QUOTA_KEYS},
+        "properties": {q.key: {"type": "integer", "minimum": 0} for q in QUOTAS},
         "description": "The OpenStack project's quota",
     },
     "production": {"type": "boolean", "description": "The stack is a production facility"},
@@ -113,19 +113,15 @@ def stack_facts(cfg: FacilityConfig) -> dict[str, Any]:
         "flavors": {
             name: {"vcpus": f.vcpus, "ramGib": f.ram_gib, "gpus": f.gpus} for name, f in sorted(site.flavors.items())
         },
-        "quotas": {
-            "vcpus": quotas.vcpus,
-            "ramGib": quotas.ram_gib,
-            "instances": quotas.instances,
-            "volumes": quotas.volumes,
-            "volumeGib": quotas.volume_gib,
-            "floatingIps": quotas.floating_ips,
-            "gpus": quotas.gpus,
-        },
+        "quotas": {q.key: getattr(quotas, q.field) for q in QUOTAS},
         "production": cfg.policy.production,
         "cacheTokenAuth": cfg.cache.enabled and cfg.cache.token_auth,
         "privilegedAllowList": list(DEFAULT_PRIVILEGED_ALLOW),
         "criticalWorkloads": list(DEFAULT_CRITICAL),
-        # A gateway's virtual kubelet registers a Node: cluster-scoped by nature.
-        "clusterRbacAllowList": [node_name(gateway) for gateway in sorted(cfg.offload.gateways)],
+        # A gateway's virtual kubelet registers a Node, Magnum's node labeller labels them:
+        # cluster-scoped by nature.
+        "clusterRbacAllowList": [
+            *(virtual_node(gateway) for gateway in sorted(cfg.offload.gateways)),
+            *([NODE_LABELLER] if cfg.cluster.mode == "magnum" else []),
+        ],
     }

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from components.config import ConfigError, FacilityConfig, Problem
-from components.config.errors import key_path, show_value
+from components.config.errors import ConfigError, Problem, key_path, show_value
+from components.config.facility import FacilityConfig
 
 from .facts import stack_facts
 from .rules import RULE_NAMES, RULES

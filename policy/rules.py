@@ -47,10 +47,17 @@ class Rule:
 RULES: tuple[Rule, ...] = (
     Rule(
         "no-world-open-ports",
-        "Only HTTPS (and declared public ports) is open to 0.0.0.0/0 or ::/0.",
+        "Only HTTPS, HTTP that redirects to it, and declared public ports are open to 0.0.0.0/0 or ::/0.",
         MANDATORY,
         ("publicPorts",),
         resource=exposure.world_open_ports,
+    ),
+    Rule(
+        "http-redirects-to-https",
+        "HTTP (tcp 80) open to the internet only redirects to HTTPS (and answers the ACME challenge).",
+        MANDATORY,
+        ("publicPorts",),
+        stack=exposure.http_redirects_to_https,
     ),
     Rule(
         "admin-ports-from-admin-cidrs",

@@ -7,8 +7,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from components.config import GPU_TAINT_KEY
-from components.nodes import TAINTS_METADATA
+from components.infra.nodes import TAINTS_METADATA
+from components.names import GPU_TAINT_KEY
 
 from .facts import Facts
 from .walk import (
@@ -61,7 +61,7 @@ def container_resources(resource: Resource, facts: Facts) -> list[str]:
         if missing:
             found.append(
                 f"{label(resource)}: {what} has no {', '.join(missing)}: set resources.requests and "
-                "resources.limits for cpu and memory (components/workloads.py resources())"
+                "resources.limits for cpu and memory (components/common/kube.py resources())"
             )
     return found
 

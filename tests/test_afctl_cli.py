@@ -204,3 +204,29 @@ def test_diff_reads_stacks_and_plan_files_and_refuses_anything_else(tmp_path, ca
     ]
     assert main(["diff", "nope", "nada"]) == 2
     assert [line.split(":")[0] for line in capsys.readouterr().err.splitlines()] == ["after", "before"]
+
+
+def test_an_http_issuer_stops_preview_with_one_config_line_not_a_traceback(tmp_path, capsys):
+    """With a cache the issuer becomes the cache's token issuer too: an http:// one used to crash
+    the preview inside the cache's renderer (exit 1, the policy's code, and a traceback)."""
+    (tmp_path / "Pulumi.plain.yaml").write_text(
+        "config:\n"
+        "  af:profiles: [sites/infn-cloud-bari, experiments/cms]\n"
+        "  af:identity:\n"
+        "    issuer: http://cms-auth.cern.ch/\n"
+        "    clientId: cms-analysis-facility\n"
+        "    roles: {login: [/cms], admin: [/cms/af-admins], batch: [/cms], cache: [/cms]}\n"
+        "  af:cluster:\n"
+        "    controlPlane: {count: 1, flavor: large}\n"
+        "    nodeGroups:\n"
+        "      cpu: {flavor: xlarge, count: 2, roles: [system, interactive, batch]}\n"
+        "      cache: {flavor: xlarge, count: 1, roles: [cache], volumeGib: 2000}\n"
+    )
+    for args in (["validate", "plain"], ["preview", "plain", "--out", str(tmp_path / "p")]):
+        assert main(["--project-dir", str(tmp_path), *args]) == 2, args
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if not line.startswith("note:")]
+        # The value shows as [secret]: the section holds the IAM client secret.
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert lines[0].startswith("af:identity.issuer: got ")
+        assert lines[0].endswith("allowed: URL scheme should be 'https'")

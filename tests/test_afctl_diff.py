@@ -111,6 +111,7 @@ def test_a_renamed_namespace_replaces_it_and_everything_in_it(bari):
     result = diff.diff(Side("before.json", bari.document), Side("after.json", renamed))
     inside = ["af-cache-servers", "af-cache-tls", "af-cache-config", "af-cache-upstream"]
     inside += ["af-cache-headless", "af-cache-svc", "af-cache-pdb"]
+    inside += ["af-network-policies-xcache-default-deny-ingress", "af-network-policies-xcache-allow-cache"]
     assert _kinds(result) == dict.fromkeys(["af-cache-ns", *inside], "replace")
     assert _resource(result, "af-cache-ns").reasons == ["metadata.name"]
     for name in inside:

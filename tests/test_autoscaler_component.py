@@ -16,8 +16,8 @@ from test_hub import manifest
 
 from autoscaler.kube import GROUP_LABEL
 from autoscaler.settings import ControllerSettings
-from components.config import build_config
-from components.config.batch import worker_groups
+from components.batch.config import worker_groups
+from components.config.loader import build_config
 
 IMAGE = "registry.example.org/af/af-autoscaler:0.1.0"
 
@@ -54,7 +54,10 @@ def test_settings_describe_the_worker_groups_the_pool_deploys(result):
         assert workers["template"]["metadata"]["labels"][GROUP_LABEL] == g.name
     gpu = next(g for g in settings.groups if g.name == "gpu-a100")
     assert gpu.gpus == 1 and settings.triggers[0].group == "gpu-a100"
-    assert settings.scale_down_delay_seconds == 120 and settings.schedds and settings.collector.endswith(":9618")
+    assert settings.schedds and settings.collector.endswith(":9618")
+    # The runtime has no defaults of its own: what the stack's config says (here, the model's defaults).
+    assert settings.scale_down_delay_seconds == cfg.autoscaler.scale_down_delay_seconds == 600
+    assert (settings.interval_seconds, settings.metrics_port) == (cfg.autoscaler.interval_seconds, 9100)
 
 
 def test_rbac_lets_it_scale_only_the_worker_groups_and_touch_only_pods(result):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shlex
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -11,9 +14,18 @@ import pytest
 import yaml
 from conftest import SHIPPED_STACKS
 
-from components import gpunode
-from components.cloudinit import REDACTED, CaPair, NodeBootstrap, join_token, render_user_data
-from components.config.cluster import GpuSpec, K3s
+from components.infra import gpunode
+from components.infra.cloudinit import (
+    DATA_DEVICE_WAIT_SECONDS,
+    DATA_MOUNT,
+    REDACTED,
+    CaPair,
+    NodeBootstrap,
+    join_token,
+    render_user_data,
+    wait_for_device,
+)
+from components.infra.config import GpuSpec, K3s
 
 CLOUD_INIT = shutil.which("cloud-init")
 
@@ -318,3 +330,128 @@ def test_gpu_units_pass_systemd_analyze_verify(tmp_path):
         tmp_path, "bad.service", files[f"/etc/systemd/system/{gpunode.MIG_UNIT}"].replace("Type=", "Typ=")
     )
     assert "Unknown key" in done.stderr
+
+
+# --- the data volume: attached after the instance is active, so the node waits for it ----------
+
+
+def _cloud_init_python() -> str:
+    """The interpreter of the installed cloud-init (its script's shebang): its package is the oracle."""
+    assert CLOUD_INIT, "cloud-init is not installed: run `make test` (it installs the Debian package)"
+    first = Path(CLOUD_INIT).read_text().splitlines()[0]
+    assert first.startswith("#!"), first
+    return first[2:].strip().split()[0]
+
+
+_MODULE_FACTS = """
+import importlib, json, sys
+import yaml
+cfg = yaml.safe_load(open("/etc/cloud/cloud.cfg"))
+out = {}
+for stage in ("init", "config", "final"):
+    modules = []
+    for entry in cfg[f"cloud_{stage}_modules"]:
+        name = (entry if isinstance(entry, str) else entry[0]).replace("-", "_")
+        meta = importlib.import_module(f"cloudinit.config.cc_{name}").meta
+        modules.append({"name": name, "keys": meta["activate_by_schema_keys"], "frequency": meta["frequency"]})
+    out[stage] = modules
+json.dump(out, sys.stdout)
+"""
+
+
+def _unit_text(name: str) -> str:
+    for directory in ("/lib/systemd/system", "/usr/lib/systemd/system"):
+        path = Path(directory) / name
+        if path.is_file():
+            return path.read_text()
+    raise AssertionError(f"{name} is not installed with cloud-init")
+
+
+@pytest.mark.daemon
+def test_the_device_wait_runs_before_cloud_init_formats_and_mounts_the_data_volume():
+    """The order is cloud-init's, read from the installed package (Debian's cloud.cfg module lists,
+    each module's own meta for the user-data keys it handles, and the stages' systemd units): the
+    `bootcmd` that waits runs before the module that handles `fs_setup`, which runs before `mounts`,
+    all in the init stage, which runs before the config stage's `runcmd` that starts k3s."""
+    done = subprocess.run([_cloud_init_python(), "-c", _MODULE_FACTS], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    stages = json.loads(done.stdout)
+
+    def where(predicate) -> tuple[str, int, dict]:
+        (found,) = [
+            (stage, index, module)
+            for stage, modules in stages.items()
+            for index, module in enumerate(modules)
+            if predicate(module)
+        ]
+        return found
+
+    doc = yaml.safe_load(render_user_data(_agent()))
+    waits = where(lambda m: "bootcmd" in m["keys"])
+    formats = where(lambda m: "fs_setup" in m["keys"])
+    mounts = where(lambda m: m["name"] == "mounts")
+    starts = where(lambda m: "runcmd" in m["keys"])
+    assert waits[0] == formats[0] == mounts[0] == "init"
+    assert waits[1] < formats[1] < mounts[1]
+    assert waits[2]["frequency"] == "always", "the wait runs at every boot, before every mount"
+    assert starts[0] == "config"
+    # The init stage's unit is ordered before network-online.target, the config stage's after it.
+    init, config = _unit_text("cloud-init.service"), _unit_text("cloud-config.service")
+    assert "ExecStart=/usr/bin/cloud-init init" in init and "Before=network-online.target" in init
+    assert "--mode=config" in config and re.search(r"^After=.*network-online\.target", config, re.M)
+    # And the user-data uses those keys: the wait names the device the filesystem goes on.
+    device = doc["fs_setup"][0]["device"]
+    (wait,) = doc["bootcmd"]
+    assert wait == ["sh", "-c", wait_for_device(device, DATA_DEVICE_WAIT_SECONDS)]
+    assert doc["mounts"][0][1] == DATA_MOUNT
+
+
+def _a_block_device() -> str:
+    for entry in sorted(Path("/dev").iterdir()):
+        if stat.S_ISBLK(entry.stat().st_mode):
+            return str(entry)
+    raise AssertionError("no block device in /dev to wait for")
+
+
+def test_the_device_wait_returns_once_the_device_exists_and_fails_loudly_after_its_limit():
+    present = subprocess.run(
+        ["sh", "-c", wait_for_device(_a_block_device(), 2)], capture_output=True, text=True, timeout=10
+    )
+    assert present.returncode == 0 and present.stderr == ""
+    absent = subprocess.run(
+        ["sh", "-c", wait_for_device("/dev/af-no-such-disk", 2)], capture_output=True, text=True, timeout=20
+    )
+    assert absent.returncode != 0
+    assert "af: data volume /dev/af-no-such-disk not attached after 2 s" in absent.stderr
+    # A regular file is not the disk.
+    assert subprocess.run(["sh", "-c", wait_for_device(__file__, 1)], capture_output=True, timeout=20).returncode
+
+
+def test_nodes_without_a_data_volume_do_not_wait_or_require_it():
+    text = render_user_data(_agent(data_volume=False))
+    doc = yaml.safe_load(text)
+    assert "bootcmd" not in doc and "fs_setup" not in doc and "mounts" not in doc
+    assert "RequiresMountsFor" not in _files(text)["/etc/systemd/system/k3s-agent.service"]
+
+
+@pytest.mark.daemon
+def test_k3s_never_starts_without_the_data_volume_mounted(tmp_path):
+    """Local volumes (the cache's disk) go to the data mount: without the volume they would fill
+    the root disk. The agent's unit requires the mount and asserts it is a mount point."""
+    unit = _files(render_user_data(_agent()))["/etc/systemd/system/k3s-agent.service"]
+    unit_section = unit.split("[Service]")[0]
+    assert f"RequiresMountsFor={DATA_MOUNT}\n" in unit_section
+    (assertion,) = [line for line in unit_section.splitlines() if line.startswith("Assert")]
+    done = _verify_unit(tmp_path, "k3s-agent.service", unit)
+    assert done.returncode == 0 and not done.stderr.strip(), done.stdout + done.stderr
+    # systemd itself evaluates the assertion: a plain directory fails it, a mount point passes.
+    plain = tmp_path / "not-mounted"
+    plain.mkdir()
+    for path, holds in ((str(plain), False), ("/proc", True)):
+        done = subprocess.run(
+            [SYSTEMD_ANALYZE, "condition", assertion.replace(DATA_MOUNT, path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert (done.returncode == 0) is holds, done.stdout + done.stderr

@@ -14,14 +14,12 @@ from test_hub import hub_values, manifest
 
 import afctl.runner
 from afctl.mocks import _computed
-from components.certs import CA_CERT_DIR
-from components.condor import (
+from components.batch.config import worker_groups
+from components.batch.htcondor import autoscaler_identity, daemon_identity
+from components.batch.pods import (
     CLIENT_CONFIG,
     CONFIG_DIR,
-    GROUP_LABEL,
     KEY_SECRET,
-    NAMESPACE,
-    PORT,
     PRESTOP,
     RETIRE_MARGIN_SECONDS,
     RUNTIME,
@@ -30,10 +28,8 @@ from components.condor import (
     worker_labels,
     worker_name,
 )
-from components.condorconf import autoscaler_identity, daemon_identity
-from components.config import build_config
-from components.config.batch import SCHEDD_PORT, worker_groups
-from components.cvmfs import MOUNT
+from components.config.loader import build_config
+from components.names import CA_CERT_DIR, COLLECTOR_PORT, CONDOR_NAMESPACE, CVMFS_MOUNT, SCHEDD_PORT, WORKER_GROUP_LABEL
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 CONDOR_TYPE = "af:index:Condor"
@@ -78,7 +74,9 @@ def test_the_component_and_its_children_use_the_cluster_provider(shipped, stack)
     children = [r for r in _condor(result) if r.type.startswith("kubernetes:")]
     assert children and all(r.provider == provider.urn for r in children)
     assert all(r.parent == component.urn for r in _condor(result) if r is not component)
-    assert {r.inputs["metadata"]["namespace"] for r in children if r.inputs["kind"] != "Namespace"} == {NAMESPACE}
+    assert {r.inputs["metadata"]["namespace"] for r in children if r.inputs["kind"] != "Namespace"} == {
+        CONDOR_NAMESPACE
+    }
 
 
 @pytest.mark.parametrize("stack", POOL)
@@ -93,7 +91,7 @@ def test_one_worker_deployment_per_batch_node_group(shipped, stack):
         spec = worker.inputs["spec"]
         assert spec["replicas"] == group.min_workers
         assert spec["selector"]["matchLabels"] == worker_labels(name) == spec["template"]["metadata"]["labels"]
-        assert spec["selector"]["matchLabels"][GROUP_LABEL] == name
+        assert spec["selector"]["matchLabels"][WORKER_GROUP_LABEL] == name
         pod = spec["template"]["spec"]
         assert pod["nodeSelector"] == {"af.infn.it/node-group": name}
         container = _container(pod)
@@ -104,7 +102,7 @@ def test_one_worker_deployment_per_batch_node_group(shipped, stack):
         assert resources["limits"].get("nvidia.com/gpu") == (str(group.gpus) if group.gpus else None)
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
         assert mounts[f"{CONFIG_DIR}/91-af-role.conf"]["subPath"] == f"execute-{name}.conf"
-        assert mounts[MOUNT]["readOnly"] and mounts[MOUNT]["mountPropagation"] == "HostToContainer"
+        assert mounts[CVMFS_MOUNT]["readOnly"] and mounts[CVMFS_MOUNT]["mountPropagation"] == "HostToContainer"
         assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
 
 
@@ -196,7 +194,10 @@ def test_no_secret_in_config_maps_or_rendered_files(shipped, stack):
 def test_central_manager_and_schedd_services_certificates_and_budgets(shipped, stack):
     result = shipped(stack)
     cfg = _cfg(stack)
-    for short, role_file, port in (("cm", "central-manager.conf", PORT), ("schedd", "submit.conf", SCHEDD_PORT)):
+    for short, role_file, port in (
+        ("cm", "central-manager.conf", COLLECTOR_PORT),
+        ("schedd", "submit.conf", SCHEDD_PORT),
+    ):
         service = by_name(result, f"af-condor-{short}-svc").inputs
         workload = by_name(result, f"af-condor-{short}")
         labels = workload.inputs["spec"]["template"]["metadata"]["labels"]
@@ -321,7 +322,7 @@ def test_the_autoscaler_can_get_a_limited_token_without_holding_the_key():
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "autoscaler", "namespace": NAMESPACE},
+        "metadata": {"name": "autoscaler", "namespace": CONDOR_NAMESPACE},
         "spec": {"initContainers": [init], "containers": [main], "volumes": volumes},
     }
     kubernetes_validate.validate(pod, "1.36.2", strict=True)

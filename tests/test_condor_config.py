@@ -17,21 +17,19 @@ import classad2
 import pytest
 from conftest import stack_values
 
-from components.certs import CA_CERT_DIR
-from components.condor import RUNTIME, rendered_files
-from components.condorconf import (
-    GROUP_ATTRIBUTE,
-    PLUGIN,
-    PLUGIN_CONFIG,
-    POD_ATTRIBUTE,
+from components.batch.config import worker_groups
+from components.batch.files import HERE as CONDORFILES
+from components.batch.htcondor import PACKING_RANK, PLUGIN, PLUGIN_CONFIG, render_client, render_execute
+from components.batch.pods import RUNTIME, rendered_files
+from components.config.loader import build_config
+from components.facility import cache_client
+from components.names import (
+    BEARER_TOKEN_FILE,
+    CA_CERT_DIR,
     PREFERENCE_ATTRIBUTE,
-    render_client,
-    render_execute,
+    WORKER_GROUP_ATTRIBUTE,
+    WORKER_POD_ATTRIBUTE,
 )
-from components.condorfiles import HERE as CONDORFILES
-from components.config import build_config
-from components.config.batch import worker_groups
-from components.hubvalues import BEARER_TOKEN_FILE
 
 STACKS = ["cms-bari", "atlas-cnaf"]
 
@@ -71,7 +69,7 @@ def _cfg(stack: str):
 
 
 def _files(stack: str) -> dict[str, str]:
-    return rendered_files(_cfg(stack))
+    return rendered_files(_cfg(stack), cache_client(_cfg(stack)))
 
 
 def daemon_params(tmp_path: Path, stack: str, role_file: str, **env: str) -> dict[str, str]:
@@ -123,11 +121,55 @@ def test_central_manager_config(tmp_path, stack):
     assert params["NETWORK_HOSTNAME"] == RUNTIME.central_manager
     assert params["SCITOKENS_SERVER_AUDIENCE"] == "https://wlcg.cern.ch/jwt/v1/any"
     assert params["NEGOTIATOR_INTERVAL"] == "60"
-    # Among slots a job matches, the lower preference ranks higher.
-    cpu_slot, gpu_slot = (classad2.ClassAd({PREFERENCE_ATTRIBUTE: p}) for p in (0, 10))
-    for slot in (cpu_slot, gpu_slot):
-        slot["PreJobRank"] = classad2.ExprTree(params["NEGOTIATOR_PRE_JOB_RANK"])
-    assert cpu_slot.eval("PreJobRank") > gpu_slot.eval("PreJobRank")
+    # The packing policy, as HTCondor reads it: depth first, slots ranked by the rendered rank.
+    assert params["NEGOTIATOR_DEPTH_FIRST"].lower() == "true"
+    assert params["NEGOTIATOR_PRE_JOB_RANK"] == PACKING_RANK
+
+
+def _pslot(preference: int, jobs: int, started: int, cpus: int = 16, gpus: int = 0) -> classad2.ClassAd:
+    """A worker's partitionable slot as its startd advertises it (the attributes the rank reads)."""
+    ad = classad2.ClassAd(
+        {
+            "MyType": "Machine",
+            "PartitionableSlot": True,
+            "SlotID": 1,
+            "Rank": 0.0,
+            "Cpus": cpus - jobs,
+            "Memory": 60000 - 2000 * jobs,
+            "GPUs": gpus,
+            "TotalSlotCpus": cpus,
+            "NumDynamicSlots": jobs,
+            "DaemonStartTime": started,
+            PREFERENCE_ATTRIBUTE: preference,
+        }
+    )
+    ad["Requirements"] = classad2.ExprTree("TARGET.RequestCpus <= Cpus")
+    return ad
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_negotiator_fills_the_busiest_worker_of_the_preferred_group_first(tmp_path, stack):
+    """NEGOTIATOR_PRE_JOB_RANK as HTCondor reads it from the central manager's config, evaluated by
+    classad2 as the negotiator does (MY: a slot, TARGET: the job), orders matching slots: a lower group
+    preference first whatever the rest, then the slot running more jobs, then the older worker. The
+    schedd keeps CLAIM_PARTITIONABLE_LEFTOVERS (HTCondor's default), which depth-first filling needs."""
+    params = daemon_params(tmp_path, stack, "central-manager.conf")
+    rank = classad2.ExprTree(params["NEGOTIATOR_PRE_JOB_RANK"])
+    job = _job(RequestCpus=1)
+    year, day = 365 * 86_400, 86_400
+    slots = {
+        "cpu, busiest": _pslot(0, 12, 1_767_225_600),
+        "cpu, 3 jobs, old": _pslot(0, 3, 1_767_225_600 - year),
+        "cpu, 3 jobs, new": _pslot(0, 3, 1_767_225_600 + day),
+        "cpu, idle, oldest": _pslot(0, 0, 1_767_225_600 - 3 * year),
+        "gpu, busiest of all": _pslot(10, 15, 1_767_225_600 - 3 * year, gpus=1),
+        "offload": _pslot(100, 0, 1_767_225_600),
+    }
+    assert all(job.matches(slot) for slot in slots.values())
+    order = sorted(slots, key=lambda name: -rank.eval(slots[name], job))
+    assert order == list(slots)
+    submit = daemon_params(tmp_path, stack, "submit.conf")
+    assert submit["CLAIM_PARTITIONABLE_LEFTOVERS"].lower() == "true"
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -153,9 +195,11 @@ def test_worker_configs(tmp_path, stack):
         assert params["SLOT_TYPE_1_PARTITIONABLE"].lower() == "true" and params["SLOT_TYPE_1"] == "100%"
         assert (int(params["NUM_CPUS"]), int(params["MEMORY"])) == (group.slot_cpus, group.slot_memory_mib)
         assert ("MACHINE_RESOURCE_INVENTORY_GPUs" in params) == (group.gpus > 0)
-        assert params[GROUP_ATTRIBUTE] == f'"{group.name}"' and params[POD_ATTRIBUTE] == f'"{pod}"'
+        assert params[WORKER_GROUP_ATTRIBUTE] == f'"{group.name}"' and params[WORKER_POD_ATTRIBUTE] == f'"{pod}"'
         assert int(params[PREFERENCE_ATTRIBUTE]) == group.preference
-        assert {GROUP_ATTRIBUTE, PREFERENCE_ATTRIBUTE, POD_ATTRIBUTE} <= set(_entries(params["STARTD_ATTRS"]))
+        assert {WORKER_GROUP_ATTRIBUTE, PREFERENCE_ATTRIBUTE, WORKER_POD_ATTRIBUTE} <= set(
+            _entries(params["STARTD_ATTRS"])
+        )
         assert params["START"] == group.start
         assert int(params["STARTD_NOCLAIM_SHUTDOWN"]) == cfg.condor.idle_shutdown_minutes * 60
         assert int(params["MAXJOBRETIREMENTTIME"]) == cfg.condor.retire_grace_minutes * 60
@@ -202,7 +246,7 @@ def test_a_group_start_override_is_what_the_startd_evaluates(tmp_path):
     values["condor"] = {"groups": {"gpu-a100": {"start": start}}}
     cfg = build_config(values, secret)
     group = worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors)["gpu-a100"]
-    files = rendered_files(cfg)
+    files = rendered_files(cfg, cache_client(cfg))
     slot = _slot(condor_params(tmp_path, files["pool.conf"], files["execute-gpu-a100.conf"], env={"POD_NAME": "p"}), 1)
     assert slot.symmetricMatch(_job(RequestGpus=1, AcctGroup="cms.ml"))
     assert not slot.symmetricMatch(_job(RequestGpus=1, AcctGroup="cms.other"))
@@ -212,7 +256,9 @@ def test_a_group_start_override_is_what_the_startd_evaluates(tmp_path):
 def test_without_the_cache_jobs_get_no_cache_environment(tmp_path):
     cfg = _cfg("cms-bari")
     group = worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors)["cpu"]
-    params = condor_params(tmp_path, rendered_files(cfg)["pool.conf"], render_execute(cfg, RUNTIME, group, {}))
+    params = condor_params(
+        tmp_path, rendered_files(cfg, cache_client(cfg))["pool.conf"], render_execute(cfg, RUNTIME, group, {})
+    )
     assert "STARTER_JOB_ENVIRONMENT" not in params
 
 
@@ -301,7 +347,7 @@ def test_the_plugin_reads_the_configured_groups_claim(tmp_path):
     values, secret = stack_values("cms-bari")
     values["identity"] |= {"groupsClaim": "groups", "roles": {"batch": ["cms-analysts"]}}
     cfg = build_config(values, secret)
-    config = json.loads(rendered_files(cfg)[PLUGIN_CONFIG])
+    config = json.loads(rendered_files(cfg, cache_client(cfg))[PLUGIN_CONFIG])
     assert config == {
         "domain": f"users.{cfg.site.dns_name}",
         "groups": ["cms-analysts"],

@@ -16,29 +16,29 @@ from support.gateways import leonardo
 
 from afctl import cli
 from afctl.stackfile import available_stacks, read_stack
-from components.config import (
+from components.batch.config import Autoscaler, Condor
+from components.cache.config import Cache, CacheIssuer, size_bytes
+from components.config.errors import ConfigError, Problem, key_path, show_value
+from components.config.facility import FacilityConfig
+from components.config.identity import Identity, Roles
+from components.config.loader import PROFILES_DIR, available_profiles, build_config, deep_merge
+from components.cvmfs.config import Cvmfs
+from components.hub.config import Hub
+from components.infra.config import (
     Cluster,
-    ConfigError,
-    FacilityConfig,
+    ControlPlane,
+    Existing,
     Flavor,
     GpuSpec,
+    K3s,
+    Magnum,
     NodeGroup,
-    Problem,
     Quotas,
     Site,
     Taint,
-    build_config,
-    deep_merge,
-    usage,
 )
-from components.config.batch import Autoscaler, Condor
-from components.config.cluster import ControlPlane, Existing, K3s, Magnum
-from components.config.data import Cache, size_bytes
-from components.config.errors import key_path, show_value
-from components.config.identity import Identity, Roles
-from components.config.interactive import Cvmfs, Hub
-from components.config.loader import PROFILES_DIR, available_profiles
-from components.config.offload import Gateway, Offload
+from components.infra.quota import usage
+from components.offload.config import Gateway, Offload
 
 LINE = re.compile(r"^af:(\S+)?: got .+; allowed: .+$")
 DELETE = object()
@@ -76,7 +76,7 @@ def base() -> dict[str, Any]:
         "cluster": {
             "controlPlane": {"count": 1, "flavor": "small"},
             "nodeGroups": {
-                "cpu": {"flavor": "big", "count": 2, "roles": ["batch"], "volumeGib": 100},
+                "cpu": {"flavor": "big", "count": 2, "roles": ["system", "batch"], "volumeGib": 100},
                 "gpu": {
                     "flavor": "gpu",
                     "count": 1,
@@ -98,7 +98,7 @@ def hub_base() -> dict[str, Any]:
     cfg = edit(base(), "hub", {"tls": {"acmeEmail": "ops@example.org"}})
     cfg = edit(cfg, "identity.roles", {"login": ["/users"], "admin": ["/admins"], "gpu": ["/users/gpu"]})
     cfg = edit(cfg, "identity.clientSecret", "from-pulumi-secret")
-    return edit(cfg, "cluster.nodeGroups.cpu.roles", ["batch", "interactive"])
+    return edit(cfg, "cluster.nodeGroups.cpu.roles", ["system", "batch", "interactive"])
 
 
 HUB_SECRET = {"identity"}
@@ -157,7 +157,7 @@ def test_base_config_is_valid() -> None:
     cfg = build_config(base())
     assert cfg.site.name == "test-site"
     assert cfg.cluster.node_groups["gpu"].gpu == GpuSpec(count=2, model="a100")
-    assert usage(cfg).gpus == 2
+    assert usage(cfg.site, cfg.cluster).gpus == 2
 
 
 @pytest.mark.parametrize("stack", available_stacks())
@@ -188,7 +188,8 @@ def test_cluster_models_good() -> None:
     assert cluster.existing is None
     assert (cluster.pod_cidr, cluster.service_cidr) == ("10.42.0.0/16", "10.43.0.0/16")
     group = cluster.node_groups["cpu"]
-    assert group == NodeGroup.model_validate({"flavor": "big", "count": 2, "roles": ["batch"], "volumeGib": 100})
+    expected = {"flavor": "big", "count": 2, "roles": ["system", "batch"], "volumeGib": 100}
+    assert group == NodeGroup.model_validate(expected)
     assert (group.labels, group.taints, group.gpu, group.volume_type) == ({}, [], None, None)
     assert cluster.node_groups["gpu"].taints == [Taint(key="nvidia.com/gpu", value="present")]
     assert Taint(key="nvidia.com/gpu", value="present").render() == "nvidia.com/gpu=present:NoSchedule"
@@ -223,6 +224,22 @@ def test_layer_models_good() -> None:
     assert list(offload.gateways) == ["leonardo"] and offload.virtual_kubelet_image.endswith(":0.6.0")
 
 
+@pytest.mark.parametrize(
+    ("given", "issuer"),
+    [
+        ("https://iam.example.org", "https://iam.example.org/"),
+        ("HTTPS://IAM.Example.org/realm", "https://iam.example.org/realm"),
+        ("https://iam.example.org:8443/", "https://iam.example.org:8443/"),
+    ],
+)
+def test_an_https_issuer_keeps_the_normal_form_tokens_name_it_by(given: str, issuer: str) -> None:
+    """The cache's scitokens config and HTCondor's trusted issuer are this text: https only, and
+    pydantic's normal form (a bare host gets its `/`), which the cache's own issuer model accepts."""
+    identity = Identity.model_validate({"issuer": given, "clientId": "af"})
+    assert str(identity.issuer) == issuer
+    assert CacheIssuer.model_validate({"issuer": str(identity.issuer), "basePath": "/store"}).issuer == issuer
+
+
 def test_facility_defaults_and_every_section() -> None:
     cfg = build_config(
         {
@@ -248,7 +265,7 @@ def test_mode_existing_skips_flavor_and_quota_checks() -> None:
     cfg = edit(cfg, "cluster.nodeGroups.cpu.flavor", "whatever-the-cluster-has")
     cfg = edit(cfg, "site.quotas.vcpus", 0)
     result = build_config(cfg, {"cluster"})
-    assert usage(result).vcpus == 0
+    assert usage(result.site, result.cluster).vcpus == 0
 
 
 def test_magnum_mode_is_valid() -> None:
@@ -311,7 +328,7 @@ BAD_CASES: list[tuple[str, str, Any, str, str]] = [
     ("cluster-mode", "cluster.mode", "kubeadm", "af:cluster.mode", "'openstack', 'magnum' or 'existing'"),
     ("cluster-pod-cidr", "cluster.podCidr", "10.42.0.1/16", "af:cluster.podCidr", "host bits zero"),
     ("cluster-service-cidr", "cluster.serviceCidr", "services", "af:cluster.serviceCidr", "CIDR notation"),
-    ("cluster-groups-empty", "cluster.nodeGroups", {}, "af:cluster.nodeGroups", "at least 1 item"),
+    ("cluster-groups-empty", "cluster.nodeGroups", {}, "af:cluster.nodeGroups", "a node group with role system"),
     ("cluster-missing-cp", "cluster.controlPlane", DELETE, "af:cluster.controlPlane", REQUIRED),
     ("cluster-unknown", "cluster.distro", "rke2", "af:cluster.distro", "one of the keys controlPlane, existing, k3s"),
     ("cluster-not-mapping", "cluster", ["k3s"], "af:cluster", "instance of Cluster"),
@@ -402,7 +419,9 @@ BAD_CASES: list[tuple[str, str, Any, str, str]] = [
     ("existing-type", "cluster.existing", {"kubeconfig": 42}, "af:cluster.existing.kubeconfig", "a valid string"),
     # Identity and Roles
     ("identity-issuer", "identity.issuer", "iam.example.org", "af:identity.issuer", "URL"),
-    ("identity-issuer-scheme", "identity.issuer", "ftp://iam.example.org/", "af:identity.issuer", "'http' or 'https'"),
+    ("identity-issuer-scheme", "identity.issuer", "ftp://iam.example.org/", "af:identity.issuer", "should be 'https'"),
+    ("identity-issuer-http", "identity.issuer", "http://iam.example.org/", "af:identity.issuer", "should be 'https'"),
+    ("identity-issuer-user", "identity.issuer", "https://u:p@iam.example.org/", "af:identity.issuer", "no user"),
     ("identity-client-empty", "identity.clientId", "", "af:identity.clientId", "at least 1 character"),
     ("identity-missing-client", "identity.clientId", DELETE, "af:identity.clientId", REQUIRED),
     ("identity-scopes", "identity.scopes", "openid profile", "af:identity.scopes", "a valid list"),
@@ -663,6 +682,40 @@ def test_unknown_flavor_does_not_crash_quota_arithmetic() -> None:
 
 def test_mode_existing_without_kubeconfig() -> None:
     only_problem(edit(base(), "cluster.mode", "existing"), "af:cluster.existing", "a kubeconfig secret")
+
+
+OTHER_K3S = "v1.35.4+k3s1"
+OTHER_SHA = "ab" * 32
+
+
+def test_a_k3s_version_without_its_checksum_is_refused() -> None:
+    """cloud-init would download the new version and check it against the old checksum: every
+    node would fail at first boot."""
+    found = only_problem(edit(base(), "cluster.k3s", {"version": OTHER_K3S}), "af:cluster.k3s.sha256", OTHER_K3S)
+    assert found.value == "nothing"
+
+
+def test_a_k3s_version_with_the_default_checksum_is_refused() -> None:
+    k3s = {"version": OTHER_K3S, "sha256": K3s().sha256}
+    found = only_problem(edit(base(), "cluster.k3s", k3s), "af:cluster.k3s.sha256", "given with the version")
+    assert found.value == show_value(K3s().sha256)
+
+
+def test_a_k3s_checksum_without_its_version_is_refused() -> None:
+    only_problem(edit(base(), "cluster.k3s", {"sha256": OTHER_SHA}), "af:cluster.k3s.version", "given with it")
+
+
+@pytest.mark.parametrize("k3s", [{}, {"version": K3s().version}, {"version": OTHER_K3S, "sha256": OTHER_SHA}])
+def test_a_k3s_pin_is_the_default_or_a_version_with_its_own_checksum(k3s: dict[str, str]) -> None:
+    assert build_config(edit(base(), "cluster.k3s", k3s)).cluster.k3s == K3s.model_validate(k3s)
+
+
+def test_on_k3s_the_hub_is_served_by_traefik_the_only_ingress_controller() -> None:
+    """Another class would be served by nothing on the facility's VMs: no hub, no ACME challenge."""
+    cfg = edit(hub_base(), "hub.ingressClass", "nginx")
+    only_problem(cfg, "af:hub.ingressClass", "traefik, the ingress controller k3s runs", HUB_SECRET)
+    existing = edit(edit(cfg, "cluster.mode", "existing"), "cluster.existing", {"kubeconfig": "k"})
+    assert build_config(existing, HUB_SECRET | {"cluster"}).hub.ingress_class == "nginx"
 
 
 def test_hub_enabled_without_identity() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from test_config import DELETE, base, edit, only_problem, problems_of
 
-from components.config import build_config
-from components.config.batch import DAEMON_MEMORY_MIB, GPU_START, Condor, worker_groups
+from components.batch.config import DAEMON_MEMORY_MIB, GPU_START, Condor, worker_groups
+from components.config.loader import build_config
 
 
 def condor_base() -> dict[str, Any]:
@@ -114,7 +114,7 @@ def test_a_batch_flavor_must_leave_room_for_a_worker() -> None:
 
 
 def test_a_pool_needs_a_batch_node_group() -> None:
-    cfg = edit(condor_base(), "cluster.nodeGroups.cpu.roles", ["interactive"])
+    cfg = edit(condor_base(), "cluster.nodeGroups.cpu.roles", ["system", "interactive"])
     cfg = edit(cfg, "cluster.nodeGroups.gpu.roles", ["interactive"])
     only_problem(cfg, "af:cluster.nodeGroups", "at least one node group with role batch")
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from test_config import HUB_SECRET, edit, hub_base, only_problem, problems_of
 
-from components.config import build_config
+from components.config.loader import build_config
 
 LIMITS = {"cores": 16, "memoryGib": 64, "workersPerCluster": 8, "clustersPerUser": 2}
 
@@ -16,7 +16,7 @@ LIMITS = {"cores": 16, "memoryGib": 64, "workersPerCluster": 8, "clustersPerUser
 def dask_base() -> dict[str, Any]:
     """`hub_base()` with Dask on: workers on the CPU group (role dask), limits for /users."""
     cfg = edit(hub_base(), "dask", {"enabled": True, "limits": {"/users": dict(LIMITS)}})
-    return edit(cfg, "cluster.nodeGroups.cpu.roles", ["batch", "interactive", "dask"])
+    return edit(cfg, "cluster.nodeGroups.cpu.roles", ["system", "batch", "interactive", "dask"])
 
 
 def test_dask_base_is_valid_with_documented_defaults() -> None:
@@ -53,7 +53,7 @@ def test_bad_dask_config(path: str, value: Any, reported: str, allowed: str) -> 
 
 
 def test_gpu_only_worker_groups_leave_cpu_workers_nowhere() -> None:
-    cfg = edit(dask_base(), "cluster.nodeGroups.cpu.roles", ["batch", "interactive"])
+    cfg = edit(dask_base(), "cluster.nodeGroups.cpu.roles", ["system", "batch", "interactive"])
     cfg = edit(cfg, "cluster.nodeGroups.gpu.roles", ["batch", "dask"])
     only_problem(cfg, "af:dask.placement.workers", "a role of a CPU node group", HUB_SECRET)
 

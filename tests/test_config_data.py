@@ -7,9 +7,8 @@ from typing import Any
 import pytest
 from test_config import DELETE, edit, only_problem, problems_of
 
-from components.config import build_config
-from components.config.data import size_bytes, under
-from components.config.loader import stand_in_secrets
+from components.cache.config import size_bytes, under
+from components.config.loader import build_config, stand_in_secrets
 
 
 def cache_base() -> dict[str, Any]:
@@ -18,7 +17,7 @@ def cache_base() -> dict[str, Any]:
 
     cache = {"enabled": True, "origin": "xrootd.example.org:1094", "exports": ["/store"], "diskGib": 80}
     cfg = edit(base(), "cache", cache)
-    cfg = edit(cfg, "cluster.nodeGroups.cpu.roles", ["batch", "cache"])
+    cfg = edit(cfg, "cluster.nodeGroups.cpu.roles", ["system", "batch", "cache"])
     return cfg
 
 
@@ -67,6 +66,18 @@ def test_cache_base_is_valid_and_defaults_follow_xrootd() -> None:
         ("cache.image", "xcache", "af:cache.image", "pinned by tag"),
         ("cache.upstream", {"kind": "kerberos"}, "af:cache.upstream", "'x509-proxy', 'bearer-token'"),
         ("cache.upstream", {"kind": "x509-proxy", "certificate": "x"}, "af:cache.upstream.", "PEM"),
+        (
+            "cache.upstream",
+            {"kind": "bearer-token", "clientId": "xcache"},
+            "af:cache.upstream.clientSecret",
+            "pulumi config set --secret --path 'af:cache.upstream.clientSecret'",
+        ),
+        (
+            "cache.upstream",
+            {"kind": "bearer-token", "clientId": "xcache", "tokenUrl": "http://iam.example.org/token"},
+            "af:cache.upstream.tokenUrl",
+            "token issuers must use HTTPS",
+        ),
     ],
 )
 def test_bad_cache_config(path: str, value: Any, reported: str, allowed: str) -> None:

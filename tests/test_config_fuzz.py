@@ -30,10 +30,11 @@ from support.gateways import galileo
 import afctl.runner
 from afctl import cli
 from afctl.stackfile import read_stack
-from components.config import ConfigError, FacilityConfig, Usage, build_config, deep_merge, usage
-from components.config.errors import key_path
-from components.config.loader import PROFILES_DIR, _tags, _unwrap, load_yaml
-from components.program import StackConfigError
+from components.config.errors import ConfigError, key_path
+from components.config.facility import FacilityConfig
+from components.config.loader import PROFILES_DIR, _tags, _unwrap, build_config, deep_merge, load_yaml
+from components.config.pulumi_source import StackConfigError
+from components.infra.quota import Usage, usage
 
 Loc = tuple[str | int, ...]
 
@@ -420,7 +421,12 @@ BAD_TEXT: dict[Loc, list[tuple[Any, str]]] = {
         (f"img@sha256:{'a' * 64}", "pinned by tag"),
     ],
     ("condor", "imageTag"): [("latest", "text matching"), ("24.0.7", "text matching")],
-    ("identity", "issuer"): [("iam.cloud.infn.it", "URL"), ("not a url", "URL"), ("ftp://iam.example.org/", "http")],
+    ("identity", "issuer"): [
+        ("iam.cloud.infn.it", "URL"),
+        ("not a url", "URL"),
+        ("ftp://iam.example.org/", "https"),
+        ("http://iam.example.org/", "should be 'https'"),
+    ],
     ("identity", "clientId"): [("", "at least 1 character")],
     ("offload", "gateways", "galileo", "endpoint"): [("galileo", "https://"), ("http://x.example.org/", "https://")],
     ("offload", "gateways", "galileo", "slurm", "partition"): [("two words", "a Slurm name"), ("", "a Slurm name")],
@@ -444,9 +450,15 @@ def m_bad_text(draw: Draw, stack: str) -> Mutation:
 
 def m_empty(draw: Draw, stack: str) -> Mutation:
     cat = catalog(stack)
-    roles = cat.where(lambda loc, node, value: loc[-1] == "roles" and isinstance(value, list))
+    roles = cat.where(
+        lambda loc, node, value: loc[:2] == ("cluster", "nodeGroups") and loc[-1] == "roles" and isinstance(value, list)
+    )
     loc = _pick(draw, [("cluster", "nodeGroups"), ("site", "flavors"), ("site", "adminCidrs"), *roles])
     new: Any = {} if isinstance(cat.values[loc], dict) else []
+    if loc == ("cluster", "nodeGroups"):
+        # No node group is valid by itself (the control plane may carry the roles); with none, the
+        # facility's services have nowhere to run.
+        return Mutation("empty", [loc], loc, "a node group with role system", "cross", setter(loc, new), new)
     return Mutation("empty", [loc], loc, "at least 1 item", "schema", setter(loc, new), new)
 
 
@@ -481,7 +493,8 @@ def _group_loc(name: str) -> Loc:
 
 @cache
 def _usage(stack: str) -> Usage:
-    return usage(build_config(_base(stack), SECRETS))
+    cfg = build_config(_base(stack), SECRETS)
+    return usage(cfg.site, cfg.cluster)
 
 
 def m_quota_overrun(draw: Draw, stack: str) -> Mutation:

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from test_config import DELETE, HUB_SECRET, base, edit, hub_base, only_problem, problems_of
 
-from components.config import GpuSpec, build_config
-from components.config.batch import worker_groups
-from components.config.gpu import deploys_device_plugin, gpu_groups
+from components.batch.config import worker_groups
+from components.config.loader import build_config
+from components.gpu.config import deploys_device_plugin, gpu_groups
+from components.infra.config import GpuSpec
 
 GPU = "cluster.nodeGroups.gpu.gpu"
 """The GPU spec of `test_config.base()`'s group `gpu`: flavor `gpu` with 2 A100s, role batch."""

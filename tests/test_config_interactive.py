@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from test_config import DELETE, HUB_SECRET, edit, hub_base, only_problem, problems_of
 
-from components.config import build_config
-from components.config.loader import STAND_IN, stand_in_secrets
+from components.config.loader import STAND_IN, build_config, stand_in_secrets
 
 
 def test_hub_base_is_valid_with_the_client_secret_as_a_pulumi_secret() -> None:
@@ -39,7 +38,12 @@ def bad(cfg: dict[str, Any], path: str, allowed: str) -> None:
         ("hub.cpuGuaranteeFraction", 0, "af:hub.cpuGuaranteeFraction", "greater than 0"),
         ("hub.tokenRefreshMinutes", 0, "af:hub.tokenRefreshMinutes", "greater than 0"),
         ("hub.profiles", [], "af:hub.profiles", "at least 1 item"),
-        ("cluster.nodeGroups.cpu.roles", ["batch"], "af:cluster.nodeGroups", "a CPU node group for notebooks"),
+        (
+            "cluster.nodeGroups.cpu.roles",
+            ["system", "batch"],
+            "af:cluster.nodeGroups",
+            "a CPU node group for notebooks",
+        ),
         ("cvmfs.repositories", ["cms.cern.ch", "cms.cern.ch"], "af:cvmfs.repositories", "each repository once"),
         ("cvmfs.httpProxy", "squid.example.org:3128", "af:cvmfs.httpProxy", "text matching"),
         ("cvmfs.chartVersion", "latest", "af:cvmfs.chartVersion", "text matching"),

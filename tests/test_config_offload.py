@@ -9,8 +9,9 @@ import pytest
 from support.gateways import galileo, leonardo
 from test_config import DELETE, REQUIRED, base, edit, only_problem, problems_of
 
-from components.config import build_config
-from components.config.batch import OFFLOAD_PREFERENCE, worker_groups
+from components.batch.config import worker_groups
+from components.config.loader import build_config
+from components.offload.config import OFFLOAD_PREFERENCE
 
 SECRET = {"offload"}
 

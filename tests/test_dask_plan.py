@@ -23,8 +23,7 @@ from conftest import by_name, of_type, stack_values
 from support.hub import hub_app
 from test_condor_config import _slot, daemon_params
 
-from components.cluster import node_labels
-from components.config import GPU_TAINT_KEY, build_config
+from components.config.loader import build_config
 from components.dask.config import role_groups, worker_groups
 from components.dask.flows import CACHE, NOTEBOOKS, TRAEFIK, WORKERS, flows
 from components.dask.gateway import (
@@ -39,9 +38,11 @@ from components.dask.gateway import (
 )
 from components.dask.hub import DASK_CONFIG, PRELOAD, SERVER_TOKEN_SCOPES, notebook_dask_config
 from components.dask.monitoring import METRICS
-from components.hub import hub_site
-from components.hubvalues import hub_values
-from components.monitoring import dashboards, scrape_configs
+from components.facility import hub_site
+from components.hub.values import hub_values
+from components.infra.nodes import node_labels
+from components.monitoring.values import dashboards, scrape_configs
+from components.names import GPU_TAINT_KEY
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 K8S_PROVIDER = "pulumi:providers:kubernetes"

@@ -17,9 +17,11 @@ from test_hub import hub_values, manifest
 
 from afctl import plan
 from afctl.runner import RunResult
-from components import gpu as device_plugin
-from components.condor import rendered_files
-from components.config import GPU_TAINT_KEY, build_config
+from components.batch.pods import rendered_files
+from components.config.loader import build_config
+from components.facility import cache_client
+from components.gpu import values as device_plugin
+from components.names import GPU_TAINT_KEY
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 K8S_PROVIDER = "pulumi:providers:kubernetes"
@@ -136,20 +138,29 @@ def test_device_plugin_release_is_pinned_and_runs_on_gpu_nodes_only(shipped):
     assert namespace.inputs["metadata"] == {"name": inputs["namespace"]} == {"name": "nvidia-device-plugin"}
     assert namespace.urn in release.dependencies
     values = plugin_values(result)
-    assert values["image"] == {"repository": "nvcr.io/nvidia/k8s-device-plugin", "tag": "v0.17.1"}
-    assert values["gfd"]["enabled"] is True and values["nfd"]["enabled"] is True
+    # The pinned image is the chart's own for its version: nothing to set (test_chart_standins
+    # checks which image the chart then runs); feature discovery brings node feature discovery.
+    assert cfg.gpu.image == f"nvcr.io/nvidia/k8s-device-plugin:v{cfg.gpu.chart_version}"
+    assert "image" not in values
+    assert values["gfd"] == {"enabled": True} and "enabled" not in values["nfd"]
     # Plugin, feature discovery and its worker select nodes every GPU node has and no other node has.
     gpu_labels = node_labels(result, GROUP)
     for selector in (values["nodeSelector"], values["nfd"]["worker"]["nodeSelector"]):
         assert selector.items() <= gpu_labels.items()
         for group in ("cpu", "cache", "system"):
             assert not selector.items() <= node_labels(result, group).items(), group
-    # Discovery's controllers need no GPU: system nodes, no GPU toleration.
-    for part in ("master", "gc"):
-        assert values["nfd"][part]["nodeSelector"].items() <= node_labels(result, "system").items()
-        assert values["nfd"][part]["tolerations"] == []
-    for part in (values, values["nfd"]["master"], values["nfd"]["worker"], values["nfd"]["gc"]):
+    # Discovery's master needs no GPU: system nodes, no GPU toleration.
+    assert values["nfd"]["master"]["nodeSelector"].items() <= node_labels(result, "system").items()
+    assert values["nfd"]["master"]["tolerations"] == []
+    for part in (values, values["nfd"]["master"], values["nfd"]["worker"]):
         assert set(part["resources"]) == {"requests", "limits"}
+
+
+def test_a_device_plugin_image_other_than_the_charts_is_set():
+    values, secret = stack_values(GPU_STACK)
+    values.setdefault("gpu", {})["image"] = "registry.example.org/mirror/k8s-device-plugin:v0.17.1-af1"
+    image = plugin_values(preview_values(GPU_STACK, values, secret))["image"]
+    assert image == {"repository": "registry.example.org/mirror/k8s-device-plugin", "tag": "v0.17.1-af1"}
 
 
 def test_each_gpu_group_gets_its_device_plugin_config(shipped, variant):
@@ -175,7 +186,7 @@ def test_device_plugin_values_are_valid_pod_fragments(shipped):
     """The chart copies these values into its pods' specs: as a pod, Kubernetes' schema accepts them."""
     values = plugin_values(shipped(GPU_STACK))
     nfd = values["nfd"]
-    for part in (values, nfd["master"], nfd["worker"], nfd["gc"]):
+    for part in (values, nfd["master"], nfd["worker"]):
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -183,7 +194,7 @@ def test_device_plugin_values_are_valid_pod_fragments(shipped):
             "spec": {
                 "nodeSelector": part["nodeSelector"],
                 "tolerations": part["tolerations"],
-                "containers": [{"name": "c", "image": values["image"]["repository"], "resources": part["resources"]}],
+                "containers": [{"name": "c", "image": "registry.invalid/c:0", "resources": part["resources"]}],
             },
         }
         kubernetes_validate.validate(pod, "1.36.2", strict=True)
@@ -313,7 +324,7 @@ def test_time_slicing_multiplies_the_gpus_hub_and_htcondor_count(variant, tmp_pa
     resources = _gpu_worker(result)
     assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"] == str(schedulable)
     conf = result.files[f"condor/execute-{GROUP}.conf"]
-    params = condor_params(tmp_path, rendered_files(cfg)["pool.conf"], conf, env={"POD_NAME": "p"})
+    params = condor_params(tmp_path, rendered_files(cfg, cache_client(cfg))["pool.conf"], conf, env={"POD_NAME": "p"})
     assert params["GPU_DISCOVERY_EXTRA"].split()[-2:] == ["-divide", "4"]
     assert "MACHINE_RESOURCE_INVENTORY_GPUs" in params
     assert "-divide" not in result.files["condor/execute-cpu.conf"]

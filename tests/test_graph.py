@@ -11,7 +11,7 @@ from conftest import preview_values, stack_values
 from support.gateways import galileo, leonardo
 
 from afctl import cli, graph, plan
-from components.config import build_config
+from components.config.loader import build_config
 
 SHIPPED_STACKS = ("dev", "cms-bari", "atlas-cnaf")
 

@@ -14,10 +14,11 @@ from conftest import SHIPPED_STACKS, by_name, of_type, preview_values, stack_val
 from afctl import plan
 from afctl.mocks import Registration
 from afctl.runner import RunResult
-from components.config import build_config
+from components.config.loader import build_config
 from components.dask.gateway import TOKEN_KEY as DASK_TOKEN_KEY
 from components.dask.gateway import TOKEN_SECRET as DASK_TOKEN_SECRET
-from components.hubvalues import BEARER_TOKEN_FILE, HUB_SECRET, TLS_SECRET
+from components.hub.values import HUB_SECRET, TLS_SECRET
+from components.names import BEARER_TOKEN_FILE
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 K8S_PROVIDER = "pulumi:providers:kubernetes"
@@ -146,6 +147,38 @@ def test_hub_is_reached_over_tls_from_cert_manager(shipped, stack):
     assert result.outputs["hubUrl"] == f"https://{host}/"
 
 
+TRAEFIK_MIDDLEWARES = "traefik.ingress.kubernetes.io/router.middlewares"
+MIDDLEWARE = "kubernetes:traefik.io/v1alpha1:Middleware"
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_plain_http_to_the_hub_is_redirected_to_https_but_not_the_acme_challenge(shipped, stack):
+    """Port 80 answers the ACME HTTP-01 challenge and redirects everything else. traefik (k3s):
+    a `redirectScheme` Middleware in the hub's namespace, named from the Ingress as
+    `<namespace>-<name>@kubernetescrd` (traefik's Ingress annotations reference); ingress-nginx
+    (Magnum): `ssl-redirect: "true"`. Only the hub's Ingress carries it: cert-manager's solver
+    makes its own Ingress from the issuer's template, which adds nothing."""
+    result = shipped(stack)
+    cfg = build_config(*stack_values(stack))
+    release = by_name(result, "af-hub-chart")
+    annotations = hub_values(result)["ingress"]["annotations"]
+    if cfg.hub.ingress_class == "traefik":
+        (middleware,) = of_type(result, MIDDLEWARE)
+        meta = middleware.inputs["metadata"]
+        assert meta["namespace"] == release.inputs["namespace"], "an Ingress references its own namespace's"
+        assert annotations[TRAEFIK_MIDDLEWARES] == f"{meta['namespace']}-{meta['name']}@kubernetescrd"
+        assert middleware.inputs["apiVersion"] == "traefik.io/v1alpha1"
+        assert middleware.inputs["spec"] == {"redirectScheme": {"scheme": "https", "permanent": True}}
+        assert middleware.urn in release.dependencies
+        assert by_name(result, "af-hub-ns").urn in middleware.dependencies
+    else:
+        assert cfg.hub.ingress_class == "nginx"
+        assert annotations["nginx.ingress.kubernetes.io/ssl-redirect"] == "true"
+        assert not of_type(result, MIDDLEWARE)
+    (solver,) = by_name(result, "af-hub-acme-issuer").inputs["spec"]["acme"]["solvers"]
+    assert solver["http01"] == {"ingress": {"ingressClassName": cfg.hub.ingress_class}}
+
+
 def _provided_tls_stack() -> tuple[dict[str, Any], set[str]]:
     values, secret = stack_values("dev")
     values["identity"] = {"clientSecret": "iam-client-secret-0b5e7c"}
@@ -163,7 +196,8 @@ def test_provided_certificate_and_client_secret_never_appear_in_plaintext():
     tls = by_name(result, "af-hub-tls")
     assert tls.inputs["type"] == "kubernetes.io/tls" and tls.inputs["stringData"] == "[secret]"
     assert not of_type(result, "kubernetes:cert-manager.io/v1:ClusterIssuer")
-    assert "annotations" not in hub_values(result)["ingress"] or not hub_values(result)["ingress"]["annotations"]
+    # No ACME issuer on the Ingress; HTTP is still redirected to HTTPS.
+    assert set(hub_values(result)["ingress"]["annotations"]) == {TRAEFIK_MIDDLEWARES}
 
 
 def _gpu_entries(result: RunResult) -> list[dict[str, Any]]:
@@ -215,7 +249,7 @@ def test_generated_manifests_pass_kubernetes_validate(shipped, stack):
     for r in shipped(stack).registrations:
         if not r.custom or not r.type.startswith("kubernetes:") or r.type == RELEASE:
             continue
-        if r.inputs.get("apiVersion", "").startswith("cert-manager.io/"):
+        if r.inputs.get("apiVersion", "").startswith(("cert-manager.io/", "traefik.io/")):
             continue  # a CRD: no schema in kubernetes-validate; its shape is asserted above
         kubernetes_validate.validate(manifest(r), version, strict=True)
         checked += 1

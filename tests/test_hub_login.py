@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import os
 import re
 import secrets
@@ -28,11 +29,11 @@ from support.hub import Hub, hub_app, login, run_hub
 from support.oidc import TestIssuer
 from traitlets.config import LazyConfigValue
 
-from components.config import build_config
+from components.config.loader import build_config
 from components.dask.hub import SERVER_TOKEN_SCOPES as DASK_SCOPES
-from components.hub import hub_site
-from components.hubfiles import HERE as HUBFILES
-from components.hubvalues import SERVER_TOKEN_SCOPES, hub_values
+from components.facility import hub_site
+from components.hub.files import HERE as HUBFILES
+from components.hub.values import SERVER_TOKEN_SCOPES, hub_values
 
 pytestmark = pytest.mark.daemon
 
@@ -53,10 +54,15 @@ USERS = {
 
 
 def rendered(issuer_url: str) -> dict[str, Any]:
+    """The program's values with `issuer_url` as the IAM. The config admits only HTTPS issuers;
+    the test issuer serves plain HTTP on loopback, so the values are rendered for its https://
+    twin and every mention of that twin then points at the test issuer."""
+    secure = "https://" + issuer_url.removeprefix("http://").removeprefix("https://")
     values, secret = stack_values(STACK)
-    values["identity"] = {**values.get("identity", {}), "issuer": issuer_url}
+    values["identity"] = {**values.get("identity", {}), "issuer": secure}
     cfg = build_config(values, secret)
-    return hub_values(cfg, hub_site(cfg))
+    assert str(cfg.identity.issuer) == secure, "the test issuer's URL is already in normal form"
+    return json.loads(json.dumps(hub_values(cfg, hub_site(cfg))).replace(secure, issuer_url))
 
 
 def test_rendered_values_are_the_programs(shipped):

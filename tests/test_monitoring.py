@@ -12,13 +12,21 @@ import jupyterhub.metrics
 import kubernetes_validate
 import prometheus_client
 import pytest
+import yaml
 from conftest import by_name, of_type, preview_values, stack_values
 from test_dask_plan import dask_exported_metrics
 from test_hub import hub_values, manifest
 
 from autoscaler.metrics import HELP as AUTOSCALER_METRICS
-from components.exporterfiles.af_xcache_exporter import METRICS as XCACHE_METRICS
-from components.monitoring import DASHBOARD_LABEL, DATASOURCE_UID, DCGM_COUNTERS, GRAFANA_SECRET, dashboards
+from components.cache.files.af_xcache_exporter import METRICS as XCACHE_METRICS
+from components.monitoring.values import (
+    DASHBOARD_LABEL,
+    DATASOURCE_UID,
+    DCGM_COUNTERS,
+    DCGM_DELETED_DEFAULTS,
+    GRAFANA_SECRET,
+    dashboards,
+)
 
 PANEL_TYPES = {"timeseries", "stat", "gauge", "bargauge", "table", "text"}
 PROMQL_WORDS = frozenset(
@@ -194,12 +202,16 @@ def test_the_plan_deploys_a_pinned_stack_with_our_dashboards_and_scrape_jobs(shi
 
 
 def test_the_gpu_exporter_runs_only_on_gpu_nodes_and_only_with_gpus(shipped):
-    dcgm = by_name(shipped("cms-bari"), "af-monitoring-dcgm").inputs
+    result = shipped("cms-bari")
+    dcgm = by_name(result, "af-monitoring-dcgm").inputs
     values = dcgm["values"]
     assert values["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert values["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert "SYS_ADMIN" not in json.dumps(values) and values["image"]["tag"] != "latest"
     assert values["arguments"] == ["-f", "/etc/af-dcgm/counters.csv"]
+    # The chart's SYS_ADMIN is deleted by a values file (test_chart_standins checks the merge).
+    assert [yaml.safe_load(f["text"]) for f in dcgm["valueYamlFiles"]] == [DCGM_DELETED_DEFAULTS]
+    assert yaml.safe_load(result.files["monitoring/dcgm-deleted-defaults.yaml"]) == DCGM_DELETED_DEFAULTS
     for stack in ("dev", "atlas-cnaf"):
         assert not [r for r in shipped(stack).registrations if "dcgm" in r.name]
         jobs = by_name(shipped(stack), "af-monitoring-chart").inputs["values"]["prometheus"]["prometheusSpec"]

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from conftest import SHIPPED_STACKS, of_type
 
-from components.nodes import ROLE_METADATA, TAINTS_METADATA
+from components.infra.nodes import ROLE_METADATA, TAINTS_METADATA
 
 INSTANCE = "openstack:compute/instance:Instance"
 K3S_CONFIG = "/etc/rancher/k3s/config.yaml"

@@ -21,18 +21,17 @@ from test_condor_config import condor_params
 from test_hub import manifest
 
 from afctl import plan
-from components.condorfiles.af_store_token import store
-from components.config import build_config
-from components.config.batch import COLLECTOR_PORT, SCHEDD_PORT
-from components.offloadconf import (
+from components.batch.files.af_store_token import store
+from components.config.loader import build_config
+from components.names import (
+    COLLECTOR_PORT,
     GATEWAY_LABEL,
     GATEWAY_TAINT_KEY,
+    SCHEDD_PORT,
     SLURM_FLAGS_ANNOTATION,
     VIRTUAL_NODE_TAINT,
-    InterLinkApiConfig,
-    SlurmPluginConfig,
-    VirtualKubeletConfig,
 )
+from components.offload.interlink import InterLinkApiConfig, SlurmPluginConfig, VirtualKubeletConfig
 from policy.offline import evaluate
 from policy.packconfig import pack_config
 

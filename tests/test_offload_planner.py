@@ -14,17 +14,19 @@ from support.gateways import galileo, leonardo
 from test_condor_config import condor_params
 
 from autoscaler.condor import autoclusters, parse_ads
-from autoscaler.model import Resources, Worker
+from autoscaler.model import Resources, Settings, Worker
 from autoscaler.planner import candidates, plan
-from components.autoscaler import controller_settings
-from components.condor import RUNTIME
-from components.condorconf import render_execute
-from components.config import build_config
-from components.config.batch import worker_groups
+from components.batch.autoscaler import controller_settings
+from components.batch.config import worker_groups
+from components.batch.htcondor import render_execute
+from components.batch.pods import RUNTIME
+from components.config.loader import build_config
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "condor"
 NOW = 1_800_000_000.0
 OPTED_IN_CPU, OPTED_IN_GPU, NOT_OPTED_IN, OTHER_VO, NEEDS_CLUSTER, TOO_LONG = 20, 21, 22, 23, 24, 25
+SETTINGS = Settings(scale_down_delay=600.0)
+"""No budget: these tests are about the groups' limits and START (the scale-down delay plays no part)."""
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,7 @@ def test_candidates_follow_opt_in_groups_wall_time_and_gpus(groups):
 def test_nothing_overflows_while_local_groups_have_room(groups):
     ads = demand()
     small = [replace(ads[OPTED_IN_CPU], idle=20), replace(ads[OPTED_IN_GPU], idle=2)]
-    result = plan(groups, [], small, NOW)
+    result = plan(groups, [], small, NOW, None, SETTINGS)
     # 20 jobs of 4 cores / 8 GB: 3 per 15-core 28 GB cpu worker -> 7; 2 one-GPU jobs -> 2 GPU nodes.
     assert result.decisions["cpu"].desired == 7 and result.decisions["gpu-a100"].desired == 2
     assert result.assigned["galileo"] == result.assigned["leonardo"] == 0
@@ -90,7 +92,7 @@ def test_nothing_overflows_while_local_groups_have_room(groups):
 
 def test_full_local_groups_overflow_to_the_gateways_only_for_jobs_that_may_go(groups):
     ads = demand()
-    result = plan(groups, full(groups), list(ads.values()), NOW)
+    result = plan(groups, full(groups), list(ads.values()), NOW, None, SETTINGS)
     assert result.decisions["cpu"].desired == result.decisions["cpu"].current
     # 400 opted-in CPU jobs of 4 cores: 4 per 16-core galileo worker, capped by its 32 workers.
     assert result.decisions["galileo"].desired == 32 and result.assigned["galileo"] == 128
@@ -109,7 +111,7 @@ def test_the_site_budget_never_limits_the_gateways(cfg, groups):
         (Resources(g.cpus, g.memory_mb, g.gpus).times(g.max_workers) for g in settings.groups if g.local), Resources()
     )
     assert settings.budget == local
-    result = plan(groups, full(groups), list(demand().values()), NOW, settings=settings.planner_settings())
+    result = plan(groups, full(groups), list(demand().values()), NOW, None, settings.planner_settings())
     assert result.decisions["galileo"].desired == 32
 
 

@@ -3,8 +3,10 @@ slots as `condor_status -long` does, matched with classad2 against each group's 
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import classad2
@@ -12,12 +14,28 @@ import pytest
 
 from autoscaler.condor import autoclusters, machine_ad, parse_ads, slot_worker
 from autoscaler.model import Autocluster, Group, Memory, Resources, Settings, Trigger, Worker
-from autoscaler.planner import candidates, plan
+from autoscaler.planner import GROWTH_WINDOW, candidates, packing_order
+from autoscaler.planner import plan as plan_with
+from components.batch.config import Autoscaler
+from components.batch.htcondor import PACKING_RANK
+from components.names import PREFERENCE_ATTRIBUTE
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "condor"
 NOW = 1_800_000_000.0
-DELAY = 600.0
+DELAY = float(Autoscaler().scale_down_delay_seconds)
+"""The scale-down delay a stack gets by default (the config model's, its one place)."""
+DEFAULTS = Settings(scale_down_delay=DELAY)
+
+
+def plan(groups, workers, demand, now, memory=None, settings=DEFAULTS, triggers=()):
+    return plan_with(groups, workers, demand, now, memory, settings, triggers)
+
+
+def flat(load: float, since: float = NOW - 2 * DELAY, group: str = "cpu") -> Memory:
+    """Memory of a group whose load has been `load` (in workers) since `since`, sampled every 30 s."""
+    samples = tuple((t, load) for t in range(int(since), int(NOW), 30))
+    return Memory(surplus_since={group: since}, load={group: samples})
 
 
 def group(name: str, cpus: int, mem: int, gpus: int = 0, start: str = "true", **kw) -> Group:
@@ -102,7 +120,7 @@ def test_full_local_groups_overflow_to_offload_only_for_jobs_that_opt_in():
 
 
 def test_site_budget_limits_local_groups_and_overflows():
-    budget = Settings(budget=Resources(cpus=16, memory_mb=1e9, gpus=8))
+    budget = Settings(scale_down_delay=DELAY, budget=Resources(cpus=16, memory_mb=1e9, gpus=8))
     result = plan(GROUPS, [], queue("queue_offload.txt"), NOW, settings=budget)
     assert result.decisions["cpu"].desired == 2, "two 8-core workers exhaust 16 cores"
     assert result.decisions["leonardo"].desired == 6
@@ -128,9 +146,9 @@ def test_scale_in_removes_only_unclaimed_workers_after_the_delay():
         ("af-condor-cpu-7d9f-cccc3", False),
         ("af-condor-worker-cpu-5b6d-dddd4", False),  # named by AfPodName, not by its IP-based Machine
     ]
-    workers = [Worker(s.pod, s.group, "running", NOW - 7200, s.claimed, s.free) for s in slots]
-    memory = Memory(surplus_since={"cpu": NOW - DELAY - 1})
-    result = plan([CPU], workers, [], NOW, memory=memory, settings=Settings(scale_down_delay=DELAY))
+    workers = [Worker(s.pod, s.group, "running", NOW - 7200, s.claimed, s.free, s.jobs) for s in slots]
+    # The claimed worker's 6 of 8 cores have been the whole load for twice the delay: draining.
+    result = plan([CPU], workers, [], NOW, memory=flat(0.75))
     decision = result.decisions["cpu"]
     assert decision.remove == (
         "af-condor-cpu-7d9f-bbbb2",
@@ -157,7 +175,8 @@ def test_a_worker_claimed_recently_is_not_removed():
     first = plan([CPU], [busy], [], NOW - 60, settings=settings)
     assert first.memory.last_claimed == {"cpu-0": NOW - 60}
     freed = Worker("cpu-0", "cpu", "running", NOW - 7200, free=Resources(8, 30000))
-    memory = Memory(surplus_since={"cpu": NOW - 2 * DELAY}, last_claimed=first.memory.last_claimed)
+    memory = replace(flat(1.0, since=NOW - 2 * DELAY), last_claimed=first.memory.last_claimed)
+    memory.load["cpu"] = (*memory.load["cpu"], (NOW - 60, 1.5))  # the load still grows: not draining
     result = plan([CPU], [freed], [], NOW, memory=memory, settings=settings)
     assert result.decisions["cpu"].remove == () and "none unclaimed for the delay" in result.decisions["cpu"].reason
 
@@ -165,9 +184,8 @@ def test_a_worker_claimed_recently_is_not_removed():
 def test_idle_workers_serving_demand_are_kept_and_minimum_honoured():
     demand = [Autocluster(1, 8, Resources(1, 2000), by_id(queue("queue_mixed.txt"))[1].ad)]
     idle = [Worker(f"cpu-{i}", "cpu", "running", NOW - 7200, free=Resources(8, 30000)) for i in range(3)]
-    memory = Memory(surplus_since={"cpu": NOW - 2 * DELAY})
     floor = group("cpu", 8, 30000, min_workers=1, max_workers=10)
-    result = plan([floor], idle, demand, NOW, memory=memory, settings=Settings(scale_down_delay=DELAY))
+    result = plan([floor], idle, demand, NOW, memory=flat(1.0))
     # The 8 jobs fill one of the idle workers: keep it (also the minimum), remove the other two.
     assert result.decisions["cpu"].desired == 1 and len(result.decisions["cpu"].remove) == 2
     assert plan([floor], [], [], NOW).decisions["cpu"].desired == 1
@@ -178,8 +196,7 @@ def test_pending_workers_nobody_needs_go_first():
         Worker("cpu-run", "cpu", "running", NOW - 7200, free=Resources(8, 30000)),
         Worker("cpu-pend", "cpu", "pending", NOW - 7200),
     ]
-    memory = Memory(surplus_since={"cpu": NOW - 2 * DELAY})
-    decision = plan([CPU], workers, [], NOW, memory=memory, settings=Settings(scale_down_delay=DELAY)).decisions["cpu"]
+    decision = plan([CPU], workers, [], NOW, memory=flat(0.0)).decisions["cpu"]
     assert decision.remove[0] == "cpu-pend"
 
 
@@ -247,6 +264,109 @@ def test_cores_of_one_worker_and_memory_of_another_do_not_add_up():
 def test_the_idle_worker_a_job_fits_on_is_kept():
     workers = [Worker(f"w{i}", "cpu", "running", NOW - 3600, claimed=True, free=Resources(4, 40000)) for i in range(2)]
     workers.append(Worker("cpu-idle", "cpu", "running", NOW - 3600, free=Resources(16, 60000)))
-    memory = Memory(surplus_since={"cpu": NOW - 2 * DELAY})
-    decision = plan([BIG], workers, [EIGHT_CORE], NOW, memory=memory, settings=Settings(scale_down_delay=DELAY))
+    decision = plan([BIG], workers, [EIGHT_CORE], NOW, memory=flat(0.5))
     assert decision.decisions["cpu"].remove == () and decision.decisions["cpu"].desired == 3
+
+
+# --- scale-in: draining, the delay, and holding an idle worker while the load holds -------------
+
+
+def rising(values: list[float], step: float = 30.0, group: str = "cpu") -> Memory:
+    """Memory whose load samples end at NOW - step with `values`, one every `step` seconds."""
+    start = NOW - step * len(values)
+    samples = tuple((start + i * step, v) for i, v in enumerate(values))
+    return Memory(surplus_since={group: NOW - 2 * DELAY}, load={group: samples})
+
+
+def test_a_draining_group_lets_idle_workers_go_at_once_whatever_the_delay():
+    workers = [
+        Worker("busy", "cpu", "running", NOW - 7200, claimed=True, free=Resources(4, 15000), jobs=2),
+        Worker("idle", "cpu", "running", NOW - 100, free=Resources(8, 30000)),
+    ]
+    years = Settings(scale_down_delay=10**7)
+    # The load (half a worker) has not grown for GROWTH_WINDOW: the idle worker goes, unclaimed for 100 s only.
+    decision = plan([CPU], workers, [], NOW, memory=flat(0.5, since=NOW - GROWTH_WINDOW), settings=years)
+    assert decision.decisions["cpu"].remove == ("idle",) and "not grown" in decision.decisions["cpu"].reason
+    # Watched for less than the window: not known to be draining, the delay applies.
+    short = plan([CPU], workers, [], NOW, memory=flat(0.5, since=NOW - GROWTH_WINDOW + 60), settings=years)
+    assert short.decisions["cpu"].remove == ()
+
+
+def test_an_idle_worker_is_kept_while_the_load_holds_and_goes_when_it_falls():
+    workers = [
+        Worker("busy", "cpu", "running", NOW - 7200, claimed=True, free=Resources(1, 5000), jobs=7),
+        Worker("idle", "cpu", "running", NOW - 7200, free=Resources(8, 30000)),
+    ]
+    last_claimed = {"idle": NOW - 2 * DELAY}
+    # Busy 7 of 8 cores now; the load grew a little in the last minutes and never went higher: kept.
+    holding = replace(rising([0.5] * 40 + [0.8, 0.875]), last_claimed=last_claimed)
+    kept = plan([CPU], workers, [], NOW, memory=holding).decisions["cpu"]
+    assert kept.remove == () and "kept: the load holds" in kept.reason
+    # Same worker, but the load was two workers higher within the delay and only creeps up now: it goes.
+    fallen = replace(rising([3.0] * 5 + [0.8] * 12 + [0.85, 0.86]), last_claimed=last_claimed)
+    gone = plan([CPU], workers, [], NOW, memory=fallen).decisions["cpu"]
+    assert gone.remove == ("idle",) and gone.desired == 1
+
+
+def test_workers_packing_leaves_to_drain_go_first_newest_first():
+    workers = [Worker(f"cpu-{age}", "cpu", "running", NOW - age, free=BIG.worker) for age in (900, 300, 600)]
+    workers.append(Worker("cpu-pending", "cpu", "pending", NOW - 1000))
+    decision = plan([BIG], workers, [], NOW, memory=flat(0.0)).decisions["cpu"]
+    assert decision.remove == ("cpu-pending", "cpu-300", "cpu-600", "cpu-900")
+
+
+def test_a_burst_gets_as_many_workers_again_a_trickle_does_not():
+    one_core = Autocluster(1, 160, Resources(1, 2000), by_id(queue("queue_mixed.txt"))[1].ad)
+    pool = group("cpu", 16, 60000, max_workers=40)
+    # 160 one-core jobs appeared within a cycle: 10 workers for them, and 10 more for what is still arriving.
+    burst = plan([pool], [], [one_core], NOW, memory=rising([0.0])).decisions["cpu"]
+    assert burst.desired == 20
+    # The same queue seen last cycle already: no growth, no extra.
+    steady = plan([pool], [], [one_core], NOW, memory=rising([10.0])).decisions["cpu"]
+    assert steady.desired == 10
+    # A worker's worth of new jobs is no burst: just the worker they need.
+    sixteen = replace(one_core, idle=16)
+    assert plan([pool], [], [sixteen], NOW, memory=rising([0.0])).decisions["cpu"].desired == 1
+    # Never beyond the maximum.
+    small = group("cpu", 16, 60000, max_workers=12)
+    assert plan([small], [], [one_core], NOW, memory=rising([0.0])).decisions["cpu"].desired == 12
+
+
+def test_the_planner_fills_workers_in_the_order_of_the_rendered_packing_rank():
+    """The planner's packing_order and the negotiator's NEGOTIATOR_PRE_JOB_RANK (classad2 on slot ads
+    as the collector has them) order a group's running workers the same way."""
+    rng = random.Random(7)
+    rank = classad2.ExprTree(PACKING_RANK)
+    for _ in range(50):
+        workers = []
+        for i in range(rng.randint(2, 12)):
+            jobs = rng.choice([0, 0, 1, 2, 5, 16])
+            started = NOW - rng.choice([60, 3600, 86_400, 7 * 86_400]) - rng.randint(0, 5)
+            free = Resources(16 - min(jobs, 16), 60000 - 2000 * jobs)
+            workers.append(Worker(f"w{i:02d}", "cpu", "running", started, jobs > 0, free, jobs))
+
+        def slot(w: Worker) -> classad2.ClassAd:
+            ad = classad2.ClassAd({"Cpus": int(w.free.cpus), "Memory": int(w.free.memory_mb)})
+            ad.update({"NumDynamicSlots": w.jobs, "DaemonStartTime": int(w.started), PREFERENCE_ATTRIBUTE: 0})
+            return ad
+
+        job = classad2.ClassAd({"RequestCpus": 1, "RequestMemory": 2000})
+        by_rank = sorted(workers, key=lambda w: (-rank.eval(slot(w), job), w.name))
+        assert [w.name for w in sorted(workers, key=packing_order)] == [w.name for w in by_rank]
+
+
+@pytest.mark.parametrize("interval", [7.0, 30.0, 45.0, 601.0])
+def test_draining_is_seen_whatever_the_interval(interval):
+    """Cycle after cycle with a flat load, an idle worker goes once the load has been watched not growing for
+    GROWTH_WINDOW, not before, whether or not the interval divides the window."""
+    busy = Worker("busy", "cpu", "running", NOW - 7200, claimed=True, free=Resources(4, 15000), jobs=1)
+    idle = Worker("idle", "cpu", "running", NOW - 7200, free=CPU.worker)
+    years = Settings(scale_down_delay=10**7)
+    memory, now = None, NOW
+    while True:
+        decision = plan_with([CPU], [busy, idle], [], now, memory, years).decisions["cpu"]
+        if decision.remove:
+            break
+        memory, now = plan_with([CPU], [busy, idle], [], now, memory, years).memory, now + interval
+    assert decision.remove == ("idle",)
+    assert GROWTH_WINDOW <= now - NOW < GROWTH_WINDOW + interval

@@ -23,8 +23,8 @@ from pulumi_policy.policy import _PolicyAnalyzerServicer
 from pulumi_policy.proxy import UNKNOWN_NUMBER_VALUE, UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from afctl import plan
-from components.config import ConfigError, build_config
-from components.config.loader import PROJECT_ROOT
+from components.config.errors import ConfigError
+from components.config.loader import PROJECT_ROOT, build_config
 from policy.offline import evaluate, mandatory
 from policy.packconfig import pack_config, pack_config_json
 from policy.rules import PACK_NAME, POLICIES, RULE_NAMES, RULES, plain

@@ -20,7 +20,8 @@ from test_autoscaler_component import with_autoscaler
 
 from afctl import plan
 from afctl.mocks import SECRET
-from components.config import build_config, usage
+from components.config.loader import build_config
+from components.infra.quota import usage
 from policy import walk
 from policy.capacity import usage as plan_usage
 from policy.facts import facts_from
@@ -187,6 +188,14 @@ CASES = [
         _set("portRangeMax", 8443),
         "security group rule af-network-public-443-0-0-0-0-0 opens tcp 443-8443 to 0.0.0.0/0",
         "https-rule-widened",
+    ),
+    Case(
+        "no-world-open-ports",
+        "dev",
+        "af-network-public-80-0-0-0-0-0",
+        _set("portRangeMax", 81),
+        "security group rule af-network-public-80-0-0-0-0-0 opens tcp 80-81 to 0.0.0.0/0",
+        "http-rule-widened",
     ),
     Case(
         "no-world-open-ports",
@@ -558,6 +567,45 @@ def test_a_declared_public_port_may_be_open_to_the_world(plans, configs):
     assert judge("no-world-open-ports", cache_port, {**props, "publicPorts": [1094]}) == []
 
 
+def test_http_declared_public_is_not_judged_and_nginx_redirects_pass(plans, configs):
+    resources = plans("cms-bari")["resources"]
+    props = properties(configs("cms-bari"), "http-redirects-to-https")
+    bare = [r for r in resources if r["name"] != "af-hub-https-redirect"]
+    assert judge_stack("http-redirects-to-https", bare, props)
+    assert judge_stack("http-redirects-to-https", bare, {**props, "publicPorts": [80]}) == []
+    # ingress-nginx (Magnum's) redirects by the Ingress's own annotation.
+    nginx = {"ingressClassName": "nginx", "annotations": {"nginx.ingress.kubernetes.io/ssl-redirect": "true"}}
+    chart = _mutated(plans("cms-bari"), "af-hub-chart", lambda inputs: inputs["values"]["ingress"].update(nginx))
+    assert (
+        judge_stack("http-redirects-to-https", [r for r in chart if r["name"] != "af-hub-https-redirect"], props) == []
+    )
+
+
+def test_an_ingress_object_is_judged_like_a_charts(plans, configs):
+    props = properties(configs("dev"), "http-redirects-to-https")
+    ingress = {
+        "type": "kubernetes:networking.k8s.io/v1:Ingress",
+        "name": "grafana-ingress",
+        "urn": "urn:pulumi:dev::analysis-facility::kubernetes:networking.k8s.io/v1:Ingress::grafana-ingress",
+        "inputs": {"metadata": {"name": "grafana", "namespace": "monitoring"}, "spec": {"ingressClassName": "traefik"}},
+    }
+    resources = [*copy.deepcopy(plans("dev")["resources"]), ingress]
+    ((urn, message),) = judge_stack("http-redirects-to-https", resources, props)
+    assert urn == ingress["urn"] and message.startswith("Ingress monitoring/grafana is served on HTTP")
+    # The hub's Middleware is in another namespace: the rule wants one in the Ingress's own.
+    ingress["inputs"]["metadata"]["annotations"] = {
+        "traefik.ingress.kubernetes.io/router.middlewares": "jupyterhub-af-https-redirect@kubernetescrd"
+    }
+    ((_, message),) = judge_stack("http-redirects-to-https", resources, props)
+    assert "in namespace monitoring" in message
+    middleware = copy.deepcopy(named(plans("dev"), "af-hub-https-redirect"))
+    middleware["inputs"]["metadata"]["namespace"] = "monitoring"
+    middleware.update(name="grafana-https-redirect", urn=middleware["urn"].replace("af-hub-", "grafana-"))
+    refs = "x-y@kubernetescrd, monitoring-af-https-redirect@kubernetescrd"
+    ingress["inputs"]["metadata"]["annotations"] = {"traefik.ingress.kubernetes.io/router.middlewares": refs}
+    assert judge_stack("http-redirects-to-https", [*resources, middleware], props) == []
+
+
 def test_admin_ports_without_admin_cidrs_in_the_config_are_reported(plans):
     ssh = named(plans("dev"), "af-network-admin-22-212-189-205-0-24")
     (message,) = judge("admin-ports-from-admin-cidrs", ssh, {})
@@ -707,7 +755,53 @@ class StackCase:
     id: str
 
 
+HUB_INGRESS = "Helm release jupyterhub/jupyterhub: values ingress is served on HTTP, open to the internet by "
 STACK_CASES = [
+    StackCase(
+        "http-redirects-to-https",
+        "cms-bari",
+        "af-hub-chart",
+        _set("values/ingress/annotations", {"cert-manager.io/cluster-issuer": "af-acme"}),
+        HUB_INGRESS + "af-network-public-80-0-0-0-0-0, without a redirect: no Middleware of the plan",
+        "af-hub-chart",
+        "hub-ingress-without-the-middleware",
+    ),
+    StackCase(
+        "http-redirects-to-https",
+        "dev",
+        "af-hub-https-redirect",
+        _set("spec/redirectScheme/scheme", "http"),
+        "no Middleware of the plan with redirectScheme https",
+        "af-hub-chart",
+        "middleware-redirects-elsewhere",
+    ),
+    StackCase(
+        "http-redirects-to-https",
+        "dev",
+        "af-hub-https-redirect",
+        None,
+        "no Middleware of the plan with redirectScheme https",
+        "af-hub-chart",
+        "middleware-gone",
+    ),
+    StackCase(
+        "http-redirects-to-https",
+        "cms-bari",
+        "af-hub-chart",
+        _set("values/ingress/ingressClassName", "haproxy"),
+        "ingress class 'haproxy', whose redirect to HTTPS the rule does not know",
+        "af-hub-chart",
+        "unknown-ingress-class",
+    ),
+    StackCase(
+        "http-redirects-to-https",
+        "dev",
+        "af-hub-chart",
+        None,
+        "security group rule af-network-public-80-0-0-0-0-0 opens tcp 80 to the internet and no Ingress",
+        "af-network-public-80-0-0-0-0-0",
+        "http-open-with-nothing-behind-it",
+    ),
     StackCase(
         "disruption-budgets",
         "cms-bari",
@@ -828,7 +922,7 @@ def test_quota_use_from_the_plan_matches_the_configs_arithmetic(stack, plans):
     used, unknown = plan_usage(
         [walk.Resource(r["type"], r["name"], r["inputs"], r["urn"]) for r in plans(stack)["resources"]], facts
     )
-    expected = usage(cfg)
+    expected = usage(cfg.site, cfg.cluster)
     assert unknown == []
     assert dict(used) == {
         k: v

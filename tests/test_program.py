@@ -8,8 +8,8 @@ import pytest
 from conftest import SHIPPED_STACKS, by_name, of_type, preview_values, stack_values
 
 from afctl.stackfile import PLACEHOLDER
-from components.config import build_config
-from components.network import API_PORT, SSH_PORT
+from components.config.loader import build_config
+from components.infra.network import API_PORT, HTTP_PORT, HTTPS_PORT, SSH_PORT
 
 INSTANCE = "openstack:compute/instance:Instance"
 SERVER_GROUP = "openstack:compute/serverGroup:ServerGroup"
@@ -107,7 +107,10 @@ def test_no_world_open_ssh_or_api(shipped, stack):
     rules = of_type(result, RULE)
     world = [r for r in rules if r.inputs.get("remoteIpPrefix") in WORLD]
     assert world, "the HTTPS entry point should be open"
-    assert all(r.inputs["portRangeMin"] == r.inputs["portRangeMax"] == 443 for r in world)
+    # HTTP only where k3s's traefik serves the hub: the ACME challenge and the redirect.
+    public = {HTTPS_PORT, HTTP_PORT} if cfg.cluster.mode == "openstack" else {HTTPS_PORT}
+    assert {r.inputs["portRangeMin"] for r in world} == public
+    assert all(r.inputs["portRangeMin"] == r.inputs["portRangeMax"] for r in world)
     for port in (SSH_PORT, API_PORT):
         sources = {r.inputs.get("remoteIpPrefix") for r in rules if r.inputs.get("portRangeMin") == port}
         assert sources == set(cfg.site.admin_cidrs), port
@@ -120,6 +123,40 @@ def test_no_world_open_ssh_or_api(shipped, stack):
         assert exposed == {f"af-cluster-control-plane-{i}-port" for i in range(cfg.cluster.control_plane.count)}
     internal = [r for r in rules if "remoteGroupId" in r.inputs]
     assert internal and all(r.inputs["remoteGroupId"].startswith("af-network-nodes-") for r in internal)
+
+
+@pytest.mark.parametrize(
+    "stack", [s for s in SHIPPED_STACKS if build_config(*stack_values(s)).cluster.mode == "openstack"]
+)
+def test_the_hubs_acme_http01_challenge_reaches_it_on_port_80_with_the_defaults(shipped, stack):
+    """Let's Encrypt validates HTTP-01 on port 80 of the hub's host, the floating IP on the first
+    control-plane node (where k3s's traefik listens): that port's security groups must admit
+    tcp 80 from anywhere. Before, only 443 was open and the certificate could never be issued."""
+    result = shipped(stack)
+    cfg = build_config(*stack_values(stack))
+    assert cfg.hub.tls.mode == "cert-manager" and "tls" not in stack_values(stack)[0].get("hub", {}), "the default"
+    (solver,) = by_name(result, "af-hub-acme-issuer").inputs["spec"]["acme"]["solvers"]
+    assert solver == {"http01": {"ingress": {"ingressClassName": "traefik"}}}
+    entry = by_name(result, "af-cluster-api-fip-assoc").property_dependencies["portId"]
+    (port,) = [p for p in of_type(result, "openstack:networking/port:Port") if p.urn in entry]
+    groups = set(port.property_dependencies["securityGroupIds"])
+    http = [
+        r
+        for r in of_type(result, RULE)
+        if set(r.property_dependencies["securityGroupId"]) <= groups
+        and r.inputs.get("protocol") == "tcp"
+        and r.inputs["portRangeMin"] <= 80 <= r.inputs["portRangeMax"]
+        and r.inputs.get("remoteIpPrefix") == "0.0.0.0/0"
+        and r.inputs["direction"] == "ingress"
+    ]
+    assert len(http) == 1, [r.name for r in http]
+
+
+def test_port_80_stays_closed_without_a_hub():
+    values, secret = stack_values("dev")
+    values["hub"] = {"enabled": False}
+    rules = of_type(preview_values("dev", values, secret), RULE)
+    assert not [r for r in rules if r.inputs.get("portRangeMin") == HTTP_PORT]
 
 
 def test_gpu_group_is_tainted_and_labelled(shipped):

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from components.readiness import client_context, wait_until_ready
+from components.infra.readiness import client_context, wait_until_ready
 
 DYNAMIC = "pulumi-python:dynamic:Resource"
 

@@ -8,8 +8,8 @@ import pytest
 from pydantic import Field, create_model
 
 from afctl import cli, reference
-from components.config import FacilityConfig
 from components.config.base import StrictModel
+from components.config.facility import FacilityConfig
 
 
 def rows(text: str) -> dict[str, list[str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from afctl.cli import main
-from components.config import FacilityConfig
+from components.config.facility import FacilityConfig
 
 
 def _properties(schema: dict):

@@ -7,9 +7,11 @@ import itertools
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import stack_values
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -17,6 +19,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import sim_autoscaler as sim  # noqa: E402
 
 from autoscaler.model import Decision, Memory, Plan, Settings  # noqa: E402
+from components.batch.htcondor import PACKING_RANK  # noqa: E402
 
 CPU, GPU = sim.facility_groups()
 JOB_IDS = itertools.count()
@@ -58,14 +61,76 @@ def test_negotiator_respects_resources_and_gpu_rules():
     pool.grow("cpu", 1)  # Pending: no startd yet, nothing may land on it
     pool.negotiate()
     cpu_pod, gpu_pod, pending = pool.group_pods("cpu")[0], pool.group_pods("gpu")[0], pool.group_pods("cpu")[1]
-    # One 50 GB job fills the memory of a 60 GB slot; 5 one-core 2 GB jobs take the 10 GB left, not the 15 cores.
+    # One match per slot and cycle. The GPU slot's match takes jobsInSlot = min(16/4 cores, 60/16 GB) = 3 requests
+    # of its autocluster, but one GPU fits one job: the second GPU job is skipped until the next cycle. CPU jobs
+    # never land on the GPU group (START = RequestGPUs > 0).
+    assert list(gpu_pod.jobs) == [gpu_jobs[0].id] and gpu_pod.free_gpus == 0
+    # The first 50 GB job takes the CPU slot (jobsInSlot 1); the slot has left the cycle, so the rest wait.
+    assert list(cpu_pod.jobs) == [big[0].id] and not pending.jobs
+    assert pool.idle_count == [20, 1, 1]
+    pool.negotiate()
+    # Next cycle: the second 50 GB job no longer fits (10 GB left); 5 one-core 2 GB jobs take the 10 GB, not the
+    # 15 cores.
     assert sorted(j.id for j in cpu_pod.jobs.values()) == sorted([big[0].id] + [j.id for j in small[:5]])
     assert (cpu_pod.free_cpus, cpu_pod.free_memory) == (10, 0)
-    # One GPU: one GPU job; CPU jobs never land on the GPU group (START = RequestGPUs > 0).
-    assert list(gpu_pod.jobs) == [gpu_jobs[0].id] and gpu_pod.free_gpus == 0
-    assert not pending.jobs
+    assert not pending.jobs and list(gpu_pod.jobs) == [gpu_jobs[0].id]
     assert pool.idle_count == [15, 1, 1]
     assert pool.cores_in["cpu"]["busy"] == 6 and pool.cores_in["gpu"]["busy"] == 4
+
+
+def _rendered_central_manager(tmp_path: Path) -> dict[str, str]:
+    from components.batch.pods import rendered_files
+    from components.config.loader import build_config
+    from components.facility import cache_client
+
+    cfg = build_config(*stack_values("cms-bari"))
+    files = rendered_files(cfg, cache_client(cfg))
+    return sim.condor_params(files["pool.conf"] + files["central-manager.conf"], sim.PACKING_PARAMS)
+
+
+def test_the_simulated_negotiator_is_the_one_the_central_manager_config_makes(tmp_path):
+    """The simulator reads the packing policy as HTCondor does (htcondor2 on the rendered lines), and what it reads
+    is what the whole central-manager config of a shipped stack gives HTCondor."""
+    negotiator = sim.rendered_negotiator()
+    assert negotiator.params == _rendered_central_manager(tmp_path)
+    assert negotiator.depth_first and negotiator.pre is not None
+    assert "NumDynamicSlots" in negotiator.describe()
+
+
+def _three_workers() -> tuple[sim.Pool, dict[str, sim.Pod]]:
+    """An old worker running 3 jobs, a newer one running 1, and an idle one; 1-core jobs queued."""
+    pool = pool_with([ONE_CORE], groups=(CPU,), cpu=1)
+    pool.now = 100.0
+    pool.grow("cpu", 2, ready=True)
+    old, *others = sorted(pool.group_pods("cpu"), key=lambda p: p.ready_at)
+    pods = {"old": old, "new": others[0], "idle": others[1]}
+    for pod, count in ((old, 3), (others[0], 1)):
+        for job in submit(pool, 0, count, duration=10 * sim.HOUR):
+            pool._start(job, pod)
+    return pool, pods
+
+
+def test_jobs_go_where_the_rendered_rank_sends_them_depth_first():
+    pool, pods = _three_workers()
+    jobs = submit(pool, 0, 20)
+    pool.negotiate()
+    # The worker running the most jobs fills first, depth first: 13 more fit (16 cores); then the next-busiest.
+    assert sum(1 for j in jobs if j.pod is pods["old"]) == 13
+    assert sum(1 for j in jobs if j.pod is pods["new"]) == 7 and not pods["idle"].jobs
+
+
+def test_the_simulator_follows_whatever_policy_the_config_gives():
+    """Not a hard-coded order: a rank preferring the emptiest slot, and no depth first, place jobs differently."""
+    params = {**sim.rendered_negotiator().params, "NEGOTIATOR_PRE_JOB_RANK": "Cpus", "NEGOTIATOR_DEPTH_FIRST": "False"}
+    spread = sim.Negotiator(params)
+    assert not spread.depth_first
+    pool, pods = _three_workers()
+    pool.policy = spread
+    jobs = submit(pool, 0, 5)
+    pool.negotiate()
+    # One request per match, one match per slot and cycle: the three slots take one job each, emptiest first.
+    assert [j.pod.name if j.pod else None for j in jobs[:3]] == [pods[k].name for k in ("idle", "new", "old")]
+    assert all(j.pod is None for j in jobs[3:])
 
 
 def test_negotiator_fills_slots_in_queue_order_and_keeps_a_killed_jobs_place():
@@ -216,4 +281,52 @@ def test_quick_mode_prints_positive_ratios_for_the_smoke_test():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ratios = [float(m.group(1)) for m in re.finditer(r"ratio\D*?(\d+(?:\.\d+)?)", proc.stdout)]  # test_benchmarks'
     assert ratios and all(r > 0 for r in ratios), proc.stdout
-    assert proc.stdout.count("killed ours/ref: 0/") == 3 and proc.stdout.count("goals:") == 3
+    assert proc.stdout.count("killed ours/ref: 0/") == 3 and proc.stdout.count("  goals [") == 3
+    assert "packing policy modelled" in proc.stdout and PACKING_RANK in proc.stdout.split("\n")[1]
+
+
+def test_bad_planners_show_kills_and_idle_cores(monkeypatch):
+    """The figures catch a planner that scales in the wrong workers (kills) or not at all (idle cores), on a trace
+    where ours does neither."""
+    trace = sim.waves(count=3, jobs=40, gap=20 * sim.MINUTE)
+    groups = sim.facility_groups()
+    good = sim.simulate(trace, sim.Ours(groups), groups)
+    real = sim.plan
+
+    def busiest_first(groups, workers, demand, now, memory, settings) -> Plan:
+        result = real(groups, workers, demand, now, memory, settings)
+        ranked = [w.name for w in sorted(workers, key=lambda w: -w.jobs)]
+        return replace(
+            result,
+            decisions={
+                name: replace(d, remove=tuple(n for n in ranked if n.startswith(f"af-condor-{name}-"))[: len(d.remove)])
+                for name, d in result.decisions.items()
+            },
+        )
+
+    def never_in(groups, workers, demand, now, memory, settings) -> Plan:
+        result = real(groups, workers, demand, now, memory, settings)
+        kept = {name: replace(d, desired=max(d.desired, d.current), remove=()) for name, d in result.decisions.items()}
+        return replace(result, decisions=kept)
+
+    monkeypatch.setattr(sim, "plan", busiest_first)
+    killing = sim.simulate(trace, sim.Ours(groups), groups)
+    monkeypatch.setattr(sim, "plan", never_in)
+    idling = sim.simulate(trace, sim.Ours(groups), groups, limit=sim.HOUR)
+    assert good.kills == 0 and killing.kills > 0 and idling.kills == 0
+    horizon = max(good.end, idling.end)
+    assert idling.idle_core_hours(horizon) > 2 * good.idle_core_hours(horizon)
+
+
+def test_clairvoyant_placement_puts_a_job_where_it_extends_no_worker():
+    """The bound's negotiator: a 500 s job goes to the worker busy for 1000 s more, not to the one done in 100 s
+    (which the rendered rank prefers, as it runs more jobs), nor to the idle one."""
+    pool = pool_with([ONE_CORE], groups=(CPU,), cpu=3)
+    short, long_, idle = sorted(pool.group_pods("cpu"), key=lambda p: p.name)
+    for pod, count, duration in ((short, 3, 100.0), (long_, 1, 1000.0)):
+        for job in submit(pool, 0, count, duration=duration):
+            pool._start(job, pod)
+    pool.policy = sim.Clairvoyant(sim.rendered_negotiator().params)
+    (job,) = submit(pool, 0, 1, duration=500.0)
+    pool.negotiate()
+    assert job.pod is long_ and not idle.jobs

@@ -22,13 +22,14 @@ from support.oidc import TestIssuer
 from test_hub import hub_values, manifest
 
 from afctl.mocks import _computed
-from components.certs import INTERNAL_CA_NAME, subject_hash
-from components.config import build_config
-from components.credfiles import HERE as CREDFILES
-from components.credfiles.af_credential import proxy_command
-from components.exporterfiles import HERE as EXPORTERFILES
-from components.xcache import CONFIG_DIR, HTTPS_PORT, METRICS_PORT, PORT, RUNTIME, SERVICE
-from components.xcacheconf import CacheRuntime, render_scitokens_cfg, render_xrootd_cfg
+from components.cache.files import HERE as EXPORTERFILES
+from components.cache.pod import CONFIG_DIR, RUNTIME
+from components.cache.xrootd import CacheRuntime, render_scitokens_cfg, render_xrootd_cfg
+from components.certs.component import INTERNAL_CA_NAME, subject_hash
+from components.config.loader import build_config
+from components.credential.files import HERE as CREDFILES
+from components.credential.files.af_credential import proxy_command
+from components.names import CACHE_HTTPS_PORT, CACHE_METRICS_PORT, CACHE_PORT, CACHE_SERVICE
 
 STS = "kubernetes:apps/v1:StatefulSet"
 
@@ -59,7 +60,7 @@ def test_cache_servers_are_a_stateful_set_with_a_disk_each_on_cache_nodes(shippe
     server = next(c for c in pod["containers"] if c["name"] == "xrootd")
     mounts = {m["name"]: m["mountPath"] for m in server["volumeMounts"]}
     assert mounts["data"] == RUNTIME.data_dir and mounts["config"] == CONFIG_DIR
-    assert server["readinessProbe"]["tcpSocket"]["port"] == PORT and "livenessProbe" in server
+    assert server["readinessProbe"]["tcpSocket"]["port"] == CACHE_PORT and "livenessProbe" in server
     for container in _containers(pod):
         for kind in ("requests", "limits"):
             assert set(container["resources"][kind]) == {"cpu", "memory"}, container["name"]
@@ -80,9 +81,9 @@ def test_services_expose_root_https_and_metrics_and_a_budget_protects_the_server
     result = shipped("cms-bari")
     service = by_name(result, "af-cache-svc").inputs
     assert {(p["name"], p["port"]) for p in service["spec"]["ports"]} == {
-        ("root", PORT),
-        ("https", HTTPS_PORT),
-        ("metrics", METRICS_PORT),
+        ("root", CACHE_PORT),
+        ("https", CACHE_HTTPS_PORT),
+        ("metrics", CACHE_METRICS_PORT),
     }
     named = {p["name"] for c in _pod(result)["containers"] for p in c.get("ports", [])}
     assert named == {p["targetPort"] for p in service["spec"]["ports"]}
@@ -91,7 +92,7 @@ def test_services_expose_root_https_and_metrics_and_a_budget_protects_the_server
     pdb = by_name(result, "af-cache-pdb").inputs["spec"]
     assert pdb == {"maxUnavailable": 1, "selector": {"matchLabels": labels}}
     certificate = by_name(result, "af-cache-tls").inputs["spec"]
-    assert f"{SERVICE}.xcache.svc.cluster.local" in certificate["dnsNames"]
+    assert f"{CACHE_SERVICE}.xcache.svc.cluster.local" in certificate["dnsNames"]
     assert certificate["issuerRef"]["name"] == by_name(result, "af-certs-internal-issuer").inputs["metadata"]["name"]
 
 
@@ -131,8 +132,8 @@ def test_every_cache_server_has_an_exporter_listening_where_the_server_reports(s
     assert args["--udp"].startswith("127.0.0.1:")
     assert f"xrd.report {args['--udp']} every {RUNTIME.report_seconds}s link prot" in lines
     assert f"xrootd.mongstream pfc use flush {RUNTIME.report_seconds}s send nohdr {args['--udp']}" in lines
-    assert args["--http"] == f"0.0.0.0:{METRICS_PORT}"
-    assert exporter["ports"] == [{"name": "metrics", "containerPort": METRICS_PORT}]
+    assert args["--http"] == f"0.0.0.0:{CACHE_METRICS_PORT}"
+    assert exporter["ports"] == [{"name": "metrics", "containerPort": CACHE_METRICS_PORT}]
     mounts = {m["name"]: m for m in exporter["volumeMounts"]}
     assert mounts["data"] == {"name": "data", "mountPath": args["--disk"], "readOnly": True}
     assert args["--disk"] == RUNTIME.data_dir and mounts["config"]["mountPath"] == CONFIG_DIR
@@ -147,7 +148,7 @@ def test_every_cache_server_has_an_exporter_listening_where_the_server_reports(s
 def test_notebooks_read_root_urls_through_the_cache(shipped):
     single = hub_values(shipped("cms-bari"))["singleuser"]
     env = single["extraEnv"]
-    assert env["AF_XCACHE_URL"] == f"root://{SERVICE}.xcache.svc.cluster.local:{PORT}/"
+    assert env["AF_XCACHE_URL"] == f"root://{CACHE_SERVICE}.xcache.svc.cluster.local:{CACHE_PORT}/"
     assert env["XROOT_PROXY"] == env["AF_XCACHE_URL"] + "/"
     (plugin,) = [f for f in single["extraFiles"].values() if f["mountPath"].startswith(env["XRD_PLUGINCONFDIR"] + "/")]
     assert "lib = libXrdClProxyPlugin-5.so" in plugin["stringData"] and "url = root://*" in plugin["stringData"]
@@ -270,7 +271,7 @@ def test_token_auth_off_renders_no_authorization_and_tls_needs_a_certificate():
     assert "xrd.tls" not in render_xrootd_cfg(_cfg(tokenAuth=False), bare)
     text = render_xrootd_cfg(_cfg(tokenAuth=False), RUNTIME)
     assert "ofs.authorize" not in text and "sec.protocol" not in text
-    assert f"xrd.protocol XrdHttp:{HTTPS_PORT} libXrdHttp.so\nhttp.header2cgi Authorization authz" in text
+    assert f"xrd.protocol XrdHttp:{CACHE_HTTPS_PORT} libXrdHttp.so\nhttp.header2cgi Authorization authz" in text
 
 
 def test_scitokens_cfg_lists_declared_issuers_with_their_paths():

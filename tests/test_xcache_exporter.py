@@ -21,8 +21,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.xrootd import free_port, wait_for
 
-from components.exporterfiles import HERE
-from components.exporterfiles.af_xcache_exporter import (
+from components.cache.files import HERE
+from components.cache.files.af_xcache_exporter import (
     METRICS,
     SUMMARY_FIELDS,
     Disk,

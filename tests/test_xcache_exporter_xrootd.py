@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.xcachemon import reporting_site
 from support.xrootd import wait_for
 
-from components.exporterfiles.af_xcache_exporter import Exporter
+from components.cache.files.af_xcache_exporter import Exporter
 
 pytestmark = pytest.mark.daemon
 

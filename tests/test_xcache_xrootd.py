@@ -28,7 +28,7 @@ from support.xrootd import (
     xrdcp,
 )
 
-from components import xcache
+from components.cache import client as xcache
 
 pytestmark = pytest.mark.daemon
 

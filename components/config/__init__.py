@@ -1,29 +1,7 @@
-"""Typed stack configuration under the Pulumi namespace `af`."""
+"""The stack's configuration as a whole: `FacilityConfig` assembled from the layers' sections
+(`facility`), profile merging and validation (`loader`), secret sources (`pulumi_source`), the
+error contract (`errors`) and the checks that span sections. Each layer's own models and checks
+live in its package (`components/<layer>/config.py`, `checks.py`).
 
-from .cluster import GPU_TAINT_KEY, Cluster, GpuSpec, Mig, NodeGroup, Taint, TimeSlicing
-from .errors import ConfigError, Problem
-from .facility import FacilityConfig, Usage, usage
-from .gpu import Gpu
-from .loader import build_config, deep_merge
-from .site import Flavor, Quotas, Site
-
-__all__ = [
-    "GPU_TAINT_KEY",
-    "Cluster",
-    "ConfigError",
-    "FacilityConfig",
-    "Flavor",
-    "Gpu",
-    "GpuSpec",
-    "Mig",
-    "NodeGroup",
-    "Problem",
-    "Quotas",
-    "Site",
-    "Taint",
-    "TimeSlicing",
-    "Usage",
-    "build_config",
-    "deep_merge",
-    "usage",
-]
+Nothing is imported here: the layers' models import `config.base` and `config.errors`, and
+`FacilityConfig` imports the layers' models."""

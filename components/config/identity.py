@@ -3,17 +3,33 @@ HTCondor and the cache."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from pydantic import Field, HttpUrl, SecretStr
+from pydantic import AfterValidator, Field, HttpUrl, SecretStr, UrlConstraints
 
-from .base import StrictModel
+from .base import HTTPS_URL_PATTERN, StrictModel
 
 GROUP_PATTERN = r"^[^\s,]+$"
 GroupName = Annotated[str, Field(pattern=GROUP_PATTERN, max_length=256)]
 """A group as it appears in the groups claim (WLCG groups start with `/`, e.g. `/cms/ml`)."""
 
 WLCG_GROUPS_CLAIM = "wlcg.groups"
+WLCG_ANY_AUDIENCE = "https://wlcg.cern.ch/jwt/v1/any"
+"""The audience WLCG tokens carry when meant for any service."""
+
+
+def _issuer_text(url: HttpUrl) -> HttpUrl:
+    """Every layer reads the issuer as text: the cache's token issuer must match the pattern
+    of `af:cache.issuers`, so an issuer this model accepts never fails a layer's model later."""
+    if not re.match(HTTPS_URL_PATTERN, str(url)):
+        raise ValueError("an https:// URL of a host name with an optional port and path (no user, no IP literal)")
+    return url
+
+
+IssuerUrl = Annotated[HttpUrl, UrlConstraints(allowed_schemes=["https"]), AfterValidator(_issuer_text)]
+"""An OIDC issuer: HTTPS only (tokens, client secrets and refresh tokens travel to it), normalised
+by pydantic as the issuer's tokens name it (`https://host` becomes `https://host/`)."""
 
 
 class Roles(StrictModel):
@@ -38,9 +54,9 @@ class Roles(StrictModel):
 class Identity(StrictModel):
     """The OIDC provider (INDIGO-IAM) users and services authenticate with."""
 
-    issuer: HttpUrl
-    """Issuer URL of the IAM instance, for example `https://iam.cloud.infn.it/`. The login uses
-    IAM's endpoints under it: `authorize`, `token`, `userinfo`."""
+    issuer: IssuerUrl
+    """HTTPS issuer URL of the IAM instance, for example `https://iam.cloud.infn.it/`. The login
+    uses IAM's endpoints under it: `authorize`, `token`, `userinfo`."""
     client_id: str = Field(min_length=1)
     """OIDC client id registered in IAM for this facility's hub."""
     client_secret: SecretStr | None = None

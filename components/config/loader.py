@@ -15,9 +15,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from ..offload.config import GATEWAY_SECRETS
 from .base import PATTERN_HELP
+from .checks import cross_checks
 from .errors import ConfigError, Problem, key_path, problem, show_value
-from .facility import FacilityConfig, cross_checks
+from .facility import FacilityConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROFILES_DIR = PROJECT_ROOT / "stacks"
@@ -244,8 +246,6 @@ DEPLOY_SECRETS: tuple[tuple[tuple[str, ...], Callable[[Mapping[str, Any]], bool]
     (("hub", "tls", "privateKey"), _provided_tls),
     (("cache", "upstream", "clientSecret"), _cache_token),
 )
-GATEWAY_SECRETS = {"iam-client": "clientSecret", "token": "token"}
-"""Each offload gateway's credential, by auth kind."""
 
 
 def _deploy_secret_paths(merged: Mapping[str, Any]) -> list[tuple[str, ...]]:

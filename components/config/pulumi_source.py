@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import pulumi
 from pulumi.runtime import config as runtime_config
 
-from .errors import NAMESPACE
+from .errors import NAMESPACE, ConfigError
 from .facility import FacilityConfig
 from .loader import build_config
 
@@ -40,3 +43,19 @@ def load_stack_config() -> FacilityConfig:
     """Validated config of the running stack; raises `ConfigError` before any resource exists."""
     values, secret = stack_values()
     return build_config(values, secret)
+
+
+class StackConfigError(pulumi.RunError):
+    """A RunError, so the Pulumi CLI prints the problems without a traceback."""
+
+    def __init__(self, error: ConfigError) -> None:
+        self.config_error = error
+        super().__init__("invalid stack config:\n" + "\n".join(error.lines()))
+
+
+@contextmanager
+def fail_on_config_error() -> Iterator[None]:
+    try:
+        yield
+    except ConfigError as exc:
+        raise StackConfigError(exc) from None

@@ -7,11 +7,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from .. import rendered, yamltext
-from ..certs import CertManager
-from ..config import FacilityConfig
-from ..cvmfs import Cvmfs
-from ..workloads import PART_OF, layer_namespace
+from ..common import rendered, yamltext
+from ..common.kube import PART_OF, layer_namespace
+from ..common.layers import Certificates, SoftwareVolumes
+from ..config.facility import FacilityConfig
 from .gateway import (
     CHART_REPO,
     CLIENT_FILES,
@@ -42,8 +41,8 @@ class Dask(pulumi.ComponentResource):
         cfg: FacilityConfig,
         provider: k8s.Provider,
         site: ClusterSite,
-        certs: CertManager | None,
-        cvmfs: Cvmfs | None,
+        certs: Certificates | None,
+        cvmfs: SoftwareVolumes | None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("af:index:Dask", name, None, opts)
@@ -73,13 +72,12 @@ class Dask(pulumi.ComponentResource):
                     opts=ns_opts,
                 )
             )
-        # Both helpers take the namespace as an input: its name, from the Namespace, orders them after it.
         if site.trust_internal_ca:
             assert certs is not None, "the cache's TLS comes from the internal CA"
-            waits.append(certs.trust(f"{name}-ca-certs", self.namespace.metadata["name"], parent=self))
+            waits.append(certs.trust(f"{name}-ca-certs", self.namespace, parent=self))
         if site.cvmfs:
             assert cvmfs is not None
-            waits.append(cvmfs.claim(f"{name}-cvmfs", self.namespace.metadata["name"], parent=self))
+            waits.append(cvmfs.claim(f"{name}-cvmfs", self.namespace, parent=self))
         values = gateway_values(cfg, site)
         rendered.publish("dask", "values.yaml", yamltext.dump(values))
         for key, text in extra_config(gateway_settings(cfg, site)).items():

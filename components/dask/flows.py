@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from ..config import FacilityConfig
+from ..config.facility import FacilityConfig
 from .gateway import API_PORT, DASHBOARD_PORT, NAMESPACE, SCHEDULER_PORT
 
 COMPONENT = "app.kubernetes.io/component"

@@ -17,17 +17,27 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..certs import CA_CERT_DIR, TRUST_CONFIGMAP
-from ..cluster import SYSTEM_NODES, role_nodes
-from ..config import GPU_TAINT_KEY, FacilityConfig, NodeGroup
-from ..config.cluster import Taint
-from ..cvmfs import CLAIM as CVMFS_CLAIM
-from ..cvmfs import MOUNT as CVMFS_MOUNT
-from ..shipped import shipped
-from ..workloads import PART_OF, resources
+from ..common.kube import PART_OF, image_parts, resources
+from ..common.shipped import shipped
+from ..config.facility import FacilityConfig
+from ..infra.config import NodeGroup, Taint
+from ..names import (
+    CA_CERT_DIR,
+    CVMFS_CLAIM,
+    CVMFS_MOUNT,
+    DASK_NAMESPACE,
+    DASK_USER_LABEL,
+    GPU_PRESENT_LABEL,
+    GPU_RESOURCE,
+    GPU_TAINT_KEY,
+    HUB_METRICS,
+    SYSTEM_NODES,
+    TRUST_CONFIGMAP,
+    role_nodes,
+)
 from .config import role_groups, worker_groups
 
-NAMESPACE = "dask"
+NAMESPACE = DASK_NAMESPACE
 RELEASE = "dask-gateway"
 """The Helm release; the chart names its objects after it (`api-`, `traefik-`, `controller-`)."""
 CHART_REPO = "https://helm.dask.org"
@@ -42,7 +52,6 @@ TRAEFIK_PORT = 80
 API_PORT = 8000
 SCHEDULER_PORT, DASHBOARD_PORT = 8786, 8787
 """Ports of the clusters' pods (the Kubernetes backend's `make_pod`)."""
-GPU_RESOURCE = "nvidia.com/gpu"
 TOKEN_SECRET = "af-dask-gateway-token"
 """Secret (in the gateway's and in the hub's namespace) with the gateway's JupyterHub API token."""
 TOKEN_KEY = f"hub.services.{SERVICE}.apiToken"
@@ -50,7 +59,7 @@ TOKEN_KEY = f"hub.services.{SERVICE}.apiToken"
 unset: its name reads as a credential to the policy pack, its value is only a key name)."""
 CLIENT_FILES = "af-dask-client-files"
 """ConfigMap of the files clusters get from other layers (XrdCl's proxy plugin, the pool's client)."""
-USER_LABEL = "af.infn.it/dask-user"
+USER_LABEL = DASK_USER_LABEL
 """Label of a cluster's pods naming its owner (metrics per user)."""
 SETTINGS_NAME = "AF_DASK"
 """The name the settings snippet binds, and the options handler reads."""
@@ -71,7 +80,7 @@ def proxy_address() -> str:
 
 def hub_api_url() -> str:
     """z2jh's hub Service, as the gateway calls it to check users' tokens."""
-    return "http://hub.jupyterhub.svc.cluster.local:8081/hub/api"
+    return f"http://{HUB_METRICS}/hub/api"
 
 
 @dataclass(frozen=True)
@@ -150,9 +159,7 @@ def pod_settings(cfg: FacilityConfig, site: ClusterSite) -> dict[str, Any]:
         "gpuWorker": None,
     }
     if gpu_groups:
-        settings["gpuWorker"] = pod(
-            {**workers_role, "nvidia.com/gpu.present": "true"}, _tolerations(gpu_groups, gpu=True)
-        )
+        settings["gpuWorker"] = pod({**workers_role, GPU_PRESENT_LABEL: "true"}, _tolerations(gpu_groups, gpu=True))
     return settings
 
 
@@ -205,12 +212,12 @@ def extra_config(settings: dict[str, Any]) -> dict[str, str]:
     """The snippets, in the order the chart runs them (sorted by key)."""
     return {
         "10-af-settings": settings_snippet(settings),
-        "20-af-options": shipped("dask.files", "gateway_options.py"),
+        "20-af-options": shipped("dask", "gateway_options.py"),
     }
 
 
 def _image(reference: str) -> dict[str, str]:
-    name, tag = reference.split(":", 1)
+    name, tag = image_parts(reference)
     return {"name": name, "tag": tag}
 
 

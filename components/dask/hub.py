@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import FacilityConfig
-from ..config.batch import WANT_OFFLOAD
-from ..shipped import shipped
+from ..common.shipped import shipped
+from ..config.facility import FacilityConfig
+from ..names import WANT_OFFLOAD
 from .gateway import SERVICE, TOKEN_KEY, TOKEN_SECRET, gateway_url, proxy_address
 
 DASK_CONFIG = "/etc/dask/af-dask.yaml"
@@ -66,12 +66,13 @@ def jobqueue_htcondor(cfg: FacilityConfig) -> dict[str, Any]:
 
 
 def apply_hub_values(values: dict[str, Any], cfg: FacilityConfig, host: str) -> None:
-    """Add the Dask layer's part to the hub's values (`hub_values` calls it when Dask is on)."""
+    """Add the Dask layer's part to the hub's values (the facility hands it to `hub_values`
+    through `HubSite.extensions` when Dask is on)."""
     import yaml  # the values stay plain data; only the file is YAML
 
     hub, singleuser = values["hub"], values["singleuser"]
     hub["extraEnv"]["AF_DASK_GATEWAY_TOKEN"] = {"valueFrom": {"secretKeyRef": {"name": TOKEN_SECRET, "key": TOKEN_KEY}}}
-    hub["extraConfig"]["40-af-dask"] = shipped("dask.files", "hub_dask.py")
+    hub["extraConfig"]["40-af-dask"] = shipped("dask", "hub_dask.py")
     values["custom"]["af"]["dask"] = {
         "service": SERVICE,
         "serviceUrl": gateway_url().removesuffix(f"/services/{SERVICE}"),
@@ -84,5 +85,5 @@ def apply_hub_values(values: dict[str, Any], cfg: FacilityConfig, host: str) -> 
     singleuser["extraFiles"]["af-dask-token"] = {
         "mountPath": PRELOAD,
         "mode": 0o444,
-        "stringData": shipped("dask.files", "af_dask_token.py"),
+        "stringData": shipped("dask", "af_dask_token.py"),
     }

@@ -22,14 +22,15 @@ import dask
 import requests
 
 from afctl.stackfile import read_stack
-from components.config import FacilityConfig, build_config
+from components.config.facility import FacilityConfig
+from components.config.loader import build_config
 from components.dask.files import HERE as DASK_FILES
 from components.dask.gateway import SERVICE, ClusterSite, extra_config, gateway_settings
 from components.dask.hub import PRELOAD, notebook_dask_config
 from components.dask.hub import SERVER_TOKEN_SCOPES as DASK_SCOPES
-from components.hub import hub_site
-from components.hubfiles import HERE as HUBFILES
-from components.hubvalues import SERVER_TOKEN_SCOPES, hub_values
+from components.facility import hub_site
+from components.hub.files import HERE as HUBFILES
+from components.hub.values import SERVER_TOKEN_SCOPES, hub_values
 
 from .dask_gateway import Gateway, free_ports, run_gateway
 from .hub import Hub, login, run_hub

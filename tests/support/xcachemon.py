@@ -19,7 +19,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.xcacheconf import REPORT_OPTIONS
+from components.cache.xrootd import REPORT_OPTIONS
 
 from .xrootd import (
     Cache,

@@ -57,8 +57,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from afctl.stackfile import read_stack
-from components.config import FacilityConfig, build_config
-from components.xcacheconf import CacheRuntime, render_scitokens_cfg, render_xrootd_cfg
+from components.cache.xrootd import CacheRuntime, render_scitokens_cfg, render_xrootd_cfg
+from components.config.facility import FacilityConfig
+from components.config.loader import build_config
 
 from .serving import ThreadedServer
 

@@ -1,0 +1,191 @@
+"""The autoscaler in the cluster: its settings (rendered from the stack config), a least-
+privilege service account, and the controller's Deployment with a limited IDTOKEN."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from autoscaler.model import Resources
+from autoscaler.settings import ControllerSettings, GroupSettings, TriggerSettings
+
+from ..common import rendered
+from ..common.kube import PART_OF, SMALL
+from ..config.facility import FacilityConfig
+from ..names import AUTOSCALER, COLLECTOR_PORT, CONDOR_NAMESPACE, SYSTEM_NODES
+from .config import worker_groups
+from .htcondor import autoscaler_identity, private_network
+from .pods import RUNTIME, daemon_volumes, token_init_container, worker_name
+
+SETTINGS_DIR = "/etc/af-autoscaler"
+TOKEN_DIR = "/etc/af-autoscaler/token"
+USER = 65534
+"""The controller runs unprivileged; only the init container reads the pool key."""
+
+
+def controller_settings(cfg: FacilityConfig) -> ControllerSettings:
+    """What the controller reads: the pool's services, each worker group's Deployment, slot
+    shape, START, bounds and preference (the same declaration the workers are built from)."""
+    groups = worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors, cfg.offload).values()
+    settings = [
+        GroupSettings(
+            name=g.name,
+            deployment=worker_name(g.name),
+            cpus=float(g.slot_cpus or 0),
+            memory_mb=float(g.slot_memory_mib or 0),
+            gpus=float(g.gpus),
+            start=g.start,
+            min_workers=g.min_workers,
+            max_workers=g.max_workers,
+            preference=g.preference,
+            local=g.local,
+        )
+        for g in groups
+    ]
+    # The site's budget bounds local groups; offload groups are bounded by their gateway.
+    budget = sum(
+        (Resources(s.cpus, s.memory_mb, s.gpus).times(s.max_workers) for s in settings if s.local), Resources()
+    )
+    autoscaler = cfg.autoscaler
+    return ControllerSettings(
+        namespace=CONDOR_NAMESPACE,
+        collector=f"{RUNTIME.central_manager}:{COLLECTOR_PORT}",
+        schedds=[RUNTIME.schedd],
+        groups=settings,
+        triggers=[TriggerSettings(t.constraint, t.group) for t in autoscaler.triggers],
+        interval_seconds=float(autoscaler.interval_seconds),
+        scale_down_delay_seconds=float(autoscaler.scale_down_delay_seconds),
+        budget=budget,
+        metrics_port=autoscaler.metrics_port,
+    )
+
+
+def render_client_config(cfg: FacilityConfig, token_dir: str) -> str:
+    """The controller's HTCondor client config: the pool, and its IDTOKEN as the only credential."""
+    return "\n".join(
+        [
+            "# HTCondor client config of the autoscaler, rendered by the analysis-facility program.",
+            f"CONDOR_HOST = {RUNTIME.central_manager}",
+            f"COLLECTOR_HOST = $(CONDOR_HOST):{COLLECTOR_PORT}",
+            "SEC_CLIENT_AUTHENTICATION = REQUIRED",
+            "SEC_CLIENT_AUTHENTICATION_METHODS = IDTOKENS",
+            "SEC_CLIENT_ENCRYPTION = REQUIRED",
+            "SEC_CLIENT_INTEGRITY = REQUIRED",
+            f"SEC_TOKEN_DIRECTORY = {token_dir}",
+            *private_network(cfg),
+            "",
+        ]
+    )
+
+
+def rbac_rules(settings: ControllerSettings) -> list[dict[str, Any]]:
+    """Only what the controller does: list worker pods and annotate them; read and scale the
+    worker Deployments, by name. Namespaced, no wildcards."""
+    return [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "patch"]},
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments/scale"],
+            "resourceNames": [g.deployment for g in settings.groups],
+            "verbs": ["get", "patch"],
+        },
+    ]
+
+
+def pod_spec(cfg: FacilityConfig, settings: ControllerSettings) -> dict[str, Any]:
+    assert cfg.autoscaler.image is not None, "checked by cross_checks"
+    port = settings.metrics_port
+    mint = token_init_container(cfg, autoscaler_identity(cfg), ["READ", "ADMINISTRATOR"], TOKEN_DIR, owner=USER)
+    return {
+        "serviceAccountName": AUTOSCALER,
+        "nodeSelector": dict(SYSTEM_NODES),
+        "initContainers": [mint],
+        "containers": [
+            {
+                "name": "controller",
+                "image": cfg.autoscaler.image,
+                "env": [
+                    {"name": "AF_AUTOSCALER_CONFIG", "value": f"{SETTINGS_DIR}/settings.json"},
+                    {"name": "CONDOR_CONFIG", "value": f"{SETTINGS_DIR}/condor_config"},
+                ],
+                "ports": [{"name": "metrics", "containerPort": port}],
+                "resources": SMALL,
+                "securityContext": {
+                    "runAsUser": USER,
+                    "runAsGroup": USER,
+                    "runAsNonRoot": True,
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                },
+                "readinessProbe": {"httpGet": {"path": "/metrics", "port": port}, "periodSeconds": 15},
+                "livenessProbe": {"httpGet": {"path": "/metrics", "port": port}, "periodSeconds": 30},
+                "volumeMounts": [
+                    {"name": "settings", "mountPath": f"{SETTINGS_DIR}/settings.json", "subPath": "settings.json"},
+                    {"name": "settings", "mountPath": f"{SETTINGS_DIR}/condor_config", "subPath": "condor_config"},
+                    {"name": "token", "mountPath": TOKEN_DIR, "readOnly": True},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "settings", "configMap": {"name": f"{AUTOSCALER}-settings"}},
+            {"name": "token", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+            *(v for v in daemon_volumes() if v["name"] in ("config", "pool-key")),
+        ],
+    }
+
+
+class Autoscaler(pulumi.ComponentResource):
+    """The controller scaling the pool's worker groups, in the pool's namespace."""
+
+    def __init__(
+        self,
+        name: str,
+        cfg: FacilityConfig,
+        provider: k8s.Provider,
+        pool: pulumi.Resource,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("af:index:Autoscaler", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[pool])
+        settings = controller_settings(cfg)
+        document, client = settings.to_json(), render_client_config(cfg, TOKEN_DIR)
+        rendered.publish("autoscaler", "settings.json", document)
+        rendered.publish("autoscaler", "condor_config", client)
+        labels = {"app.kubernetes.io/name": AUTOSCALER, **PART_OF}
+        meta = {"name": AUTOSCALER, "namespace": CONDOR_NAMESPACE, "labels": labels}
+        account = k8s.core.v1.ServiceAccount(f"{name}-account", metadata=meta, opts=child)
+        role = k8s.rbac.v1.Role(f"{name}-role", metadata=meta, rules=rbac_rules(settings), opts=child)
+        binding = k8s.rbac.v1.RoleBinding(
+            f"{name}-binding",
+            metadata=meta,
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": AUTOSCALER},
+            subjects=[{"kind": "ServiceAccount", "name": AUTOSCALER, "namespace": CONDOR_NAMESPACE}],
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[account, role]),
+        )
+        config = k8s.core.v1.ConfigMap(
+            f"{name}-settings",
+            metadata={**meta, "name": f"{AUTOSCALER}-settings"},
+            data={"settings.json": document, "condor_config": client},
+            opts=child,
+        )
+        k8s.apps.v1.Deployment(
+            f"{name}-controller",
+            metadata=meta,
+            spec={
+                "replicas": 1,
+                # One controller at a time: two would fight over the same replicas.
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": pod_spec(cfg, settings)},
+            },
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[binding, config, pool]),
+        )
+        k8s.core.v1.Service(
+            f"{name}-metrics",
+            metadata={**meta, "name": f"{AUTOSCALER}-metrics"},
+            spec={"selector": labels, "ports": [{"name": "metrics", "port": settings.metrics_port}]},
+            opts=child,
+        )
+        self.register_outputs({})

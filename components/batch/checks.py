@@ -1,0 +1,143 @@
+"""Checks of the pool's and the autoscaler's config against the rest of the stack: worker groups
+are node groups with role batch or offload gateways, their bounds are in order and within the
+group's nodes, each worker fits a node (or, in mode existing, has a declared size), and the
+autoscaler has the pool, its image and triggers naming those groups."""
+
+from __future__ import annotations
+
+from ..config.errors import Problem, problem
+from ..config.facility import FacilityConfig
+from ..infra.config import FIT_RULE, fits
+from .config import WorkerGroup, WorkerGroupConfig, worker_groups
+
+
+def _local_group_problems(
+    cfg: FacilityConfig, name: str, group: WorkerGroup, settings: WorkerGroupConfig | None
+) -> list[Problem]:
+    """A local group has at most one worker per node, and its workers fit the nodes."""
+    assert group.node_group is not None
+    loc = ("condor", "groups", name)
+    found: list[Problem] = []
+    if group.max_workers > group.node_group.count:
+        found.append(
+            problem(
+                (*loc, "maxWorkers"),
+                group.max_workers,
+                f"at most {group.node_group.count}, one worker per node of node group {name}",
+            )
+        )
+    if cfg.cluster.mode == "existing":
+        for key, value in (("cpus", group.pod_cpus), ("memoryGib", group.pod_memory_mib)):
+            if value is None:
+                found.append(
+                    problem((*loc, key), None, "the worker's size: node sizes are unknown in cluster mode existing")
+                )
+        return found
+    flavor = cfg.site.flavors.get(group.node_group.flavor)
+    if flavor is None:
+        return found  # reported with the infrastructure's checks
+    assert group.pod_cpus is not None and group.pod_memory_mib is not None
+    if group.pod_cpus < 1 or group.pod_memory_mib < 2048:
+        found.append(
+            problem(
+                ("cluster", "nodeGroups", name, "flavor"),
+                group.node_group.flavor,
+                "a flavor with room for a worker of at least 1 core and 2 GiB next to the system pods",
+            )
+        )
+    if settings is None or (settings.cpus is None and settings.memory_gib is None):
+        return found  # default sizes fit by construction
+    if not fits(group.pod_cpus, group.pod_memory_mib / 1024, flavor):
+        found.append(
+            problem(
+                loc,
+                f"{group.pod_cpus:g} cores, {group.pod_memory_mib / 1024:g} GiB",
+                f"a worker that fits a node of flavor {flavor.vcpus} vCPUs, {flavor.ram_gib} GiB ({FIT_RULE})",
+            )
+        )
+    return found
+
+
+def _offload_group_problems(name: str, group: WorkerGroup, settings: WorkerGroupConfig | None) -> list[Problem]:
+    """An offload group's workers are sized by its gateway, and bounded by what it allows."""
+    assert group.gateway is not None
+    loc = ("condor", "groups", name)
+    found = [
+        problem((*loc, key), value, f"unset: offloaded workers take af:offload.gateways.{name}.worker")
+        for key, value in (("cpus", settings and settings.cpus), ("memoryGib", settings and settings.memory_gib))
+        if value is not None
+    ]
+    if settings is not None and settings.max_workers is not None and settings.max_workers > group.gateway.max_workers:
+        found.append(
+            problem(
+                (*loc, "maxWorkers"),
+                settings.max_workers,
+                f"at most {group.gateway.max_workers}, what gateway {name}'s limits and resources allow",
+            )
+        )
+    return found
+
+
+def _condor_problems(cfg: FacilityConfig) -> list[Problem]:
+    condor = cfg.condor
+    if not condor.enabled:
+        return []
+    groups = worker_groups(condor, cfg.cluster, cfg.site.flavors, cfg.offload)
+    if not any(g.local for g in groups.values()):
+        return [
+            problem(
+                ("cluster", "nodeGroups"),
+                sorted(cfg.cluster.node_groups),
+                "at least one node group with role batch: HTCondor's workers run there",
+            )
+        ]
+    batch = ", ".join(groups)
+    found = [
+        problem(("condor", "groups", name), name, f"the name of a batch node group or offload gateway ({batch})")
+        for name in sorted(set(condor.groups) - set(groups))
+    ]
+    for name, group in groups.items():
+        settings = condor.groups.get(name)
+        if group.min_workers > group.max_workers:
+            found.append(
+                problem(
+                    ("condor", "groups", name, "minWorkers"),
+                    group.min_workers,
+                    f"at most maxWorkers ({group.max_workers})",
+                )
+            )
+        if group.gateway is not None:
+            found += _offload_group_problems(name, group, settings)
+        else:
+            found += _local_group_problems(cfg, name, group, settings)
+    return found
+
+
+def _autoscaler_problems(cfg: FacilityConfig) -> list[Problem]:
+    """The autoscaler scales the pool's worker groups: it needs the pool, its image, and
+    triggers naming those groups."""
+    autoscaler = cfg.autoscaler
+    if not autoscaler.enabled:
+        return []
+    found: list[Problem] = []
+    if not cfg.condor.enabled:
+        found.append(problem(("autoscaler", "enabled"), True, "true only with af:condor.enabled (it scales the pool)"))
+    if autoscaler.image is None:
+        found.append(
+            problem(("autoscaler", "image"), None, "the controller's image: make autoscaler-image IMAGE=<registry>/…")
+        )
+    groups = sorted(worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors, cfg.offload))
+    for index, trigger in enumerate(autoscaler.triggers):
+        if trigger.group not in groups:
+            found.append(
+                problem(
+                    ("autoscaler", "triggers", index, "group"),
+                    trigger.group,
+                    f"a worker group: {', '.join(groups) or 'none (no node group has role batch)'}",
+                )
+            )
+    return found
+
+
+def problems(cfg: FacilityConfig) -> list[Problem]:
+    return [*_condor_problems(cfg), *_autoscaler_problems(cfg)]

@@ -1,0 +1,8 @@
+"""Programs the infrastructure layer runs in the cluster (the Magnum node labeller), shipped as
+text in a ConfigMap; real modules, so they are linted and tested like the rest of the code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HERE = Path(__file__).parent
