@@ -129,6 +129,19 @@ PROMETHEUS_PODS = {"app.kubernetes.io/name": "prometheus"}
 """kube-prometheus-stack's Prometheus (the operator's StatefulSet)."""
 CONDOR_WORKER = "af-condor-worker"
 """Every worker pod's `app.kubernetes.io/name`; each group's Deployment is `<this>-<group>`."""
+DASK_COMPONENT = "app.kubernetes.io/component"
+"""How the dask-gateway chart and its Kubernetes backend tell their pods apart."""
+DASK_GATEWAY_PODS = {DASK_COMPONENT: "gateway"}
+"""The gateway's API server (chart `templates/gateway/deployment.yaml`), port 8000."""
+DASK_TRAEFIK_PODS = {DASK_COMPONENT: "traefik"}
+"""The gateway's proxy: HTTP and Dask's TLS on its `web` port 8000 (the Service's port 80)."""
+DASK_CONTROLLER_PODS = {DASK_COMPONENT: "controller"}
+DASK_SCHEDULER_PODS = {DASK_COMPONENT: "dask-scheduler"}
+"""Clusters' schedulers (the backend's `make_pod`): 8786 Dask, 8787 dashboard, 8788 the gateway's API."""
+DASK_WORKER_PODS = {DASK_COMPONENT: "dask-worker"}
+"""Clusters' workers: 8787 dashboard; Dask's own port is ephemeral."""
+DASK_API_PORT, DASK_PROXY_PORT = 8000, 8000
+DASK_SCHEDULER_PORT, DASK_DASHBOARD_PORT, DASK_SCHEDULER_API_PORT = 8786, 8787, 8788
 METADATA_CIDR = "169.254.169.254/32"
 """OpenStack's metadata service: it serves every VM's user-data (with the cluster's join token)
 to anything on the VM, so no pod that runs users' code may reach it."""

@@ -25,7 +25,6 @@ from test_condor_config import _slot, daemon_params
 
 from components.config.loader import build_config
 from components.dask.config import role_groups, worker_groups
-from components.dask.flows import CACHE, NOTEBOOKS, TRAEFIK, WORKERS, flows
 from components.dask.gateway import (
     CHART_REPO,
     NAMESPACE,
@@ -39,6 +38,7 @@ from components.dask.gateway import (
 from components.dask.hub import DASK_CONFIG, PRELOAD, SERVER_TOKEN_SCOPES, notebook_dask_config
 from components.dask.monitoring import METRICS
 from components.facility import hub_site
+from components.flows.declaration import CACHE, DASK_PROXY, DASK_WORKERS, NOTEBOOKS, facility_flows, user_code
 from components.hub.values import hub_values
 from components.infra.nodes import node_labels
 from components.monitoring.values import dashboards, scrape_configs
@@ -255,10 +255,10 @@ def test_htcondor_cluster_submits_workers_the_pool_can_run(tmp_path):
 
 
 def test_flows_name_the_notebook_gateway_and_cache_paths():
-    declared = [(f.source, f.target, f.ports) for f in flows(_cfg("cms-bari"))]
-    assert (NOTEBOOKS, TRAEFIK, (8000,)) in declared and (WORKERS, CACHE, (1094,)) in declared
-    assert all(f.target.namespace is None or f.target.pods for f in flows(_cfg("cms-bari")) if f.ports)
-    assert not flows(build_config(*_disabled()))
+    declared = [(f.source, f.target, f.ports) for f in facility_flows(_cfg("cms-bari"))]
+    assert (NOTEBOOKS, DASK_PROXY, (8000,)) in declared and (DASK_WORKERS, CACHE, (1094, 8443)) in declared
+    assert DASK_WORKERS in user_code(_cfg("cms-bari"))  # users' code: no metadata service
+    assert not [f for f in facility_flows(build_config(*_disabled())) if "dask" in f.source.name + f.target.name]
 
 
 def _disabled():
