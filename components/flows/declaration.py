@@ -22,6 +22,17 @@ from ..names import (
     CONDOR_SCHEDD,
     CONDOR_WORKER,
     CVMFS_NAMESPACE,
+    DASK_API_PORT,
+    DASK_CONTROLLER_PODS,
+    DASK_DASHBOARD_PORT,
+    DASK_GATEWAY_PODS,
+    DASK_NAMESPACE,
+    DASK_PROXY_PORT,
+    DASK_SCHEDULER_API_PORT,
+    DASK_SCHEDULER_PODS,
+    DASK_SCHEDULER_PORT,
+    DASK_TRAEFIK_PODS,
+    DASK_WORKER_PODS,
     HUB_NAMESPACE,
     HUB_PODS,
     HUB_PORT,
@@ -158,11 +169,51 @@ def _batch_flows(cfg: FacilityConfig) -> list[Flow]:
 
 
 def user_code(cfg: FacilityConfig) -> list[Peer]:
-    """Pods that run users' code: notebooks and local batch workers."""
+    """Pods that run users' code: notebooks, local batch workers and Dask clusters."""
     peers = [NOTEBOOKS] if cfg.hub.enabled else []
     if cfg.condor.enabled:
         peers += [workers(g) for g in _local_groups(cfg)]
+    if cfg.dask.enabled:
+        peers += [DASK_SCHEDULERS, DASK_WORKERS]
     return peers
+
+
+DASK_PROXY = Peer("dask gateway proxy", DASK_NAMESPACE, DASK_TRAEFIK_PODS)
+DASK_GATEWAY = Peer("dask gateway", DASK_NAMESPACE, DASK_GATEWAY_PODS)
+DASK_CONTROLLER = Peer("dask controller", DASK_NAMESPACE, DASK_CONTROLLER_PODS)
+DASK_SCHEDULERS = Peer("dask schedulers", DASK_NAMESPACE, DASK_SCHEDULER_PODS)
+DASK_WORKERS = Peer("dask workers", DASK_NAMESPACE, DASK_WORKER_PODS)
+
+
+def _dask_flows(cfg: FacilityConfig) -> list[Flow]:
+    """Notebooks reach the gateway (API, and Dask's TLS to their schedulers, through its proxy);
+    the gateway checks tokens with the hub; schedulers and workers talk; workers read through
+    the cache; the hub stops a stopped server's clusters; `HTCondorCluster` workers in the pool
+    join the notebook's own scheduler."""
+    flows = [
+        Flow(NOTEBOOKS, DASK_PROXY, (DASK_PROXY_PORT,), "Dask Gateway API, Dask over TLS"),
+        Flow(PROXY, DASK_PROXY, (DASK_PROXY_PORT,), "Dask dashboards (/services/dask-gateway/)"),
+        Flow(HUB, DASK_PROXY, (DASK_PROXY_PORT,), "stops a stopped server's clusters"),
+        Flow(DASK_PROXY, DASK_GATEWAY, (DASK_API_PORT,), "API requests"),
+        Flow(DASK_PROXY, DASK_SCHEDULERS, (DASK_SCHEDULER_PORT, DASK_DASHBOARD_PORT), "clients, dashboards"),
+        Flow(DASK_GATEWAY, HUB, (HUB_PORT,), "checks users' tokens and groups"),
+        Flow(DASK_GATEWAY, DASK_SCHEDULERS, (DASK_SCHEDULER_API_PORT,), "scale, adapt"),
+        Flow(DASK_SCHEDULERS, DASK_GATEWAY, (DASK_API_PORT,), "heartbeats"),
+        Flow(DASK_CONTROLLER, DASK_GATEWAY, (DASK_API_PORT,), "cluster state"),
+        Flow(DASK_WORKERS, DASK_SCHEDULERS, (DASK_SCHEDULER_PORT,), "workers join"),
+        Flow(DASK_SCHEDULERS, DASK_WORKERS, (), "tasks (ephemeral ports)"),
+        Flow(DASK_WORKERS, DASK_WORKERS, (), "data between workers (ephemeral ports)"),
+    ]
+    if cfg.cache.enabled:
+        flows.append(Flow(DASK_WORKERS, CACHE, (CACHE_PORT, CACHE_HTTPS_PORT), "root:// reads, user's token"))
+    if cfg.monitoring.enabled:
+        flows += [
+            Flow(PROMETHEUS, DASK_SCHEDULERS, (DASK_DASHBOARD_PORT,), "scrapes"),
+            Flow(PROMETHEUS, DASK_WORKERS, (DASK_DASHBOARD_PORT,), "scrapes"),
+        ]
+    if cfg.condor.enabled and cfg.dask.jobqueue:
+        flows += [Flow(workers(g), NOTEBOOKS, (), "HTCondorCluster workers join") for g in _local_groups(cfg)]
+    return flows
 
 
 def _cache_flows(cfg: FacilityConfig) -> list[Flow]:
@@ -215,6 +266,8 @@ def facility_flows(cfg: FacilityConfig) -> list[Flow]:
         flows += _batch_flows(cfg)
     if cfg.cache.enabled:
         flows += _cache_flows(cfg)
+    if cfg.dask.enabled:
+        flows += _dask_flows(cfg)
     if cfg.cvmfs.enabled and cfg.cvmfs.squid_proxy:
         flows.append(Flow(CVMFS_CLIENTS, SQUID, (SQUID_PORT,), "CVMFS through the squid"))
     if cfg.monitoring.enabled:
