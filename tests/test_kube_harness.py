@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import requests
-from support.kube import ApiError, ControlPlane, Kube, pod_security_verdict, unique, wait_for
+from support.kube import ApiError, ControlPlane, Kube, Pki, pod_security_verdict, strictest_level, unique, wait_for
 from support.kubestack import LOCAL_PATH, provisioner
 from support.npguard import Connection, Peer, allowed_connections, ports
 
@@ -36,9 +36,17 @@ PRIVILEGED_POD: dict[str, Any] = {
 }
 
 
-def test_requests_without_credentials_or_with_a_foreign_certificate_are_refused(kube: Kube) -> None:
-    anonymous = requests.get(f"{kube.server}/api/v1/namespaces", verify=str(kube.ca), timeout=10)
+def test_requests_without_credentials_or_with_a_foreign_certificate_are_refused(kube: Kube, tmp_path: Path) -> None:
+    session = requests.Session()
+    session.trust_env = False
+    anonymous = session.get(f"{kube.server}/api/v1/namespaces", verify=str(kube.ca), timeout=10)
     assert anonymous.status_code == 401  # anonymous-auth=false, as in k3s
+    foreign = Pki(tmp_path).issue("intruder", "af-test-admin", ("system:masters",))  # same name, another CA
+    stranger = session.get(
+        f"{kube.server}/api/v1/namespaces", verify=str(kube.ca), cert=tuple(map(str, foreign)), timeout=10
+    )
+    assert stranger.status_code == 401
+    assert kube.call("GET", "/api/v1/namespaces")["items"]  # while the session's own admin gets in
 
 
 def test_a_service_account_without_a_role_may_do_nothing(kube: Kube) -> None:
@@ -64,6 +72,11 @@ def test_pod_security_admits_a_restricted_pod_and_rejects_a_privileged_one(kube:
     lax = {**RESTRICTED_POD, "securityContext": {"runAsNonRoot": True, "runAsUser": 65534}}
     assert "seccompProfile" in (pod_security_verdict(kube, "restricted", lax) or "")
     assert pod_security_verdict(kube, "baseline", lax) is None
+    assert [strictest_level(kube, p) for p in (RESTRICTED_POD, lax, PRIVILEGED_POD)] == [
+        "restricted",
+        "baseline",
+        "privileged",
+    ]
 
 
 def test_kwok_runs_a_deployment_on_a_node_that_fits_and_the_scheduler_refuses_one_that_does_not(kube: Kube) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime
+import ipaddress
 import json
 import os
 import signal
@@ -94,17 +95,23 @@ def _built(tool_set: str) -> Path:
 
 
 def _module_dir(tool_set: str, module: str) -> Path:
-    run = subprocess.run(
-        ["go", "list", "-m", "-f", "{{.Dir}}", module],
-        cwd=REPO / "tools" / tool_set,
-        capture_output=True,
-        text=True,
-        check=False,
-        env=os.environ | {"GOFLAGS": "-mod=readonly"},
-    )
-    if run.returncode != 0 or not run.stdout.strip():
-        raise ToolsMissing(f"cannot locate {module} of tools/{tool_set}: {run.stderr.strip()}")
-    return Path(run.stdout.strip())
+    """The source of a module the set pins (`go mod download` fetches it again if the module cache was
+    cleaned since the build)."""
+    try:
+        run = subprocess.run(
+            ["go", "mod", "download", "-json", module],
+            cwd=REPO / "tools" / tool_set,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=os.environ | {"GOFLAGS": "-mod=readonly"},
+        )
+    except FileNotFoundError:
+        raise ToolsMissing("Go is not installed: the project's machines have Go 1.26") from None
+    folder = json.loads(run.stdout or "{}").get("Dir") if run.returncode == 0 else None
+    if not folder:
+        raise ToolsMissing(f"cannot locate {module} of tools/{tool_set}: {run.stderr.strip() or run.stdout.strip()}")
+    return Path(folder)
 
 
 def find_tools() -> KubeTools:
@@ -197,8 +204,6 @@ class Pki:
             )
         )
         if server:
-            import ipaddress
-
             builder = builder.add_extension(
                 x509.SubjectAlternativeName(
                     [
@@ -655,7 +660,9 @@ def pod_security_verdict(kube: Kube, level: str, pod_spec: dict[str, Any], name:
         {"pod-security.kubernetes.io/enforce": level, "pod-security.kubernetes.io/enforce-version": "latest"},
     )
     try:
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace}, "spec": pod_spec}
+        # Pod Security looks at no account; the probe's namespace has none but its `default`.
+        spec = {k: v for k, v in pod_spec.items() if k not in ("serviceAccountName", "serviceAccount")}
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
         try:
             kube.call("POST", f"/api/v1/namespaces/{namespace}/pods", pod, params={"dryRun": "All"})
         except ApiError as exc:
@@ -665,3 +672,14 @@ def pod_security_verdict(kube: Kube, level: str, pod_spec: dict[str, Any], name:
         return None
     finally:
         kube.delete("v1", "Namespace", namespace)
+
+
+PSS_LEVELS = ("restricted", "baseline", "privileged")
+
+
+def strictest_level(kube: Kube, pod_spec: dict[str, Any]) -> str:
+    """The strictest Pod Security Standard whose real admission admits a pod with `pod_spec`."""
+    for level in PSS_LEVELS:
+        if pod_security_verdict(kube, level, pod_spec) is None:
+            return level
+    raise AssertionError("not even `privileged` admits the pod")

@@ -392,3 +392,15 @@ def runs_pool(stack: str) -> bool:
     from components.config import build_config
 
     return build_config(*read_stack(stack)).condor.enabled
+
+
+def pod_spec_of(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec of a pod the workload creates; a StatefulSet's claim templates become the claims they make."""
+    spec = dict(manifest["spec"]["template"]["spec"])
+    claims = [
+        {"name": t["metadata"]["name"], "persistentVolumeClaim": {"claimName": f"{t['metadata']['name']}-0"}}
+        for t in manifest["spec"].get("volumeClaimTemplates", [])
+    ]
+    if claims:
+        spec["volumes"] = [*spec.get("volumes", []), *claims]
+    return spec

@@ -64,13 +64,17 @@ class Deployed:
         self.kube.delete_namespaces(sorted({*self.namespaces, *self.extra_namespaces}))
         for api_version, kind, name in self.cluster_scoped:
             self.kube.delete(api_version, kind, name)
-        for node in self.nodes:
-            self.kube.delete("v1", "Node", node.name)
-        for volume in self.kube.list(
-            "v1", "PersistentVolume", selector=",".join(f"{k}={v}" for k, v in STAND_IN.items())
-        ):
+        remove_nodes(self.kube, self.nodes)
+        stand_ins = ",".join(f"{k}={v}" for k, v in STAND_IN.items())
+        for volume in self.kube.list("v1", "PersistentVolume", selector=stand_ins):
             self.kube.delete("v1", "PersistentVolume", volume["metadata"]["name"])
-        wait_for("the stack's nodes to go", lambda: not self.kube.list("v1", "Node"), 30)
+
+
+def remove_nodes(kube: Kube, nodes: list[NodeSpec]) -> None:
+    names = {n.name for n in nodes}
+    for name in names:
+        kube.delete("v1", "Node", name)
+    wait_for("the nodes to go", lambda: not names & {n["metadata"]["name"] for n in kube.list("v1", "Node")}, 30)
 
 
 def register_nodes(kube: Kube, nodes: list[NodeSpec]) -> None:
@@ -143,7 +147,13 @@ def on_cluster(kube: Kube, stack: StackPlan, nodes: list[NodeSpec] | None = None
     nodes = stack_nodes(stack.plan, stack.files, stack.flavors) if nodes is None else nodes
     objects, skipped = plan_objects(stack.plan)
     with provisioner(kube):
-        deployed = deploy(kube, nodes, objects, release_namespaces(stack.plan))
+        try:
+            deployed = deploy(kube, nodes, objects, release_namespaces(stack.plan))
+        except BaseException:
+            # Half deployed: take away what may be there, so that the next stack starts clean.
+            kube.delete_namespaces(sorted({o.name for o in objects if o.kind == "Namespace"}))
+            remove_nodes(kube, nodes)
+            raise
         try:
             yield OnCluster(stack, nodes, skipped, deployed)
         finally:
