@@ -551,6 +551,9 @@ class ControlPlane:
                 f"--service-account-key-file={sa_pub}",
                 f"--service-account-signing-key-file={sa_key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
+                # The `kubernetes` Service's endpoint would be 127.0.0.1, which Endpoints refuse (no pod here
+                # calls the API through that Service).
+                "--endpoint-reconciler-type=none",
             ],
         )
         self._wait(apiserver, "the API server to be ready", lambda: self.admin.call("GET", "/readyz") == "ok")
