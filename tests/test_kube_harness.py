@@ -99,14 +99,12 @@ def test_kwok_runs_a_deployment_on_a_node_that_fits_and_the_scheduler_refuses_on
 
     kube.apply(deployment("fits", "500m"))
     kube.apply(deployment("too-big", "3"))
-    running = wait_for(
-        "two Running pods",
-        lambda: (
-            [p for p in kube.list("v1", "Pod", namespace, "app=fits") if p["status"].get("phase") == "Running"]
-            if len(kube.list("v1", "Pod", namespace, "app=fits")) == 2
-            else None
-        ),
-    )
+
+    def two_running() -> list[dict[str, Any]] | None:
+        pods = [p for p in kube.list("v1", "Pod", namespace, "app=fits") if p["status"].get("phase") == "Running"]
+        return pods if len(pods) == 2 else None
+
+    running = wait_for("two Running pods", two_running)
     assert len(running) == 2 and {p["spec"]["nodeName"] for p in running} == {node}
     assert all(p["status"].get("podIP", "").startswith("10.42.") for p in running)
     too_big = wait_for(
