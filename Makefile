@@ -67,7 +67,7 @@ autoscaler-image:
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache .hypothesis tests/support/node_modules
 
-# The Go tools of the Kubernetes tests (tests/support/kube.py, tests/support/netpol.py): the control plane
+# The Go tools of the Kubernetes tests (tests/support/kube.py, tests/support/npguard.py): the control plane
 # and etcd, kwok, np-guard's analyzer, each set pinned by a module in tools/ and built once per pin into
 # ~/.cache/analysis-facility/go-tools (outside the work tree); a warm call builds nothing.
 KUBE_TOOL_SETS := tools/kube tools/kwok tools/netpol
