@@ -1,5 +1,5 @@
 // Pins np-guard's network policy analyzer (`netpolicy list`: the connections a set of NetworkPolicies
-// allows between workloads) for tests/support/netpol.py, built by tools/go-tools tools/netpol.
+// allows between workloads) for tests/support/npguard.py, built by tools/go-tools tools/netpol.
 module analysis-facility/tools/netpol
 
 go 1.26.0
