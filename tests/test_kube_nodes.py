@@ -59,9 +59,9 @@ def test_gpu_nodes_advertise_what_the_device_plugin_would(variant: str, gpus: in
     assert {n.gpus for n in nodes if n.group != GROUP} == {0}
 
 
-def test_magnum_nodes_carry_only_the_labels_magnums_driver_gives() -> None:
-    """The node groups' `labels` in the plan are Magnum driver settings (issue 14 item 6): the nodes register
-    with `magnum.openstack.org/role` and `.../nodegroup` only, so no node carries an af.infn.it label."""
+def test_magnum_nodes_register_with_only_the_labels_magnums_driver_gives() -> None:
+    """Magnum's nodes register with `magnum.openstack.org/role` and `.../nodegroup` only (the node groups' `labels`
+    are driver settings): the facility's labels and taints are the node labeller's to add, once the cluster runs."""
     stack = preview("atlas-cnaf")
     nodes = stack_nodes(stack.plan, stack.files, stack.flavors)
     groups = {n.group: sum(m.group == n.group for m in nodes) for n in nodes}

@@ -21,9 +21,10 @@ import pytest
 from conftest import SHIPPED_STACKS
 from support.kube import FIELD_MANAGER, ApiError, Kube, wait_for
 from support.kubeplan import (
-    CHART_CRD_GROUPS,
-    MAGNUM_CLUSTER,
+    CRD_GROUPS,
+    NodeSpec,
     StackPlan,
+    cluster_mode,
     plan_objects,
     preview,
     resources_of,
@@ -40,26 +41,22 @@ from autoscaler.model import Decision, Memory, Plan, Worker
 from autoscaler.settings import ControllerSettings
 
 LABEL = "af.infn.it"
-MAGNUM_LABELS = pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 item 6: Magnum node groups' `labels` are driver settings, so no Magnum node carries the "
-    "af.infn.it/* labels the workloads select",
-)
+SYSTEM = {f"{LABEL}/role-system": "true"}
 PLACEMENT = {
     "af-condor-cm": {f"{LABEL}/role-system": "true"},
     "af-condor-schedd": {f"{LABEL}/role-system": "true"},
     "af-autoscaler": {f"{LABEL}/role-system": "true"},
     "af-xcache": {f"{LABEL}/role-cache": "true"},
+    "af-node-labeller": {},  # mode magnum: on any node that takes it, before nodes carry the facility's labels
 }
-"""Where each workload of ours belongs (the intent, stated independently of the selectors the program renders);
-worker groups `af-condor-worker-<group>` belong on their node group."""
-MAGNUM_WORKERS = pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 item 6: no Magnum node carries the af.infn.it/node-group label the worker groups select, "
-    "so no worker pod runs",
-)
+"""Where each workload of ours belongs (the intent, stated independently of the selectors the program renders):
+on a node of its role, or with the system services when no node has that role; worker groups
+`af-condor-worker-<group>` belong on their node group."""
 POOL_STACKS = [s for s in SHIPPED_STACKS if runs_pool(s)]
 POOL = pytest.mark.parametrize("on_cluster", POOL_STACKS, indirect=True)
+MAGNUM = pytest.mark.parametrize(
+    "on_cluster", [s for s in SHIPPED_STACKS if cluster_mode(s) == "magnum"], indirect=True
+)
 """The autoscaler's tests: on the stacks that run the pool (the same deployments as the other tests')."""
 WORKERS = 5
 ROUNDS = 20
@@ -68,11 +65,14 @@ GPU_NODE_AGENTS: frozenset[str] = frozenset()
 the DCGM exporter, the CVMFS node plugin — chart workloads, added with their stand-ins)."""
 
 
-def expected_labels(name: str) -> dict[str, str]:
+def expected_labels(name: str, nodes: list[NodeSpec]) -> dict[str, str]:
     if name.startswith("af-condor-worker-"):
         return {f"{LABEL}/node-group": name.removeprefix("af-condor-worker-")}
     assert name in PLACEMENT, f"{name}: a workload the tests do not know where it belongs; add it to PLACEMENT"
-    return PLACEMENT[name]
+    want = PLACEMENT[name]
+    if not any(all(n.labels.get(k) == v for k, v in want.items()) for n in nodes):
+        return dict(SYSTEM)  # no node has its role: it belongs with the facility's other services
+    return want
 
 
 def chart_stand_ins(stack: StackPlan) -> list[dict[str, Any]]:
@@ -87,10 +87,6 @@ def on_cluster(request: pytest.FixtureRequest, kube: Kube) -> Iterator[OnCluster
         yield stack
 
 
-def is_magnum(stack: StackPlan) -> bool:
-    return bool(resources_of(stack.plan, MAGNUM_CLUSTER))
-
-
 def test_every_object_of_the_plan_is_admitted(on_cluster: OnCluster, kube: Kube) -> None:
     deployed = on_cluster.deployed
     assert not deployed.rejected, "rejected by the API server:\n" + "\n".join(map(str, deployed.rejected))
@@ -102,12 +98,17 @@ def test_every_object_of_the_plan_is_admitted(on_cluster: OnCluster, kube: Kube)
         managers = {m["manager"] for m in live["metadata"].get("managedFields", [])}
         sets_fields = set(obj.manifest) - {"apiVersion", "kind", "metadata"} or set(meta) - {"name", "namespace"}
         assert FIELD_MANAGER in managers or not sets_fields, obj.ref  # an apply that sets no field owns none
-    # Not applied, and said so: only objects whose kinds a chart of the plan defines.
-    assert {o.group for o in on_cluster.skipped} <= CHART_CRD_GROUPS.keys()
-    print(f"{on_cluster.stack.stack}: not applied (CRDs from a chart):", ", ".join(o.ref for o in on_cluster.skipped))
+    # Not applied, and said so: only objects whose kinds come with a chart of the plan or with k3s.
+    assert {o.group for o in on_cluster.skipped} <= CRD_GROUPS.keys()
+    print(
+        f"{on_cluster.stack.stack}: not applied (CRDs of a chart or of k3s):",
+        ", ".join(o.ref for o in on_cluster.skipped),
+    )
 
 
-def test_the_objects_not_applied_are_only_those_of_chart_kinds(on_cluster: OnCluster, kube: Kube) -> None:
+def test_the_objects_not_applied_are_only_those_a_bare_control_plane_cannot_take(
+    on_cluster: OnCluster, kube: Kube
+) -> None:
     """Every kind of the plan outside the charts' groups is served by a bare Kubernetes; the charts' are not."""
     plan_kinds = {(o.manifest["apiVersion"], o.kind) for o in on_cluster.skipped}
     for api_version, kind in plan_kinds:
@@ -117,11 +118,7 @@ def test_the_objects_not_applied_are_only_those_of_chart_kinds(on_cluster: OnClu
         kube.resource(obj.manifest["apiVersion"], obj.kind)
 
 
-def test_workloads_run_on_the_nodes_they_are_meant_for(
-    on_cluster: OnCluster, kube: Kube, request: pytest.FixtureRequest
-) -> None:
-    if is_magnum(on_cluster.stack):
-        request.applymarker(MAGNUM_LABELS)
+def test_workloads_run_on_the_nodes_they_are_meant_for(on_cluster: OnCluster, kube: Kube) -> None:
     ours = [o.manifest for o in workloads(on_cluster.deployed.applied)]
     extra = chart_stand_ins(on_cluster.stack)
     for manifest in extra:
@@ -133,7 +130,7 @@ def test_workloads_run_on_the_nodes_they_are_meant_for(
     for workload in placed:
         if workload.namespace not in on_cluster.deployed.namespaces:
             continue  # a chart stand-in: its placement is its helper's to state
-        want = expected_labels(workload.name)
+        want = expected_labels(workload.name, on_cluster.nodes)
         for pod, node in workload.pods.items():
             if any(nodes[node].labels.get(k) != v for k, v in want.items()):
                 misplaced.append(f"{workload.ref}: pod {pod} on {node} (group {nodes[node].group}), meant for {want}")
@@ -142,13 +139,25 @@ def test_workloads_run_on_the_nodes_they_are_meant_for(
     assert not squatters, "pods that need no GPU on GPU nodes:\n" + "\n".join(squatters)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14 item 7: the CA ConfigMaps (CertManager.trust) and the CVMFS claims (Cvmfs.claim) do not depend "
-    "on their Namespace; applied in declared dependency order they may come first",
-)
+@MAGNUM
+def test_the_node_labeller_gives_magnums_nodes_the_facilitys_labels(on_cluster: OnCluster) -> None:
+    """The plan's labeller, run with its own account's token, has labelled each Magnum worker node for the
+    facility's node group behind its Magnum group (the first group by name is Magnum's `default-worker`) and
+    left the masters alone."""
+    for node in on_cluster.nodes:
+        ours = {k: v for k, v in node.labels.items() if k.startswith("af.infn.it/")}
+        if node.group == "default-master":
+            assert not ours, node.name
+        else:
+            assert ours.get("af.infn.it/node-group"), f"{node.name}: not labelled"
+    groups = {n.group: n.labels["af.infn.it/node-group"] for n in on_cluster.nodes if n.group != "default-master"}
+    assert groups["default-worker"] == min(groups.values())  # the facility's first group, by name
+
+
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
 def test_every_namespaced_object_depends_on_its_namespace(stack: str) -> None:
+    """Applied in declared dependency order (the engine starts independent resources at once), an object that
+    does not wait for its Namespace may come first (issue 14 item 7)."""
     objects, _ = plan_objects(preview(stack).plan)
     assert not without_namespace_dependency(objects)
 
@@ -276,11 +285,7 @@ def unschedulable(pod: dict[str, Any]) -> bool:
 
 
 @POOL
-def test_scale_in_removes_exactly_the_pods_the_controller_chose(
-    on_cluster: OnCluster, kube: Kube, request: pytest.FixtureRequest
-) -> None:
-    if resources_of(on_cluster.stack.plan, MAGNUM_CLUSTER):
-        request.applymarker(MAGNUM_WORKERS)
+def test_scale_in_removes_exactly_the_pods_the_controller_chose(on_cluster: OnCluster, kube: Kube) -> None:
     settings = settings_of(on_cluster.stack)
     group = next(g for g in settings.groups if g.local and g.gpus == 0)
     api, _ = autoscaler_api(kube, on_cluster.stack)

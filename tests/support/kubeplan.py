@@ -3,8 +3,8 @@
 Everything comes from the plan (`plan.json`'s shape: resources with type, name, parent, dependencies, inputs) and
 its rendered files, never from a second copy of the program's rules:
 - openstack mode: one Node per VM, named as k3s names it, with the labels and taints its instance metadata
-  declares (`af-node-labels`, `af-node-taints`, the same lists the VM's k3s config registers), the labels kubelet
-  and k3s add themselves, and its flavor's capacity; `nvidia.com/gpu` is what the NVIDIA device plugin would
+  declares (`af-node-label:<key>` entries, `af-node-taints`: what the VM's k3s config registers), the labels
+  kubelet and k3s add themselves, and its flavor's capacity; `nvidia.com/gpu` is what the NVIDIA device plugin would
   advertise with the plan's own device-plugin config (the GPUs times the time-slicing replicas, or the MIG
   instances the node's user-data creates), and nothing when the plan deploys no device plugin;
 - magnum mode: one Node per VM of the cluster and its node groups, with the labels Magnum's driver really gives
@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from components.nodes import LABELS_METADATA, ROLE_METADATA, TAINTS_METADATA
+from components.infra.nodes import LABEL_METADATA_PREFIX, ROLE_METADATA, TAINTS_METADATA
 
 INSTANCE = "openstack:compute/instance:Instance"
 MAGNUM_CLUSTER = "openstack:containerinfra/cluster:Cluster"
@@ -43,9 +43,9 @@ REDACTED = "redacted-by-the-preview"
 EVICTION_RESERVE_MIB = 100
 """kubelet's default hard eviction threshold (`memory.available<100Mi`), which allocatable memory leaves out."""
 MAX_PODS = "110"
-CHART_CRD_GROUPS = {"cert-manager.io": "the cert-manager chart"}
-"""API groups whose CustomResourceDefinitions a Helm release of the plan installs: their objects cannot be
-applied to a cluster without the chart, and are listed as not applied."""
+CRD_GROUPS = {"cert-manager.io": "the cert-manager chart of the plan", "traefik.io": "k3s's packaged Traefik"}
+"""API groups whose CustomResourceDefinitions come with a Helm release of the plan or with the cluster's
+distribution: their objects cannot be applied to a bare control plane, and are listed as not applied."""
 INSTALL_ORDER = [
     "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "PodDisruptionBudget", "ServiceAccount",
     "Secret", "ConfigMap", "StorageClass", "PersistentVolume", "PersistentVolumeClaim",
@@ -86,10 +86,6 @@ def parse_taint(text: str) -> dict[str, str]:
     spec, effect = text.rsplit(":", 1)
     key, _, value = spec.partition("=")
     return {"key": key, "value": value, "effect": effect} if value else {"key": key, "effect": effect}
-
-
-def _parse_labels(text: str) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in text.split(",") if item)
 
 
 def _capacity(flavor: Flavor, gpus: int) -> dict[str, str]:
@@ -153,7 +149,9 @@ def openstack_nodes(plan: Mapping[str, Any], files: Mapping[str, str], flavors: 
         if role == "control-plane":
             # k3s labels its servers (embedded etcd) itself.
             labels |= {f"node-role.kubernetes.io/{r}": "true" for r in ("control-plane", "master", "etcd")}
-        labels |= _parse_labels(metadata.get(LABELS_METADATA, ""))
+        labels |= {
+            k.removeprefix(LABEL_METADATA_PREFIX): v for k, v in metadata.items() if k.startswith(LABEL_METADATA_PREFIX)
+        }
         taints = [parse_taint(t) for t in metadata.get(TAINTS_METADATA, "").split(",") if t]
         user_data = files.get(f"cluster/cloud-init/{role}.yaml", "")
         gpus = advertised_gpus(flavor.gpus, labels, user_data, plugin)
@@ -288,8 +286,8 @@ def plan_objects(plan: Mapping[str, Any]) -> tuple[list[PlanObject], list[PlanOb
         for dep in resource["dependencies"]:
             deps |= ({dep} | descendants.get(dep, set())) & objects.keys()
         result.append(PlanObject(urn, manifest_of(resource["inputs"]), deps - {urn}))
-    apply = [o for o in result if o.group not in CHART_CRD_GROUPS]
-    skipped = [o for o in result if o.group in CHART_CRD_GROUPS]
+    apply = [o for o in result if o.group not in CRD_GROUPS]
+    skipped = [o for o in result if o.group in CRD_GROUPS]
     return _ordered(apply), sorted(skipped, key=lambda o: o.urn)
 
 
@@ -373,7 +371,7 @@ def preview(stack: str) -> StackPlan:
     from afctl.plan import plan_document
     from afctl.runner import run_program
     from afctl.stackfile import read_stack
-    from components.config import build_config
+    from components.config.loader import build_config
 
     values, secret = read_stack(stack)
     values = copy.deepcopy(values)
@@ -389,7 +387,7 @@ def preview(stack: str) -> StackPlan:
 def runs_pool(stack: str) -> bool:
     """Whether the stack's config runs the HTCondor pool (read without previewing the stack)."""
     from afctl.stackfile import read_stack
-    from components.config import build_config
+    from components.config.loader import build_config
 
     return build_config(*read_stack(stack)).condor.enabled
 
@@ -404,3 +402,11 @@ def pod_spec_of(manifest: Mapping[str, Any]) -> dict[str, Any]:
     if claims:
         spec["volumes"] = [*spec.get("volumes", []), *claims]
     return spec
+
+
+def cluster_mode(stack: str) -> str:
+    """The stack's `af:cluster.mode` (read without previewing the stack)."""
+    from afctl.stackfile import read_stack
+    from components.config.loader import build_config
+
+    return build_config(*read_stack(stack)).cluster.mode

@@ -3,6 +3,9 @@ order with server-side apply, volumes provisioned by a stand-in provisioner, and
 where the scheduler puts them. `Deployed.remove` takes it all away again, so stacks can follow each other on one
 control plane.
 
+In mode magnum the plan's node labeller runs once after the objects are applied (its own script, config and
+account, as its pod would run it), so the nodes carry the labels and taints the facility gives them in the cluster.
+
 What stands in for the cluster's own parts (none of them is the facility's):
 - k3s's `local-path` StorageClass, the cluster's default, with its `WaitForFirstConsumer` binding;
 - a provisioner that creates a PersistentVolume for each claim, on the node the scheduler selected for
@@ -11,8 +14,11 @@ What stands in for the cluster's own parts (none of them is the facility's):
 
 from __future__ import annotations
 
+import json
+import ssl
 import threading
 import time
+import types
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -31,6 +37,8 @@ LOCAL_PATH = {
 }
 """The default StorageClass k3s ships (its local-path-provisioner addon)."""
 SELECTED_NODE = "volume.kubernetes.io/selected-node"
+LABELLER_SCRIPT = "af_node_labeller.py"
+"""The node labeller's program (mode magnum), shipped in its ConfigMap."""
 STAND_IN = {"af.infn.it/test-stand-in": "provisioner"}
 RUN_TIMEOUT = 20.0
 """Seconds a workload's pods get to be Running: on kwok they are Running within a second or never."""
@@ -124,9 +132,48 @@ def deploy(
     cluster_scoped = [("storage.k8s.io/v1", "StorageClass", "local-path")] + [
         (o.manifest["apiVersion"], o.kind, o.name) for o in applied if o.namespace is None and o.kind != "Namespace"
     ]
-    deployed = Deployed(kube, nodes, applied, rejected, cluster_scoped)
+    run_node_labeller(kube, applied)
+    deployed = Deployed(kube, live_nodes(kube, nodes), applied, rejected, cluster_scoped)
     deployed.extra_namespaces = sorted(set(release_namespaces) - set(deployed.namespaces))
     return deployed
+
+
+def live_nodes(kube: Kube, nodes: list[NodeSpec]) -> list[NodeSpec]:
+    """The nodes with the labels and taints they carry now (the node labeller may have added some)."""
+    live = {n["metadata"]["name"]: n for n in kube.list("v1", "Node")}
+    return [
+        NodeSpec(
+            n.name,
+            n.group,
+            dict(live[n.name]["metadata"].get("labels", {})),
+            [t for t in live[n.name]["spec"].get("taints", []) if not t["key"].startswith("node.kubernetes.io/")],
+            n.capacity,
+        )
+        for n in nodes
+    ]
+
+
+def run_node_labeller(kube: Kube, applied: list[PlanObject]) -> list[str]:
+    """Mode magnum: the plan's node labeller, run once as its pod runs it: the script and config of its ConfigMap
+    in the plan, with a token of the ServiceAccount its Deployment runs as (so its ClusterRole is what lets it
+    patch the nodes). Returns the nodes it labelled; nothing when the plan has no labeller."""
+    for config in (o for o in applied if o.kind == "ConfigMap" and LABELLER_SCRIPT in o.manifest.get("data", {})):
+        (deployment,) = [
+            o
+            for o in applied
+            if o.kind == "Deployment"
+            and o.namespace == config.namespace
+            and any(
+                v.get("configMap", {}).get("name") == config.name for v in _pod_template(o.manifest).get("volumes", [])
+            )
+        ]
+        account = _pod_template(deployment.manifest)["serviceAccountName"]
+        token = kube.create_token(config.namespace or "", account)
+        program = types.ModuleType("af_node_labeller")
+        exec(compile(config.manifest["data"][LABELLER_SCRIPT], LABELLER_SCRIPT, "exec"), program.__dict__)
+        api = program.Api(kube.server, token, ssl.create_default_context(cafile=str(kube.ca)))
+        return program.reconcile(api, json.loads(config.manifest["data"]["config.json"]))
+    return []
 
 
 @dataclass
@@ -155,7 +202,7 @@ def on_cluster(kube: Kube, stack: StackPlan, nodes: list[NodeSpec] | None = None
             remove_nodes(kube, nodes)
             raise
         try:
-            yield OnCluster(stack, nodes, skipped, deployed)
+            yield OnCluster(stack, deployed.nodes, skipped, deployed)
         finally:
             deployed.remove()
 
