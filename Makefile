@@ -17,7 +17,7 @@ STACK ?= dev
 # tests/support/package-lock.json. npm comes with nodejs from Debian (or NodeSource).
 CHP := tests/support/node_modules/.bin/configurable-http-proxy
 
-.PHONY: preview test lint bench system-deps venv clean autoscaler-image wan-tools
+.PHONY: preview test lint bench system-deps venv clean autoscaler-image wan-tools kube-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,7 @@ preview: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) system-deps $(CHP) wan-tools lint
+test: $(STAMP) system-deps $(CHP) wan-tools kube-tools lint
 	$(PY) -m pytest
 
 # Toxiproxy, the WAN latency of bench_cache_wan.py and its smoke test, from the pinned module in tools/wan (built
@@ -66,3 +66,11 @@ autoscaler-image:
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache .hypothesis tests/support/node_modules
+
+# The Go tools of the Kubernetes tests (tests/support/kube.py, tests/support/npguard.py): the control plane
+# and etcd, kwok, np-guard's analyzer, each set pinned by a module in tools/ and built once per pin into
+# ~/.cache/analysis-facility/go-tools (outside the work tree); a warm call builds nothing.
+KUBE_TOOL_SETS := tools/kube tools/kwok tools/netpol
+kube-tools:
+	@command -v go >/dev/null || { echo "kube-tools: Go is not installed (the project's machines have Go 1.26)"; exit 1; }
+	@for set in $(KUBE_TOOL_SETS); do tools/go-tools $$set >/dev/null || exit 1; done
