@@ -101,7 +101,6 @@ def render_xrootd_cfg(cfg: FacilityConfig, runtime: CacheRuntime) -> str:
     return "\n".join(lines) + "\n"
 
 
-
 @dataclass(frozen=True)
 class NodeCache:
     """What a node-level cache needs besides the site cache's config (`af:cache`): where the site cache is and how
@@ -136,9 +135,13 @@ def render_node_xrootd_cfg(cfg: FacilityConfig, runtime: CacheRuntime, node: Nod
         *(f"all.export {path}" for path in cfg.cache.exports),
         "",
         "# Proxy to the site cache only (no forwarding: every path is read from it), with a file cache in front.",
+        "# A grid URL prefixed by XrdCl's proxy plugin (/root:/host:port/store/...) is passed on as it is: the",
+        "# site cache forwards it, under the same token rules.",
         "ofs.osslib libXrdPss.so",
         "pss.cachelib libXrdPfc.so",
         f"pss.origin {node.site_cache}",
+        "all.export /root:/",
+        "all.export /xroot:/",
         f"oss.localroot {runtime.data_dir}",
         f"pfc.ram {node.ram}",
         f"pfc.blocksize {node.block_size or cfg.cache.block_size}",
@@ -150,6 +153,7 @@ def render_node_xrootd_cfg(cfg: FacilityConfig, runtime: CacheRuntime, node: Nod
     ]
     lines += _served_lines(cfg, runtime)
     return "\n".join(lines) + "\n"
+
 
 def _served_lines(cfg: FacilityConfig, runtime: CacheRuntime) -> list[str]:
     """How clients reach a cache and what they must present: monitoring, TLS, token auth, HTTPS; the same for the
