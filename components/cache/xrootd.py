@@ -117,6 +117,9 @@ class NodeCache:
     """`pfc.blocksize`; the site cache's when unset, so a node's miss is whole blocks of the site cache."""
     prefetch: int = 0
     """`pfc.prefetch`; off: the node fetches only what its pods read (the site cache holds the rest)."""
+    purge_seconds: int = 60
+    """How often the purge checks the disk (`purgeinterval`; XRootD's default is 300 s). Between two checks the
+    cache grows by what the node fetched meanwhile: a short interval keeps it near its cap."""
 
 
 def render_node_xrootd_cfg(cfg: FacilityConfig, runtime: CacheRuntime, node: NodeCache) -> str:
@@ -148,7 +151,7 @@ def render_node_xrootd_cfg(cfg: FacilityConfig, runtime: CacheRuntime, node: Nod
         f"pfc.prefetch {node.prefetch}",
         "# Its own disk limit: cached files' bytes (files baseline nominal max), besides the disk's watermarks.",
         f"pfc.diskusage {cfg.cache.low_watermark:.2f} {cfg.cache.high_watermark:.2f} "
-        f"files {baseline}k {nominal}k {files_max}k",
+        f"files {baseline}k {nominal}k {files_max}k purgeinterval {node.purge_seconds}",
         "pfc.trace info",
     ]
     lines += _served_lines(cfg, runtime)
