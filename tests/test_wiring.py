@@ -45,7 +45,11 @@ def variant(name: str) -> tuple[str, dict[str, Any], set[str]]:
     values["cache"] = {
         "enabled": True,
         "upstream": {"kind": "bearer-token", "clientId": "cache", "clientSecret": "x"},
-        "nodeLocal": {"enabled": True, "filesMax": "20g", "client": {"clientId": "node-cache", "clientSecret": "node-cache-secret-7f3a"}},
+        "nodeLocal": {
+            "enabled": True,
+            "filesMax": "20g",
+            "client": {"clientId": "node-cache", "clientSecret": "node-cache-secret-7f3a"},
+        },
     }
     values["cvmfs"] = {"squidProxy": True}
     return "cms-bari", values, secret | {"offload", "identity", "cache"}

@@ -24,6 +24,7 @@ from .node_component import NodeCaches
 from .pod import EXPORTER, LABELS, RUNTIME, pod_spec
 from .xrootd import render_scitokens_cfg, render_xrootd_cfg
 
+
 class XCache(pulumi.ComponentResource):
     """The cache servers and everything they need, in their own namespace."""
 
