@@ -223,6 +223,7 @@ WRONG_TYPES: dict[str, list[Any]] = {
     "int": ["many", [1], {"n": 1}, 2.5, "1e3x"],
     "bool": ["maybe", 2, [True], {"on": 1}, "enabled"],
     "str": [7, ["x"], {"x": "y"}, 1.5, True],
+    "float": ["many", [1.5], {"x": 1.5}, "1e3x"],
 }
 
 
@@ -233,6 +234,8 @@ def _type_kind(node: Node, value: Any) -> str:
         return "list"
     if isinstance(value, bool):
         return "bool"
+    if isinstance(value, float):
+        return "float"  # a number where a number is allowed: 7 would be valid, not a wrong type
     return "int" if isinstance(value, int) else "str"
 
 
@@ -673,6 +676,7 @@ MUTATIONS: dict[str, Callable[[Draw, str], Mutation]] = {
     "wrong-type-bool": m_wrong_type("bool"),
     "wrong-type-int": m_wrong_type("int"),
     "wrong-type-str": m_wrong_type("str"),
+    "wrong-type-float": m_wrong_type("float"),
     "non-mapping": m_non_mapping,
     "out-of-range": m_out_of_range,
     "unknown-key": m_unknown_key,
