@@ -21,6 +21,8 @@ from ..names import (
 from .config import BearerToken, X509Proxy, size_bytes
 from .xrootd import CacheRuntime
 
+EXPORTER = "af_xcache_exporter.py"
+"""The metrics exporter's program (`files/`), shipped in the cache's ConfigMap."""
 REPORT_PORT = 9930
 """Loopback UDP port where the server sends the exporter its reports."""
 EXPORTER_USER = 65534
@@ -75,7 +77,7 @@ def _credential_container(
     return credential_container(name, image, f"{CONFIG_DIR}/{SCRIPT}", mode, env, mounts, once)
 
 
-def _exporter_container(image: str) -> dict[str, Any]:
+def exporter_container(image: str) -> dict[str, Any]:
     """The sidecar turning the server's reports into Prometheus metrics. The cache image runs it:
     its python3 (EL9's) already runs the credential sidecar, and no second image is pulled."""
     return {
@@ -83,7 +85,7 @@ def _exporter_container(image: str) -> dict[str, Any]:
         "image": image,
         "command": [
             "python3",
-            f"{CONFIG_DIR}/af_xcache_exporter.py",
+            f"{CONFIG_DIR}/{EXPORTER}",
             *(
                 "--udp",
                 f"127.0.0.1:{REPORT_PORT}",
@@ -168,7 +170,7 @@ def pod_spec(cfg: FacilityConfig, token_url: str) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "terminationGracePeriodSeconds": 60,
         "initContainers": [prepare],
-        "containers": [server, _exporter_container(cache.image)],
+        "containers": [server, exporter_container(cache.image)],
         "volumes": volumes,
         "affinity": {
             "podAntiAffinity": {
