@@ -28,17 +28,13 @@ from ..names import (
     app,
 )
 from .config import NODE_DISK_HEADROOM, NodeCacheClient, node_cache_groups, size_bytes
-from .pod import CONFIG_DIR, CRED_DIR, RUNTIME, SECRET_DIR, TLS_DIR, exporter_container
+from .pod import CONFIG_DIR, CRED_DIR, RUNTIME, SECRET_DIR, TLS_DIR, XROOTD_USER, exporter_container
 from .xrootd import NodeCache, render_node_xrootd_cfg, render_scitokens_cfg
 
 LABELS = {**app(NODE_CACHE_SERVICE), **PART_OF}
 CONFIG_MAP = f"{NODE_CACHE_SERVICE}-config"
 CLIENT_SECRET = f"{NODE_CACHE_SERVICE}-client"
 TLS_SECRET = f"{NODE_CACHE_SERVICE}-tls"
-XROOTD_USER = 10940
-"""The `xrootd` user of the OSG XCache image (opensciencegrid/docker-xcache's Dockerfile creates it with this fixed
-UID and GID and gives it `/xcache`): a node cache runs as it from the start. It binds unprivileged ports, so unlike
-the site cache it needs no root to start and drop to it (`-R`), and its disk is an emptyDir, with nothing to chown."""
 XRDCL_OVERHEAD_MIB = 256
 """Memory a node cache's server needs besides `pfc.ram`: its XrdCl towards the site cache, TLS, the token library."""
 RUN_DIR_LIMIT = "256Mi"

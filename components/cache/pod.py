@@ -23,6 +23,9 @@ from .xrootd import CacheRuntime
 
 EXPORTER = "af_xcache_exporter.py"
 """The metrics exporter's program (`files/`), shipped in the cache's ConfigMap."""
+XROOTD_USER = 10940
+"""The `xrootd` user of the OSG XCache images (opensciencegrid/docker-xcache's Dockerfiles create it
+with this fixed UID and GID): the server drops to it, files it reads must be its."""
 REPORT_PORT = 9930
 """Loopback UDP port where the server sends the exporter its reports."""
 EXPORTER_USER = 65534
@@ -74,7 +77,16 @@ def _credential_container(
         {"name": "credential", "mountPath": CRED_DIR},
     ]
     name = "credential-init" if once else "credential"
-    return credential_container(name, image, f"{CONFIG_DIR}/{SCRIPT}", mode, env, mounts, once)
+    container = credential_container(name, image, f"{CONFIG_DIR}/{SCRIPT}", mode, env, mounts, once)
+    # As the user the server drops to (`-R xrootd`): the credential it writes, private, must be its.
+    container["securityContext"] = {
+        "runAsUser": XROOTD_USER,
+        "runAsGroup": XROOTD_USER,
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    return container
 
 
 def exporter_container(image: str) -> dict[str, Any]:
