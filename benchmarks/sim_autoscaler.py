@@ -1,18 +1,21 @@
 """The queue-driven autoscaler against the reference's HPA on busy-slot fraction, in a discrete-event simulation.
 
 Each workload trace (deterministic, seeded) is replayed once per policy in the same run, on the same simulated pool:
-worker groups of partitionable slots (`cpu`: 16 cores / 60 GB, `gpu`: 16 cores / 60 GB / 1 GPU with
-START = RequestGPUs > 0), pods that take `--startup` seconds from Pending to Running (a fresh startd), and one
+worker groups of partitionable slots (`cpu`: 16 cores / 60 GB, `gpu`: 16 cores / 60 GB / 1 GPU with the config's
+default START of a GPU group, `gpu_start`: jobs that ask for GPUs, and other jobs only in the room beyond the worker's
+share kept for each free GPU, here all of it: they use the cores a running GPU job leaves), pods that take
+`--startup` seconds from Pending to Running (a fresh startd), and one
 negotiator shared by every policy, which does what the central manager's rendered config makes HTCondor's do: the
 packing lines `components.batch.htcondor.negotiator_packing()` renders are read back with htcondor2 (CONDOR_CONFIG in a
 subprocess; HTCondor's defaults for what they leave unset), and every 20 s the negotiator walks the idle jobs in
-queue order (QDate; a killed job keeps its own); each request goes to the matching running slot (its group matches
-the job with real ClassAd matchmaking, `symmetricMatch` of the job's ad with the group's machine ad, and its free
-cores, memory and GPUs, as its ad showed at the start of the cycle, cover the request) that ranks highest by
+queue order (QDate; a killed job keeps its own); each request goes to the matching running slot (real ClassAd
+matchmaking, `symmetricMatch` of the job's ad with the slot's ad as the collector holds it: the group's machine ad
+with its free cores, memory and GPUs, which must cover the request, as Cpus, Memory and GPUs) that ranks highest by
 NEGOTIATOR_PRE_JOB_RANK, then NEGOTIATOR_POST_JOB_RANK (classad2, MY the slot's ad, TARGET the job's), then the
 collector's order (pod names, whose suffixes are random); a matched slot leaves the cycle; with
 NEGOTIATOR_DEPTH_FIRST a match takes jobsInSlot = min(free cores / request, free memory / request) requests of the
-autocluster, of which the schedd starts those that really fit (CLAIM_PARTITIONABLE_LEFTOVERS); an autocluster that
+autocluster, of which the schedd starts those that really fit, the startd matching the slot's ad with the room left
+against each job's (CLAIM_PARTITIONABLE_LEFTOVERS; the startd checks START at every claim); an autocluster that
 fits nowhere is not tried again that cycle. Jobs run for their duration and free their resources; idle startds stay
 until a policy removes their pod. The policy modelled is printed.
 
@@ -80,6 +83,7 @@ from autoscaler.condor import machine_ad  # noqa: E402
 from autoscaler.model import Autocluster, Group, Memory, Resources, Settings, Worker  # noqa: E402
 from autoscaler.planner import plan  # noqa: E402
 from components.batch.config import Autoscaler as AutoscalerConfig  # noqa: E402
+from components.batch.config import gpu_start  # noqa: E402
 from components.batch.htcondor import negotiator_packing  # noqa: E402
 from components.names import PREFERENCE_ATTRIBUTE  # noqa: E402
 
@@ -108,11 +112,18 @@ def group(name: str, cpus: int, memory_mb: int, gpus: int, start: str, min_worke
     return Group(name, worker, machine_ad(name, worker, start), min_workers, max_workers, preference)
 
 
-def facility_groups() -> tuple[Group, ...]:
-    """The facility's batch groups; both policies get the same floor (1: an HPA cannot go lower) and ceiling."""
+GPU_WORKER = Resources(16, 60_000, 1)
+
+
+def facility_groups(gpu_reserve: Resources | None = None) -> tuple[Group, ...]:
+    """The facility's batch groups; both policies get the same floor (1: an HPA cannot go lower) and ceiling. The
+    GPU group's START is the config's default for a GPU group (`gpu_start`), keeping for each free GPU its share of
+    the worker (`gpu_reserve`: by default the worker's cores and memory per GPU, here all of them)."""
+    reserve = gpu_reserve or Resources(GPU_WORKER.cpus / GPU_WORKER.gpus, GPU_WORKER.memory_mb / GPU_WORKER.gpus)
+    cpus, memory, gpus = int(GPU_WORKER.cpus), int(GPU_WORKER.memory_mb), int(GPU_WORKER.gpus)
     return (
         group("cpu", 16, 60_000, 0, "true", min_workers=1, max_workers=40),
-        group("gpu", 16, 60_000, 1, "RequestGPUs > 0", min_workers=1, max_workers=4),
+        group("gpu", cpus, memory, gpus, gpu_start(reserve.cpus, reserve.memory_mb), min_workers=1, max_workers=4),
     )
 
 
@@ -302,21 +313,34 @@ class Negotiator:
         value = expr.eval(slot, job)
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else -sys.float_info.max
 
-    def ranks(self, pool: Pool, shape: int, pod: Pod) -> tuple[float, float]:
+    def _judge(self, pool: Pool, shape: int, pod: Pod) -> tuple[float, float, bool]:
+        """(pre rank, post rank, match) of the job's shape with the slot as it is now (its ad: free room, jobs)."""
         starts = tuple(sorted(int(job.start or 0) for job in pod.jobs.values()))
         key = (shape, pod.group.name, pod.free_cpus, pod.free_memory, pod.free_gpus, starts, pod.ready_at or 0)
         if key not in pool.ranks:  # the slot ad is a function of the key, the job ad of the shape
             slot, job = self.slot_ad(pod), pool.ads[shape]
-            pool.ranks[key] = (self._rank(self.pre, slot, job), self._rank(self.post, slot, job))
+            pool.ranks[key] = (
+                self._rank(self.pre, slot, job),
+                self._rank(self.post, slot, job),
+                bool(job.symmetricMatch(slot)),
+            )
         return pool.ranks[key]
+
+    def ranks(self, pool: Pool, shape: int, pod: Pod) -> tuple[float, float]:
+        return self._judge(pool, shape, pod)[:2]
+
+    def admits(self, pool: Pool, shape: int, pod: Pod) -> bool:
+        """The slot takes a job of the shape now: its free room covers the request, and the job's Requirements and
+        the slot's START both hold on the slot's ad with that room (the negotiator's match of the partitionable
+        slot's ad, and the startd's check of the slot's START at every claim of its leftovers)."""
+        return pod.fits(pool.shapes[shape]) and self._judge(pool, shape, pod)[2]
 
     per_request = False
     """The order depends only on the autocluster (HTCondor's match list), not on the job."""
 
     def order(self, pool: Pool, shape: int, pods: Sequence[Pod], job: Job | None = None) -> list[Pod]:
-        """The slots (in the collector's order) whose free room covers the request, best first."""
-        request = pool.shapes[shape]
-        fitting = [(i, p) for i, p in enumerate(pods) if p.fits(request)]
+        """The slots (in the collector's order) that take the request (`admits`), best first."""
+        fitting = [(i, p) for i, p in enumerate(pods) if self.admits(pool, shape, p)]
         fitting.sort(key=lambda ip: (*(-r for r in self.ranks(pool, shape, ip[1])), ip[0]))
         return [p for _, p in fitting]
 
@@ -339,7 +363,7 @@ class Clairvoyant(Negotiator):
 
     def order(self, pool: Pool, shape: int, pods: Sequence[Pod], job: Job | None = None) -> list[Pod]:
         assert job is not None
-        request, end = pool.shapes[shape], pool.now + job.duration
+        end = pool.now + job.duration
 
         def extension(i: int, pod: Pod) -> tuple[int, float, int]:
             busy_until = max((j.start + j.duration for j in pod.jobs.values() if j.start is not None), default=None)
@@ -347,7 +371,7 @@ class Clairvoyant(Negotiator):
                 return (2, 0.0, i)
             return (0, busy_until - end, i) if busy_until >= end else (1, end - busy_until, i)
 
-        fitting = sorted((extension(i, p), p) for i, p in enumerate(pods) if p.fits(request))
+        fitting = sorted((extension(i, p), p) for i, p in enumerate(pods) if self.admits(pool, shape, p))
         return [p for _, p in fitting]
 
 
@@ -410,11 +434,13 @@ class Pool:
     ) -> None:
         self.groups = {g.name: g for g in groups}
         self.policy = policy or rendered_negotiator()
-        self.ranks: dict[tuple[int, str, float, float, float, tuple[int, ...], float], tuple[float, float]] = {}
-        """The policy's (pre, post) ranks by shape and slot state, as the negotiator's match list caches them."""
+        self.ranks: dict[tuple[int, str, float, float, float, tuple[int, ...], float], tuple[float, float, bool]] = {}
+        """The policy's (pre, post) ranks and the match by shape and slot state, as the negotiator's match list
+        caches them."""
         self.shapes = tuple(shapes)
         self.ads = tuple(s.ad() for s in shapes)
-        # Matchmaking once per shape and group, as the negotiator caches it per autocluster.
+        # Groups whose fresh slots each shape matches (where new workers would take it); running slots are matched
+        # in their own state at every negotiation.
         self.eligible = tuple(frozenset(g.name for g in groups if ad.symmetricMatch(g.machine_ad)) for ad in self.ads)
         self.startup = startup
         self.rng = random.Random(seed)
@@ -609,7 +635,7 @@ class Pool:
             if s in rejected or by_shape[s][cursor[s] : cursor[s] + 1] != [job]:
                 continue  # started or skipped as part of an earlier request of its autocluster
             if s not in ranked or self.policy.per_request:  # the match list of the autocluster: sorted once
-                ranked[s] = self.policy.order(self, s, [p for p in slots if p.group.name in self.eligible[s]], job)
+                ranked[s] = self.policy.order(self, s, slots, job)
             pod = next((p for p in ranked[s] if p.name not in matched), None)
             if pod is None:
                 rejected.add(s)
@@ -620,7 +646,7 @@ class Pool:
             shape = self.shapes[s]
             count = self.policy.jobs_per_match(pod, shape)
             for other in by_shape[s][cursor[s] : cursor[s] + count]:
-                if pod.fits(shape):
+                if self.policy.admits(self, s, pod):
                     self._start(other, pod)
                     started += 1
             cursor[s] += count
@@ -1128,6 +1154,8 @@ def main(argv: list[str] | None = None) -> int:
         f"groups {shape}; idle core-hours count Pending pods' cores (paid for); ours/ref from the same run"
     )
     print(f"packing policy modelled (the central manager's rendered config read by htcondor2): {negotiator.describe()}")
+    starts = "; ".join(f"{g.name} {g.machine_ad.lookup('Requirements')}" for g in groups)
+    print(f"START of each group's slots (matched on the slot's free room at every match and claim): {starts}")
     met: dict[str, dict[str, bool]] = {}
     for trace in traces(args.quick):
         if args.trace and trace.name not in args.trace:

@@ -16,7 +16,7 @@ from autoscaler.condor import autoclusters, machine_ad, parse_ads, slot_worker
 from autoscaler.model import Autocluster, Group, Memory, Resources, Settings, Trigger, Worker
 from autoscaler.planner import GROWTH_WINDOW, candidates, packing_order
 from autoscaler.planner import plan as plan_with
-from components.batch.config import Autoscaler
+from components.batch.config import Autoscaler, gpu_start
 from components.batch.htcondor import PACKING_RANK
 from components.names import PREFERENCE_ATTRIBUTE
 
@@ -370,3 +370,48 @@ def test_draining_is_seen_whatever_the_interval(interval):
         memory, now = plan_with([CPU], [busy, idle], [], now, memory, years).memory, now + interval
     assert decision.remove == ("idle",)
     assert GROWTH_WINDOW <= now - NOW < GROWTH_WINDOW + interval
+
+
+# --- a GPU group's START that reads the slot's free room -----------------------------------------
+
+SHARED_GPU = group("gpu", 16, 60000, 1, start=gpu_start(4, 16000), max_workers=4, preference=10)
+"""A GPU group whose START keeps 4 cores and 16,000 MiB next to a free GPU and lends the rest."""
+
+
+def start_admits(start: str, free: Resources, ac: Autocluster) -> bool:
+    """The oracle: the START alone, evaluated by classad2 on a slot ad holding `free` as its unclaimed room."""
+    slot = classad2.ClassAd({"Cpus": int(free.cpus), "Memory": int(free.memory_mb), "GPUs": int(free.gpus)})
+    return classad2.ExprTree(start).eval(slot, ac.ad) is True
+
+
+@pytest.mark.parametrize(
+    "free",
+    [Resources(16, 60000, 1), Resources(12, 44000, 0), Resources(11, 30000, 1), Resources(6, 21000, 1)],
+)
+def test_a_room_reading_start_is_matched_job_by_job_against_each_workers_room(free):
+    one_core = by_id(queue("queue_mixed.txt"))[1]  # 1 core, 2,000 MiB, RequestGPUs = 0
+    worker = Worker("gpu-0", "gpu", "running", NOW - 3600, claimed=True, free=free, jobs=1)
+    alone = replace(SHARED_GPU, max_workers=1)  # no new worker: what this one takes
+    taken = plan([alone], [worker], [replace(one_core, idle=40)], NOW).assigned["gpu"]
+    # What the startd lets in, claim by claim: each job's START on the room the earlier ones left.
+    expected, room = 0, free
+    while room.copies_of(one_core.request) and start_admits(gpu_start(4, 16000), room, one_core):
+        expected, room = expected + 1, room - one_core.request
+    assert taken == expected
+    assert taken == {16: 12, 12: 12, 11: 7, 6: 2}[int(free.cpus)]
+
+
+def test_cpu_jobs_take_the_cores_gpu_jobs_leave_before_new_cpu_workers():
+    one_core = replace(by_id(queue("queue_mixed.txt"))[1], idle=12)
+    gpu_busy = Worker("gpu-0", "gpu", "running", NOW - 3600, claimed=True, free=Resources(12, 44000, 0), jobs=1)
+    gpu_free = Worker("gpu-1", "gpu", "running", NOW - 3600, free=Resources(16, 60000, 1))
+    result = plan([BIG, SHARED_GPU], [gpu_busy, gpu_free], [one_core], NOW)
+    # The 12 cores next to the running GPU job take them all; the idle GPU worker keeps its share and no
+    # CPU worker is started, though the CPU group comes first for a new worker.
+    assert result.assigned == {"cpu": 0, "gpu": 12}
+    assert result.decisions["cpu"].desired == 0 and "1 workers in surplus" in result.decisions["gpu"].reason
+    # A fresh GPU slot keeps 4 cores for a GPU job and lends 12: new GPU workers could take CPU jobs, after
+    # the CPU group. With the whole worker kept per free GPU, a CPU job never starts a GPU worker.
+    assert [g.name for g in candidates(one_core, [BIG, SHARED_GPU], ())] == ["cpu", "gpu"]
+    whole = group("gpu", 16, 60000, 1, start=gpu_start(16, 60000), max_workers=4, preference=10)
+    assert [g.name for g in candidates(one_core, [BIG, whole], ())] == ["cpu"]
