@@ -10,9 +10,13 @@ each group's maximum and the site budget, in the order of preference (operator t
 first), so demand a group cannot take overflows to the next matching one (offload groups
 come last). A group whose START reads the slot's free room (its Cpus, Memory, GPUs or Disk,
 as a GPU group's reserve for GPU jobs does) is matched slot by slot and job by job against
-that room, as the startd checks each claim of a partitionable slot's leftovers. Scale-up is immediate,
-and a group taking a burst (its load grew by more than a worker since the last cycle) gets
-as many workers again for the jobs still arriving.
+that room, as the startd checks each claim of a partitionable slot's leftovers.
+
+Scale-up is immediate for a burst, and a group taking one (its load grew by more than a worker
+since the last cycle) gets as many workers again for the jobs still arriving. Jobs that one
+new worker would take, in a group whose workers run jobs, first wait up to PATIENCE seconds
+for those jobs to end and free room (they would wait for a new worker's start-up anyway): a
+worker started for a few small jobs would stay mostly idle for as long as they run.
 
 Scale-in removes only unclaimed workers that none of this cycle's demand lands on, the
 newest first (packing leaves them to drain), never a claimed one:
@@ -34,6 +38,9 @@ import classad2
 
 from .model import Autocluster, Decision, Group, Memory, Plan, Resources, Settings, Trigger, Worker
 
+PATIENCE = 300.0
+"""Seconds idle jobs that one new worker would take wait for room to come free in the group's
+busy workers before that worker is started."""
 GROWTH_WINDOW = 600.0
 """Seconds without any growth of a group's load after which the group is draining."""
 
@@ -257,6 +264,18 @@ def plan(
         if new[g.name] > 1 and growth > 1 + 1e-9:
             add(g, min(room_for(g), math.floor(growth + 1e-9)))
 
+    # Patience: a group whose workers run jobs, short of room for no more than one new worker's
+    # worth of jobs, waits for its jobs to end and free room before starting one (the jobs would
+    # wait for its start-up anyway); a burst, or a group with nothing running, scales at once.
+    wanting_since = {}
+    waiting: dict[str, int] = {}
+    for g in groups:
+        busy = any(w.claimed and w.phase == "running" for w in by_group[g.name])
+        if new[g.name] == 1 and current[g.name] >= g.min_workers and busy:
+            wanting_since[g.name] = since = memory.wanting_since.get(g.name, now)
+            if now - since < PATIENCE:
+                waiting[g.name], new[g.name] = new[g.name], 0
+
     live = {w.name for ws in by_group.values() for w in ws}
     last_claimed = {name: t for name, t in memory.last_claimed.items() if name in live}
     for ws in by_group.values():
@@ -267,6 +286,13 @@ def plan(
     decisions = {}
     for g in groups:
         hosting = {b.worker for b in bins[g.name] if b.used and b.worker is not None and not b.claimed}
+        if g.name in waiting:
+            surplus_since.pop(g.name, None)
+            since = wanting_since[g.name]
+            waited = f"{now - since:.0f}s of {PATIENCE:.0f}s"
+            why = f"{assigned[g.name]} idle jobs wait for room ({waited}), then get a new worker"
+            decisions[g.name] = Decision(g.name, current[g.name], current[g.name], (), why)
+            continue
         decisions[g.name] = _decide(
             g,
             by_group[g.name],
@@ -284,7 +310,9 @@ def plan(
         assigned=assigned,
         unmatched=tuple(unmatched),
         unserved=tuple(unserved),
-        memory=Memory(surplus_since=surplus_since, last_claimed=last_claimed, load=history),
+        memory=Memory(
+            surplus_since=surplus_since, last_claimed=last_claimed, load=history, wanting_since=wanting_since
+        ),
     )
 
 

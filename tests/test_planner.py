@@ -14,7 +14,7 @@ import pytest
 
 from autoscaler.condor import autoclusters, machine_ad, parse_ads, slot_worker
 from autoscaler.model import Autocluster, Group, Memory, Resources, Settings, Trigger, Worker
-from autoscaler.planner import GROWTH_WINDOW, candidates, packing_order
+from autoscaler.planner import GROWTH_WINDOW, PATIENCE, candidates, packing_order
 from autoscaler.planner import plan as plan_with
 from components.batch.config import Autoscaler, gpu_start
 from components.batch.htcondor import PACKING_RANK
@@ -246,10 +246,14 @@ BIG = group("cpu", 16, 60000, max_workers=10)
 EIGHT_CORE = Autocluster(1, 1, Resources(8, 16000), by_id(queue("queue_mixed.txt"))[1].ad)
 
 
+WAITED = Memory(wanting_since={"cpu": NOW - PATIENCE})
+"""The group's jobs have waited for room as long as the planner lets them."""
+
+
 def test_room_spread_over_workers_is_not_room_for_a_job():
     """Two workers with 4 free cores each cannot run an 8-core job: one more worker is needed."""
     workers = [Worker(f"w{i}", "cpu", "running", NOW - 3600, claimed=True, free=Resources(4, 40000)) for i in range(2)]
-    decision = plan([BIG], workers, [EIGHT_CORE], NOW).decisions["cpu"]
+    decision = plan([BIG], workers, [EIGHT_CORE], NOW, memory=WAITED).decisions["cpu"]
     assert (decision.current, decision.desired) == (2, 3)
 
 
@@ -258,7 +262,25 @@ def test_cores_of_one_worker_and_memory_of_another_do_not_add_up():
         Worker("cores", "cpu", "running", NOW - 3600, claimed=True, free=Resources(8, 1000)),
         Worker("memory", "cpu", "running", NOW - 3600, claimed=True, free=Resources(1, 50000)),
     ]
-    assert plan([BIG], workers, [EIGHT_CORE], NOW).decisions["cpu"].desired == 3
+    assert plan([BIG], workers, [EIGHT_CORE], NOW, memory=WAITED).decisions["cpu"].desired == 3
+
+
+def test_jobs_one_worker_would_take_wait_for_room_in_busy_workers_first():
+    busy = [Worker(f"w{i}", "cpu", "running", NOW - 3600, claimed=True, free=Resources(4, 40000)) for i in range(2)]
+    first = plan([BIG], busy, [EIGHT_CORE], NOW)
+    assert first.decisions["cpu"].desired == 2 and "wait for room" in first.decisions["cpu"].reason
+    assert first.memory.wanting_since == {"cpu": NOW}
+    # Still short of room PATIENCE seconds later: the worker is started.
+    later = plan([BIG], busy, [EIGHT_CORE], NOW + PATIENCE, memory=first.memory)
+    assert later.decisions["cpu"].desired == 3
+    # Room came free meanwhile: nothing to wait for, and the wait starts afresh next time.
+    freed = [replace(busy[0], free=Resources(8, 40000)), busy[1]]
+    room = plan([BIG], freed, [EIGHT_CORE], NOW + 60, memory=first.memory)
+    assert room.decisions["cpu"].desired == 2 and room.memory.wanting_since == {}
+    # Nothing running in the group (no room will come free), or more than a worker's worth: at once.
+    idle_group = plan([BIG], [], [EIGHT_CORE], NOW)
+    assert idle_group.decisions["cpu"].desired == 1
+    assert plan([BIG], busy, [replace(EIGHT_CORE, idle=3)], NOW).decisions["cpu"].desired == 4
 
 
 def test_the_idle_worker_a_job_fits_on_is_kept():
