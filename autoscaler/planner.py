@@ -23,9 +23,10 @@ newest first (packing leaves them to drain), never a claimed one:
 - at once when the group is draining: its load (what its jobs hold plus its queued jobs) has
   not grown for GROWTH_WINDOW seconds, so nothing new is coming;
 - otherwise once unclaimed for the scale-down delay, with the group in surplus for as long,
-  and only as many as its load has fallen below its peak of the last delay (at least
-  GROWTH_WINDOW): while the load holds near its peak an idle worker is kept for the next
-  jobs rather than removed and started again (less flapping)."""
+  and only those beyond what its load needed at its peak of the last delay (at least
+  GROWTH_WINDOW), or as many as the load has fallen below that peak: while the load holds near
+  its peak an idle worker it needed is kept for the next jobs rather than removed and started
+  again (less flapping), but one it never needed in that time goes."""
 
 from __future__ import annotations
 
@@ -369,9 +370,11 @@ def _decide(
     else:
         delay = settings.scale_down_delay
         ready = [w.name for w in spare if now - last_claimed.get(w.name, w.started) >= delay]
-        fallen = math.floor(decline(history) + 1e-9)
+        # Kept: the workers the load's recent peak needed (for the next jobs of a load that holds).
+        peak = math.ceil(max(x for _, x in history) - 1e-9)
+        fallen = max(math.floor(decline(history) + 1e-9), current - peak)
         remove = tuple(ready[: min(surplus, fallen)])
-        why = f"unclaimed for the delay, the load {fallen} workers below its peak"
+        why = f"unclaimed for the delay, more than the load's recent peak of {peak} workers needs"
         if ready and not remove:
             return Decision(g.name, current, current, (), f"{len(ready)} idle for the delay, kept: the load holds")
     if not remove:

@@ -317,17 +317,22 @@ def test_a_draining_group_lets_idle_workers_go_at_once_whatever_the_delay():
 def test_an_idle_worker_is_kept_while_the_load_holds_and_goes_when_it_falls():
     workers = [
         Worker("busy", "cpu", "running", NOW - 7200, claimed=True, free=Resources(1, 5000), jobs=7),
+        Worker("busy2", "cpu", "running", NOW - 7200, claimed=True, free=Resources(2, 10000), jobs=6),
         Worker("idle", "cpu", "running", NOW - 7200, free=Resources(8, 30000)),
     ]
     last_claimed = {"idle": NOW - 2 * DELAY}
-    # Busy 7 of 8 cores now; the load grew a little in the last minutes and never went higher: kept.
-    holding = replace(rising([0.5] * 40 + [0.8, 0.875]), last_claimed=last_claimed)
+    # Busy 13 of 16 cores now; the load grew a little in the last minutes, 2.4 workers at its peak: kept.
+    holding = replace(rising([1.5] * 40 + [2.4, 1.6, 1.625]), last_claimed=last_claimed)
     kept = plan([CPU], workers, [], NOW, memory=holding).decisions["cpu"]
     assert kept.remove == () and "kept: the load holds" in kept.reason
-    # Same worker, but the load was two workers higher within the delay and only creeps up now: it goes.
-    fallen = replace(rising([3.0] * 5 + [0.8] * 12 + [0.85, 0.86]), last_claimed=last_claimed)
+    # The load's recent peak needed only the two busy workers: the idle one goes.
+    low = replace(rising([1.5] * 40 + [1.6, 1.625]), last_claimed=last_claimed)
+    low_decision = plan([CPU], workers, [], NOW, memory=low).decisions["cpu"]
+    assert low_decision.remove == ("idle",) and low_decision.desired == 2
+    # The load was two workers higher within the delay and only creeps up now: it goes.
+    fallen = replace(rising([4.0] * 5 + [1.6] * 12 + [1.61, 1.62]), last_claimed=last_claimed)
     gone = plan([CPU], workers, [], NOW, memory=fallen).decisions["cpu"]
-    assert gone.remove == ("idle",) and gone.desired == 1
+    assert gone.remove == ("idle",) and gone.desired == 2
 
 
 def test_workers_packing_leaves_to_drain_go_first_newest_first():

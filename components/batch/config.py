@@ -283,8 +283,8 @@ class Autoscaler(StrictModel):
     """Seconds between planning cycles."""
     scale_down_delay_seconds: NonNegativeInt = 600
     """How long a worker must have been unclaimed, and its group in surplus, before it is
-    removed while work keeps coming; then only as many go as the group's load has fallen
-    below its recent peak. A group whose load has not grown for 10 minutes is draining: its
+    removed while work keeps coming; then only those beyond what the group's load needed at its
+    peak of the last delay (at least 10 minutes) go. A group whose load has not grown for 10 minutes is draining: its
     idle workers go at once. Shorter delays idle fewer cores and flap more (the simulator in
     `benchmarks/` prints both); 0 removes idle workers as soon as the load falls."""
     triggers: list[Trigger] = Field(default_factory=list)
