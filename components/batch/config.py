@@ -279,9 +279,9 @@ class Autoscaler(StrictModel):
     """An image of your own for the controller (`make autoscaler-image IMAGE=…` builds one from
     `autoscaler/Dockerfile`). Unset: it runs from the pool's central-manager image, which has
     Python and HTCondor's bindings, with its code (`autoscaler/`) from a ConfigMap."""
-    interval_seconds: PositiveInt = 30
+    interval_seconds: PositiveInt = 10
     """Seconds between planning cycles."""
-    scale_down_delay_seconds: NonNegativeInt = 600
+    scale_down_delay_seconds: NonNegativeInt = 300
     """How long a worker must have been unclaimed, and its group in surplus, before it is
     removed while work keeps coming; then only those beyond what the group's load needed at its
     peak of the last delay (at least 10 minutes) go. A group whose load has not grown for 10 minutes is draining: its
