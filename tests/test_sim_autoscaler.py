@@ -343,3 +343,27 @@ def test_clairvoyant_placement_puts_a_job_where_it_extends_no_worker():
     (job,) = submit(pool, 0, 1, duration=500.0)
     pool.negotiate()
     assert job.pod is long_ and not idle.jobs
+
+
+def test_turn_pairs_and_holding_through_one():
+    """The figure behind an unmet direction goal: each scale-in that a scale-up follows, and ours kept from it."""
+    pool = pool_with([ONE_CORE], groups=(CPU,), cpu=1)
+    for t, step in ((10.0, +2), (20.0, +1), (100.0, -1), (110.0, -2), (200.0, +1), (210.0, +1), (300.0, -1)):
+        pool.now = t
+        if step > 0:
+            pool.grow("cpu", step)
+        else:
+            pool.shrink("cpu", pool.group_pods("cpu")[step:])
+    outcome = sim.Outcome(
+        "x", [], 0, {}, 0.0, 0.0, 0, dict(pool.changes), 0.0, {}, 0.0, True, {}, 0.0, 0.0, steps=pool.steps
+    )
+    assert pool.changes == {"cpu": 3}
+    assert sim.turn_pairs(outcome) == [sim.Hold("cpu", 100.0, 210.0)]
+    # Kept through the gap of each of its turn pairs, ours never scales in there, and kills nothing.
+    trace = sim.waves(count=3, jobs=40, gap=20 * sim.MINUTE)
+    settings = Settings(scale_down_delay=60.0)
+    ours = sim.simulate(trace, sim.Ours([CPU, GPU], 30.0, settings), [CPU, GPU])
+    (first, *_) = sim.turn_pairs(ours)
+    held = sim.simulate(trace, sim.Holding([CPU, GPU], 30.0, settings, first), [CPU, GPU])
+    assert not [t for t, g, s in held.steps if g == "cpu" and s < 0 and first.start <= t <= first.end]
+    assert held.kills == 0 and sum(held.changes.values()) < sum(ours.changes.values())
