@@ -7,8 +7,9 @@ share kept for each free GPU, here all of it: they use the cores a running GPU j
 `--startup` seconds from Pending to Running (a fresh startd), and one
 negotiator shared by every policy, which does what the central manager's rendered config makes HTCondor's do: the
 packing lines `components.batch.htcondor.negotiator_packing()` renders are read back with htcondor2 (CONDOR_CONFIG in a
-subprocess; HTCondor's defaults for what they leave unset), and every 20 s the negotiator walks the idle jobs in
-queue order (QDate; a killed job keeps its own); each request goes to the matching running slot (real ClassAd
+subprocess; HTCondor's defaults for what they leave unset), and every `negotiatorIntervalSeconds` (the config's
+default, 20 s) the negotiator walks the idle jobs in queue order (QDate; a killed job keeps its own); each request
+goes to the matching running slot (real ClassAd
 matchmaking, `symmetricMatch` of the job's ad with the slot's ad as the collector holds it: the group's machine ad
 with its free cores, memory and GPUs, which must cover the request, as Cpus, Memory and GPUs) that ranks highest by
 NEGOTIATOR_PRE_JOB_RANK, then NEGOTIATOR_POST_JOB_RANK (classad2, MY the slot's ad, TARGET the job's), then the
@@ -86,6 +87,7 @@ from autoscaler.condor import machine_ad  # noqa: E402
 from autoscaler.model import Autocluster, Group, Memory, Resources, Settings, Worker  # noqa: E402
 from autoscaler.planner import plan  # noqa: E402
 from components.batch.config import Autoscaler as AutoscalerConfig  # noqa: E402
+from components.batch.config import Condor as CondorConfig  # noqa: E402
 from components.batch.config import gpu_start  # noqa: E402
 from components.batch.htcondor import negotiator_packing  # noqa: E402
 from components.names import PREFERENCE_ATTRIBUTE  # noqa: E402
@@ -96,7 +98,8 @@ DEFAULT_DELAY = float(AutoscalerConfig.model_fields["scale_down_delay_seconds"].
 """The controller's cycle and scale-down delay as a stack gets them (the config model's defaults, their one place)."""
 IDLE_GOAL = {"waves": 0.65}
 """Idle core-hours goal as a fraction of the reference's, by trace; 0.35 for the others."""
-NEGOTIATOR_PERIOD = 20.0
+NEGOTIATOR_PERIOD = float(CondorConfig.model_fields["negotiator_interval_seconds"].default)
+"""The negotiator's cycle as a stack gets it."""
 HPA_PERIOD, HPA_TARGET, HPA_TOLERANCE, HPA_WINDOW = 15.0, 0.75, 0.1, 300.0
 REQUIREMENTS = (
     '(TARGET.Arch == "X86_64") && (TARGET.OpSys == "LINUX") && (TARGET.Disk >= RequestDisk) && '

@@ -120,7 +120,7 @@ def test_central_manager_config(tmp_path, stack):
     assert params["AUTH_SSL_SERVER_CERTFILE"] == f"{RUNTIME.tls_dir}/tls.crt"
     assert params["NETWORK_HOSTNAME"] == RUNTIME.central_manager
     assert params["SCITOKENS_SERVER_AUDIENCE"] == "https://wlcg.cern.ch/jwt/v1/any"
-    assert params["NEGOTIATOR_INTERVAL"] == "60"
+    assert params["NEGOTIATOR_INTERVAL"] == str(_cfg(stack).condor.negotiator_interval_seconds)
     # The packing policy, as HTCondor reads it: depth first, slots ranked by the rendered rank.
     assert params["NEGOTIATOR_DEPTH_FIRST"].lower() == "true"
     assert params["NEGOTIATOR_PRE_JOB_RANK"] == PACKING_RANK

@@ -28,7 +28,7 @@ def groups(cfg: dict[str, Any]):
 def test_defaults_and_worker_groups_from_the_batch_node_groups() -> None:
     condor = build_config(condor_base()).condor
     assert (condor.image_tag, condor.idle_shutdown_minutes, condor.retire_grace_minutes) == ("24.0.7-el9", 20, 60)
-    assert (condor.spool_gib, condor.negotiator_interval_seconds, condor.groups) == (50, 60, {})
+    assert (condor.spool_gib, condor.negotiator_interval_seconds, condor.groups) == (50, 20, {})
     assert condor.image("execute") == "docker.io/htcondor/execute:24.0.7-el9"
     assert condor.image("cm") == "docker.io/htcondor/cm:24.0.7-el9"
     found = groups(condor_base())

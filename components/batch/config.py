@@ -131,8 +131,11 @@ class Condor(StrictModel):
     """Size of the schedd's spool volume (the job queue and spooled sandboxes), in GiB."""
     storage_class: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     """Storage class of the spool volumes; the cluster default when unset."""
-    negotiator_interval_seconds: int = Field(default=60, ge=10, le=600)
-    """Seconds between negotiation cycles (`NEGOTIATOR_INTERVAL`): the shortest wait for a match."""
+    negotiator_interval_seconds: int = Field(default=20, ge=10, le=600)
+    """Seconds between negotiation cycles (`NEGOTIATOR_INTERVAL`): the shortest wait for a match.
+    HTCondor's own default is 60 s, for pools of thousands of slots; a facility's pool negotiates
+    in well under a second, and the autoscaler's figures (`benchmarks/sim_autoscaler.py`) assume
+    this default."""
     audiences: list[str] = Field(default_factory=lambda: [WLCG_ANY_AUDIENCE], min_length=1)
     """Token audiences the pool accepts from users (`SCITOKENS_SERVER_AUDIENCE`)."""
     groups: dict[DnsLabel, WorkerGroupConfig] = Field(default_factory=dict)
