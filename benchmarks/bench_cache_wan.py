@@ -19,7 +19,8 @@ origin = what the origin's namespace sent over the WAN; bytes the analysis neede
 branches read (from the files' own TBranch records). Prints figures; nothing is asserted about them.
 
     python benchmarks/bench_cache_wan.py [--quick] [--rtt-ms 20] [--wan-gbit 1] [--lan-gbit 10]
-        [--block-size 1m] [--prefetch N] [--ram 4g] [--cache-env XRD_X=v ...] [--skip-loopback]
+        [--block-size 1m] [--prefetch N] [--ram 4g] [--max-buffer-size 4m] [--cache-env XRD_X=v ...]
+        [--skip-loopback]
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class Run:
     origin_bytes: int
     lan_bytes: int
     needed: int
+    cpu: dict[str, float] = field(default_factory=dict)
+    """CPU seconds of the readers and servers during the run, and seconds their threads waited for a CPU."""
 
     @property
     def throughput(self) -> float:
@@ -124,6 +127,17 @@ class Bench:
                 continue
             total += int(fields[11]) + int(fields[12])  # utime, stime
         return total / os.sysconf("SC_CLK_TCK")
+
+    def server_cpu_wait(self) -> float:
+        """Seconds the servers' threads were runnable but waiting for a CPU so far (/proc/<pid>/task/*/schedstat)."""
+        total = 0
+        for pid in self.servers.values():
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                try:
+                    total += int((task / "schedstat").read_text().split()[1])
+                except (FileNotFoundError, ProcessLookupError, IndexError):
+                    continue
+        return total / 1e9
 
     def urls(self, base: str, subset: str, files: Sequence[str]) -> list[str]:
         return [f"{base}/{EXPORT}/agc/{subset}/{f}" for f in files]
@@ -187,7 +201,7 @@ def readers(bench: Bench, name: str, plan: Sequence[tuple[Reader, list[str]]], n
     wan = bench.wan
     # The previous run waited for the counter to settle; the first waits here.
     origin0 = wan.origin_sent() if bench.runs else settle(wan.origin_sent)
-    lan0, servers0 = wan.site_sent_to_nodes(), bench.server_cpu()
+    lan0, servers0, waited0 = wan.site_sent_to_nodes(), bench.server_cpu(), bench.server_cpu_wait()
     for reader, urls in plan:
         reader.submit(urls, bench.branches)
     results = [reader.result() for reader, _ in plan]
@@ -196,10 +210,13 @@ def readers(bench: Bench, name: str, plan: Sequence[tuple[Reader, list[str]]], n
     run = Run(name, wall, results, origin_bytes, wan.site_sent_to_nodes() - lan0, needed)
     bench.runs[name] = run
     cpu, servers = sum(r["cpu"] for r in results), bench.server_cpu() - servers0
+    waited = sum(r["cpu_wait"] for r in results), bench.server_cpu_wait() - waited0
+    run.cpu = {"readers": cpu, "servers": servers, "readers waiting": waited[0], "servers waiting": waited[1]}
     print(
         f"  {name:<24} wall {wall:6.2f} s {run.throughput:6.1f} MiB/s  origin sent {origin_bytes / 2**20:6.1f} MiB"
         f"  site sent to nodes {run.lan_bytes / 2**20:7.1f} MiB  {len(plan)} reader(s)  CPU: readers {cpu:5.1f} s,"
-        f" servers {servers:5.1f} s, {(cpu + servers) / wall / (os.cpu_count() or 1):4.0%} of the machine",
+        f" servers {servers:5.1f} s, {(cpu + servers) / wall / (os.cpu_count() or 1):4.0%} of the machine;"
+        f" waiting for a CPU: readers {waited[0]:4.1f} s, servers {waited[1]:4.1f} s",
         flush=True,
     )
     return run
@@ -315,9 +332,8 @@ def print_setup(
         f"  read: {len(bench.branches)} of {all_branches} branches ({len(bench.branches) / all_branches:.0%}); "
         f"their baskets: {needed / 2**20:.1f} MiB ({needed / total:.0%} of the bytes)"
     )
-    pfc = [
-        line for line in cache.server.config.read_text().splitlines() if line.startswith(("pfc.", "pss.", "xrd.tls"))
-    ]
+    shown = ("pfc.", "pss.", "xrd.tls", "xrd.buffers", "xrootd.async")
+    pfc = [line for line in cache.server.config.read_text().splitlines() if line.startswith(shown)]
     print(f"  site cache ({STACK} rendered, token auth over TLS): {'; '.join(pfc)}")
     extra = {k: v for k, v in cache.server.env.items() if k.startswith("XRD")}
     if extra:
@@ -486,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     top.add_argument("--block-size", help="af:cache.blockSize for this run (default: the stack's)")
     top.add_argument("--prefetch", type=int, help="af:cache.prefetch for this run")
     top.add_argument("--ram", help="af:cache.ram for this run")
+    top.add_argument("--max-buffer-size", help="af:cache.maxBufferSize for this run (xrd.buffers maxbsz)")
     top.add_argument("--cache-env", action="append", default=[], help="NAME=value in the site cache's environment")
     top.add_argument("--skip-loopback", action="store_true")
     top.add_argument("--loopback-repeat", type=int, default=5, help="xrdcp repetitions per loopback variant")
@@ -497,7 +514,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     changes = {
         k: v
-        for k, v in {"blockSize": args.block_size, "prefetch": args.prefetch, "ram": args.ram}.items()
+        for k, v in {
+            "blockSize": args.block_size,
+            "prefetch": args.prefetch,
+            "ram": args.ram,
+            "maxBufferSize": args.max_buffer_size,
+        }.items()
         if v is not None
     }
     cache_env = dict(item.split("=", 1) for item in args.cache_env)

@@ -24,6 +24,7 @@ def cache_base() -> dict[str, Any]:
 def test_cache_base_is_valid_and_defaults_follow_xrootd() -> None:
     cache = build_config(cache_base()).cache
     assert (cache.ram, cache.block_size, cache.low_watermark, cache.high_watermark) == ("4g", "64k", 0.90, 0.95)
+    assert cache.max_buffer_size == "16m"
     assert cache.token_auth and cache.issuers == [] and cache.upstream is None
 
 
@@ -34,6 +35,9 @@ def test_cache_base_is_valid_and_defaults_follow_xrootd() -> None:
         ("cache.ram", "4gb", "af:cache.ram", "a size such as"),
         ("cache.blockSize", "6k", "af:cache.blockSize", "a multiple of 4k"),
         ("cache.blockSize", "32m", "af:cache.blockSize", "between 4k and 16m"),
+        ("cache.maxBufferSize", "2m", "af:cache.maxBufferSize", "above 2m and at most 1g"),
+        ("cache.maxBufferSize", "2g", "af:cache.maxBufferSize", "above 2m and at most 1g"),
+        ("cache.maxBufferSize", "16", "af:cache.maxBufferSize", "a size such as"),
         ("cache.prefetch", 500, "af:cache.prefetch", "less than or equal to 128"),
         ("cache.lowWatermark", 0.97, "af:cache.highWatermark", "above lowWatermark (0.97)"),
         ("cache.highWatermark", 0.9, "af:cache.highWatermark", "above lowWatermark (0.9)"),

@@ -5,6 +5,7 @@ the grid URLs notebooks use through the rendered XrdCl proxy-plugin config."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from support.xrootd import (
     cinfo,
     client_env,
     free_port,
+    program,
     run_cache,
     run_origin,
     scratch_dir,
@@ -29,6 +31,7 @@ from support.xrootd import (
 )
 
 from components.cache import client as xcache
+from components.cache.config import size_bytes
 
 pytestmark = pytest.mark.daemon
 
@@ -168,6 +171,23 @@ def test_a_notebooks_usual_url_is_read_through_the_cache(site: Site, tmp_path: P
     assert (tmp_path / "copy").read_bytes() == site.origin.local(path).read_bytes()
     assert site.cache.cinfo_path(path).exists(), "the read did not go through the cache"
     assert site.origin.transfers(path).opens == 1
+
+
+def test_the_server_serves_a_request_in_pieces_of_the_configured_size(site: Site) -> None:
+    """`af:cache.maxBufferSize` as xrootd applied it: the server answers `readv_ior_max`, the largest piece of a
+    vector read it serves, with its buffer size less a piece's 16-byte header (XRootD's own default would give 2 MiB
+    less 16)."""
+    cfg = stack_cache_config(STACK, site.origin.address, [site.issuer.url], base_path=BASE_PATH)
+    proc = subprocess.run(
+        [program("xrdfs"), site.cache.server.url(), "query", "config", "readv_ior_max"],
+        env=site.env(site.token()),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert int(proc.stdout.strip()) == size_bytes(cfg.cache.max_buffer_size) - 16 > 2 * 2**20
 
 
 def test_https_reads_with_a_bearer_header(site: Site, https_cache: Cache) -> None:

@@ -168,6 +168,10 @@ def _served_lines(cfg: FacilityConfig, runtime: CacheRuntime) -> list[str]:
         "# its own cache lookup: cold xrdcp through the cache took 4.2x the direct read without TLS, 1.75x",
         "# with this (benchmarks/bench_cache_wan.py); links with TLS are synchronous anyway.",
         "xrootd.async off",
+        "# A request is served in pieces of at most this size, one after the other; through the cache each",
+        "# piece that misses waits one origin round trip. XRootD's 2m cut uproot's ~10 MB vector reads into",
+        "# 8 round trips each; one piece per request makes it one (af:cache.maxBufferSize).",
+        f"xrd.buffers maxbsz {cache.max_buffer_size}",
     ]
     if runtime.report_port is not None:
         lines += ["", *monitoring_lines(runtime.report_port, runtime.report_seconds)]
