@@ -426,9 +426,9 @@ def figure(name: str, value: float, goal: str) -> None:
 
 def loopback_runs(args: argparse.Namespace, changes: dict[str, Any]) -> None:
     """bench_xcache.py's xrdcp comparison on loopback, with the same cache settings, and variants that take one cost
-    out at a time: TLS and tokens (token auth off), writes to disk (the cache's disk on tmpfs), and the block size and
-    prefetch (the previous shipped values, 1m and 10). All variants run side by side and the repetitions interleave,
-    so a busy machine slows them alike; medians are printed."""
+    out at a time: TLS and tokens (token auth off), writes to disk (the cache's disk on tmpfs), the block size and
+    prefetch (the previous shipped values, 1m and 10), and the page checksums on origin reads. All variants run side by
+    side and the repetitions interleave, so a busy machine slows them alike; medians are printed."""
     import bench_xcache
 
     size_mib, repeat = (8, 1) if args.quick else (256, args.loopback_repeat)
@@ -439,6 +439,7 @@ def loopback_runs(args: argparse.Namespace, changes: dict[str, Any]) -> None:
             ("cache disk on tmpfs", changes, True),
             ("no TLS, disk on tmpfs", {**changes, "tokenAuth": False}, True),
             ("blocks 1m, prefetch 10", {**changes, "blockSize": "1m", "prefetch": 10}, False),
+            ("no network checksums", {**changes, "networkChecksums": False}, False),
         ]
     print(
         f"loopback xrdcp ({size_mib} MiB random files, {repeat} repetition(s) interleaved; direct = plain root:// "

@@ -242,7 +242,16 @@ def _cfg(**cache: Any):
 
 def test_xrootd_cfg_carries_the_cache_settings():
     text = render_xrootd_cfg(
-        _cfg(ram="8g", blockSize="512k", prefetch=0, lowWatermark=0.8, highWatermark=0.9, exports=["/store", "/user"]),
+        _cfg(
+            ram="8g",
+            blockSize="512k",
+            prefetch=0,
+            lowWatermark=0.8,
+            highWatermark=0.9,
+            exports=["/store", "/user"],
+            maxBufferSize="32m",
+            networkChecksums=False,
+        ),
         CacheRuntime(data_dir="/d", run_dir="/r", scitokens_cfg="/s.cfg", port=2094, tls_cert="/c", tls_key="/k"),
     )
     for line in (
@@ -253,6 +262,8 @@ def test_xrootd_cfg_carries_the_cache_settings():
         "pfc.blocksize 512k",
         "pfc.prefetch 0",
         "pfc.diskusage 0.80 0.90",
+        "pfc.cschk off",
+        "xrd.buffers maxbsz 32m",
         "oss.localroot /d",
         "ofs.authlib libXrdAccSciTokens.so config=/s.cfg",
         "xrd.tls /c /k",  # ztn sends tokens only over TLS

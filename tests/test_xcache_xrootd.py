@@ -190,6 +190,25 @@ def test_the_server_serves_a_request_in_pieces_of_the_configured_size(site: Site
     assert int(proc.stdout.strip()) == size_bytes(cfg.cache.max_buffer_size) - 16 > 2 * 2**20
 
 
+@pytest.mark.parametrize("checksums", [True, False])
+def test_the_cache_asks_the_origin_for_page_checksums_as_configured(site: Site, tmp_path: Path, checksums: bool):
+    """`af:cache.networkChecksums` as the origin sees it: with checksums the cache's reads arrive as kXR_pgread (a
+    CRC32C per page), without them as plain kXR_read; the file is the origin's either way."""
+    with ExitStack() as stack:
+        work = stack.enter_context(scratch_dir())
+        origin = stack.enter_context(run_origin(work / "origin", export=BASE_PATH, trace_requests=True))
+        changes = {"networkChecksums": checksums}
+        cfg = stack_cache_config(STACK, origin.address, [site.issuer.url], base_path=BASE_PATH, changes=changes)
+        cache = stack.enter_context(run_cache(cfg, work / "cache", site.ca, issuers=[site.issuer]))
+        path = origin.add_file("mc/RunIII/nano-cschk.root", size=BIG)
+        proc = xrdcp(cache.server.url(path), tmp_path / "copy", env=site.env(site.token()))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert (tmp_path / "copy").read_bytes() == origin.local(path).read_bytes()
+        log = origin.server.log_text()
+    pgreads, reads = log.count(" pgread "), log.count(" read ")
+    assert (pgreads > 0, reads > 0) == (checksums, not checksums), (pgreads, reads)
+
+
 def test_https_reads_with_a_bearer_header(site: Site, https_cache: Cache) -> None:
     path = site.origin.add_file("mc/RunIII/nano-5.root", size=BIG)
     url = f"https://127.0.0.1:{https_cache.runtime.https_port}{path}"

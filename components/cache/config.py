@@ -208,6 +208,13 @@ class Cache(StrictModel):
     reads, which at XRootD's 2m cost 8 sequential round trips each. With 16m each costs one, and cold
     reads over a 20 ms WAN went from 2.3 to 1.4 times the direct read (benchmarks/bench_cache_wan.py).
     Every request in progress holds a buffer up to this size (at most the request's size) in memory."""
+    network_checksums: bool = True
+    """The cache reads from the origin with page checksums (`pfc.cschk net`, XRootD's default: kXR_pgread,
+    a CRC32C per 4 KiB page that the origin computes and the cache checks before the block is stored
+    and served to everyone); false reads plainly (`pfc.cschk off`) and trusts TCP's own checksum.
+    XRootD 5.5 pays a `cpuid` instruction per page to choose its CRC code, which on a virtual machine
+    traps to the hypervisor (3.7 µs here): the checks cost the cache about as much CPU as the rest of
+    a cold read (benchmarks/bench_cache_wan.py, loopback variant `no network checksums`)."""
     prefetch: int = Field(default=0, ge=0, le=128)
     """Blocks prefetched per open file (`pfc.prefetch`); 0 turns prefetching off. Off by default:
     prefetching reads a file from its start whatever the client needs, so an analysis taking a

@@ -95,6 +95,8 @@ def render_xrootd_cfg(cfg: FacilityConfig, runtime: CacheRuntime) -> str:
         f"pfc.blocksize {cache.block_size}",
         f"pfc.prefetch {cache.prefetch}",
         f"pfc.diskusage {cache.low_watermark:.2f} {cache.high_watermark:.2f}",
+        "# Page checksums (CRC32C per 4 KiB) on what is fetched from the origin, or none (af:cache.networkChecksums).",
+        f"pfc.cschk {'net' if cache.network_checksums else 'off'}",
         "pfc.trace info",
     ]
     lines += _served_lines(cfg, runtime)
@@ -152,6 +154,8 @@ def render_node_xrootd_cfg(cfg: FacilityConfig, runtime: CacheRuntime, node: Nod
         "# Its own disk limit: cached files' bytes (files baseline nominal max), besides the disk's watermarks.",
         f"pfc.diskusage {cfg.cache.low_watermark:.2f} {cfg.cache.high_watermark:.2f} "
         f"files {baseline}k {nominal}k {files_max}k purgeinterval {node.purge_seconds}",
+        "# Page checksums on what is fetched from the site cache as on the site cache's (af:cache.networkChecksums).",
+        f"pfc.cschk {'net' if cfg.cache.network_checksums else 'off'}",
         "pfc.trace info",
     ]
     lines += _served_lines(cfg, runtime)
