@@ -19,7 +19,7 @@ origin = what the origin's namespace sent over the WAN; bytes the analysis neede
 branches read (from the files' own TBranch records). Prints figures; nothing is asserted about them.
 
     python benchmarks/bench_cache_wan.py [--quick] [--rtt-ms 20] [--wan-gbit 1] [--lan-gbit 10]
-        [--block-size 1m] [--prefetch N] [--ram 4g] [--max-buffer-size 4m] [--cache-env XRD_X=v ...]
+        [--block-size 1m] [--prefetch N] [--ram 4g] [--max-buffer-size 2m] [--cache-env XRD_X=v ...]
         [--skip-loopback]
 """
 
@@ -503,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     top.add_argument("--block-size", help="af:cache.blockSize for this run (default: the stack's)")
     top.add_argument("--prefetch", type=int, help="af:cache.prefetch for this run")
     top.add_argument("--ram", help="af:cache.ram for this run")
-    top.add_argument("--max-buffer-size", help="af:cache.maxBufferSize for this run (xrd.buffers maxbsz)")
+    top.add_argument("--max-buffer-size", help="af:cache.maxBufferSize for this run (2m: XRootD's own)")
     top.add_argument("--cache-env", action="append", default=[], help="NAME=value in the site cache's environment")
     top.add_argument("--skip-loopback", action="store_true")
     top.add_argument("--loopback-repeat", type=int, default=5, help="xrdcp repetitions per loopback variant")

@@ -287,6 +287,8 @@ def test_token_auth_off_renders_no_authorization_and_tls_needs_a_certificate():
     assert "xrd.tls" not in render_xrootd_cfg(_cfg(tokenAuth=False), bare)
     text = render_xrootd_cfg(_cfg(tokenAuth=False), RUNTIME)
     assert "ofs.authorize" not in text and "sec.protocol" not in text
+    assert "xrd.buffers" not in text  # XRootD's own 2m for plain root:// clients
+    assert "xrd.buffers maxbsz 16m" in render_xrootd_cfg(_cfg(), RUNTIME).splitlines()
     assert f"xrd.protocol XrdHttp:{CACHE_HTTPS_PORT} libXrdHttp.so\nhttp.header2cgi Authorization authz" in text
 
 
