@@ -14,12 +14,17 @@ Runs, each on files no earlier run read (a cold run is a true miss):
   straight from the site cache, then through a node cache on each node (cold at first). Figure: bytes the site sent
   to the nodes with node caches over without.
 
+With --trace, instead: one file read direct, cold and warm under XrdCl's Dump log on the reader and on the site
+cache's upstream client (benchmarks/xrdcl_trace.py): each vector read uproot sent, how long it waited, and the
+origin round trips and block reads the cache made for it.
+
 Bytes come from the kernel's interface counters (tc/veth, headers included), not from the caches: bytes from the
 origin = what the origin's namespace sent over the WAN; bytes the analysis needed = the compressed baskets of the
 branches read (from the files' own TBranch records). Prints figures; nothing is asserted about them.
 
     python benchmarks/bench_cache_wan.py [--quick] [--rtt-ms 20] [--wan-gbit 1] [--lan-gbit 10]
-        [--block-size 1m] [--prefetch N] [--ram 4g] [--cache-env XRD_X=v ...] [--skip-loopback]
+        [--block-size 1m] [--prefetch N] [--ram 4g] [--max-buffer-size 2m] [--cache-env XRD_X=v ...]
+        [--skip-loopback] [--trace [--keep-trace]]
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -45,6 +51,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the harness lives with the tests
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import agc_workload  # noqa: E402
+import xrdcl_trace  # noqa: E402
 from support.wan import (  # noqa: E402
     ORIGIN_ADDR,
     SITE_ADDR,
@@ -91,6 +98,8 @@ class Run:
     origin_bytes: int
     lan_bytes: int
     needed: int
+    cpu: dict[str, float] = field(default_factory=dict)
+    """CPU seconds of the readers and servers during the run, and seconds their threads waited for a CPU."""
 
     @property
     def throughput(self) -> float:
@@ -124,6 +133,17 @@ class Bench:
                 continue
             total += int(fields[11]) + int(fields[12])  # utime, stime
         return total / os.sysconf("SC_CLK_TCK")
+
+    def server_cpu_wait(self) -> float:
+        """Seconds the servers' threads were runnable but waiting for a CPU so far (/proc/<pid>/task/*/schedstat)."""
+        total = 0
+        for pid in self.servers.values():
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                try:
+                    total += int((task / "schedstat").read_text().split()[1])
+                except (FileNotFoundError, ProcessLookupError, IndexError):
+                    continue
+        return total / 1e9
 
     def urls(self, base: str, subset: str, files: Sequence[str]) -> list[str]:
         return [f"{base}/{EXPORT}/agc/{subset}/{f}" for f in files]
@@ -187,7 +207,7 @@ def readers(bench: Bench, name: str, plan: Sequence[tuple[Reader, list[str]]], n
     wan = bench.wan
     # The previous run waited for the counter to settle; the first waits here.
     origin0 = wan.origin_sent() if bench.runs else settle(wan.origin_sent)
-    lan0, servers0 = wan.site_sent_to_nodes(), bench.server_cpu()
+    lan0, servers0, waited0 = wan.site_sent_to_nodes(), bench.server_cpu(), bench.server_cpu_wait()
     for reader, urls in plan:
         reader.submit(urls, bench.branches)
     results = [reader.result() for reader, _ in plan]
@@ -196,10 +216,13 @@ def readers(bench: Bench, name: str, plan: Sequence[tuple[Reader, list[str]]], n
     run = Run(name, wall, results, origin_bytes, wan.site_sent_to_nodes() - lan0, needed)
     bench.runs[name] = run
     cpu, servers = sum(r["cpu"] for r in results), bench.server_cpu() - servers0
+    waited = sum(r["cpu_wait"] for r in results), bench.server_cpu_wait() - waited0
+    run.cpu = {"readers": cpu, "servers": servers, "readers waiting": waited[0], "servers waiting": waited[1]}
     print(
         f"  {name:<24} wall {wall:6.2f} s {run.throughput:6.1f} MiB/s  origin sent {origin_bytes / 2**20:6.1f} MiB"
         f"  site sent to nodes {run.lan_bytes / 2**20:7.1f} MiB  {len(plan)} reader(s)  CPU: readers {cpu:5.1f} s,"
-        f" servers {servers:5.1f} s, {(cpu + servers) / wall / (os.cpu_count() or 1):4.0%} of the machine",
+        f" servers {servers:5.1f} s, {(cpu + servers) / wall / (os.cpu_count() or 1):4.0%} of the machine;"
+        f" waiting for a CPU: readers {waited[0]:4.1f} s, servers {waited[1]:4.1f} s",
         flush=True,
     )
     return run
@@ -315,9 +338,8 @@ def print_setup(
         f"  read: {len(bench.branches)} of {all_branches} branches ({len(bench.branches) / all_branches:.0%}); "
         f"their baskets: {needed / 2**20:.1f} MiB ({needed / total:.0%} of the bytes)"
     )
-    pfc = [
-        line for line in cache.server.config.read_text().splitlines() if line.startswith(("pfc.", "pss.", "xrd.tls"))
-    ]
+    shown = ("pfc.", "pss.", "xrd.tls", "xrd.buffers", "xrootd.async")
+    pfc = [line for line in cache.server.config.read_text().splitlines() if line.startswith(shown)]
     print(f"  site cache ({STACK} rendered, token auth over TLS): {'; '.join(pfc)}")
     extra = {k: v for k, v in cache.server.env.items() if k.startswith("XRD")}
     if extra:
@@ -404,15 +426,72 @@ def wan_runs(args: argparse.Namespace, dataset: Path, changes: dict[str, Any], c
         figure("node-cache pass 2 wall / no-node-cache pass 2 wall", with_nodes[1].wall / without[1].wall, "reference")
 
 
+def trace_runs(args: argparse.Namespace, dataset: Path, changes: dict[str, Any], cache_env: dict[str, str]) -> None:
+    """One file read direct, through the cache cold and warm, with XrdCl's Dump log on the reader and on the site
+    cache's upstream client (benchmarks/xrdcl_trace.py): the vector reads uproot sent (how many, how many in flight,
+    each one's time to answer) and the origin round trips the cache took for each. The logs slow what they watch:
+    the times are for reading the pattern, the figures come from the runs without --trace."""
+    logs = Path(tempfile.mkdtemp(prefix="bench-cache-wan-trace-"))
+    logs.chmod(0o1777)  # the cache runs as the xrootd user
+    upstream = logs / "cache-upstream.log"
+    cache_env = {**cache_env, "XRD_LOGLEVEL": "Dump", "XRD_LOGFILE": str(upstream)}
+    try:
+        with facility(args, dataset, changes, cache_env) as (bench, _cache, stack, work):
+            node = bench.wan.nodes[0]
+            env = client_env(token=bench.token, ca=bench.ca, scratch=work)
+            name, needed = bench.files[0], bench.needed(bench.files[:1])
+            print(f"trace: {name}, {needed / 2**20:.1f} MiB needed; XrdCl Dump logs in {logs}")
+            plan = [("direct", bench.origin_url, "a"), ("cold", bench.cache_url, "b"), ("warm", bench.cache_url, "b")]
+            for mode, base, subset in plan:
+                log = logs / f"client-{mode}.log"
+                reader = stack.enter_context(
+                    reader_pool([(node, 1)], env | {"XRD_LOGLEVEL": "Dump", "XRD_LOGFILE": str(log)})
+                )[node.name][0]
+                start = upstream.stat().st_size if upstream.exists() else 0
+                readers(bench, f"{mode} (traced)", [(reader, bench.urls(base, subset, [name]))], needed)
+                time.sleep(QUIET)  # the cache may still be answering the last blocks
+                with upstream.open(errors="replace") if upstream.exists() else open(os.devnull) as f:
+                    f.seek(start)
+                    cache_lines = f.readlines()
+                summary = xrdcl_trace.summarize(log.read_text(errors="replace").splitlines(), cache_lines)
+                trace_report(mode, summary, via_cache=mode != "direct")
+    finally:
+        if not args.keep_trace:
+            shutil.rmtree(logs, ignore_errors=True)
+
+
+def trace_report(mode: str, summary: xrdcl_trace.Summary, via_cache: bool) -> None:
+    reads = sorted(summary.reads, key=lambda r: r.done)
+    total = sum(r.size for r in reads)
+    print(
+        f"  {mode}: {len(reads)} vector reads, {total / 2**20:.1f} MiB, up to {summary.in_flight} in flight, "
+        f"first sent to last answered {summary.span:.3f} s"
+    )
+    previous = min((r.sent for r in reads), default=0.0)
+    for index, read in enumerate(reads):
+        line = (
+            f"    vector read {index + 1}: {read.size / 2**20:5.2f} MiB in {read.answers} answer(s), answered "
+            f"{read.done - previous:.3f} s after the one before"
+        )
+        if via_cache:
+            groups = summary.per_read_bursts[index]
+            trips = xrdcl_trace.round_trips(groups)
+            fetched = sum(b.bytes for b in groups)
+            line += f"; origin: {trips} round trip(s), {sum(b.reads for b in groups)} block reads, "
+            line += f"{fetched / 2**20:.2f} MiB"
+        print(line, flush=True)
+        previous = read.done
+
+
 def figure(name: str, value: float, goal: str) -> None:
     print(f"  {name:<52} ratio {value:7.3f}   [{goal}]", flush=True)
 
 
 def loopback_runs(args: argparse.Namespace, changes: dict[str, Any]) -> None:
     """bench_xcache.py's xrdcp comparison on loopback, with the same cache settings, and variants that take one cost
-    out at a time: TLS and tokens (token auth off), writes to disk (the cache's disk on tmpfs), and the block size and
-    prefetch (the previous shipped values, 1m and 10). All variants run side by side and the repetitions interleave,
-    so a busy machine slows them alike; medians are printed."""
+    out at a time: TLS and tokens (token auth off), writes to disk (the cache's disk on tmpfs), the block size and
+    prefetch (the previous shipped values, 1m and 10), and the page checksums on origin reads. All variants run side by
+    side and the repetitions interleave, so a busy machine slows them alike; medians are printed."""
     import bench_xcache
 
     size_mib, repeat = (8, 1) if args.quick else (256, args.loopback_repeat)
@@ -423,6 +502,7 @@ def loopback_runs(args: argparse.Namespace, changes: dict[str, Any]) -> None:
             ("cache disk on tmpfs", changes, True),
             ("no TLS, disk on tmpfs", {**changes, "tokenAuth": False}, True),
             ("blocks 1m, prefetch 10", {**changes, "blockSize": "1m", "prefetch": 10}, False),
+            ("no network checksums", {**changes, "networkChecksums": False}, False),
         ]
     print(
         f"loopback xrdcp ({size_mib} MiB random files, {repeat} repetition(s) interleaved; direct = plain root:// "
@@ -486,10 +566,15 @@ def main(argv: list[str] | None = None) -> int:
     top.add_argument("--block-size", help="af:cache.blockSize for this run (default: the stack's)")
     top.add_argument("--prefetch", type=int, help="af:cache.prefetch for this run")
     top.add_argument("--ram", help="af:cache.ram for this run")
+    top.add_argument("--max-buffer-size", help="af:cache.maxBufferSize for this run (2m: XRootD's own)")
     top.add_argument("--cache-env", action="append", default=[], help="NAME=value in the site cache's environment")
     top.add_argument("--skip-loopback", action="store_true")
     top.add_argument("--loopback-repeat", type=int, default=5, help="xrdcp repetitions per loopback variant")
     top.add_argument("--skip-wan", action="store_true")
+    top.add_argument(
+        "--trace", action="store_true", help="instead of the runs: one file direct, cold and warm under XrdCl's log"
+    )
+    top.add_argument("--keep-trace", action="store_true", help="keep --trace's logs")
     args = top.parse_args(argv)
     global QUIET
     QUIET = 0.2 if args.quick else QUIET
@@ -497,7 +582,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     changes = {
         k: v
-        for k, v in {"blockSize": args.block_size, "prefetch": args.prefetch, "ram": args.ram}.items()
+        for k, v in {
+            "blockSize": args.block_size,
+            "prefetch": args.prefetch,
+            "ram": args.ram,
+            "maxBufferSize": args.max_buffer_size,
+        }.items()
         if v is not None
     }
     cache_env = dict(item.split("=", 1) for item in args.cache_env)
@@ -508,6 +598,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"bench_cache_wan: {'quick ' if args.quick else ''}run; cache changes {changes or 'none'}", flush=True)
     print(f"  load average at start {load()} (the machine is shared: other work slows runs unevenly)", flush=True)
+    if args.trace:
+        trace_runs(args, agc_workload.generate(params), changes, cache_env)
+        return 0
     if not args.skip_wan:
         dataset = agc_workload.generate(params)
         wan_runs(args, dataset, changes, cache_env)

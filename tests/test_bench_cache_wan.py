@@ -66,3 +66,38 @@ def test_warm_reads_and_a_node_caches_second_pass_fetch_nothing_upstream(output:
     assert _run_mib(output, "warm 4 readers", "origin sent") < 0.1, output
     assert _run_mib(output, "node caches, pass 1", "site sent to nodes") > 0, output
     assert _run_mib(output, "node caches, pass 2", "site sent to nodes") < 0.1, output
+
+
+@pytest.fixture(scope="module")
+def traced() -> str:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_cache_wan.py"), "--quick", "--trace"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def _traced(output: str, mode: str) -> list[str]:
+    """The per-vector-read lines `--trace` printed for `mode`."""
+    section = re.search(rf"^  {mode}: (\d+) vector reads.*\n((?:    vector read .*\n)+)", output, re.MULTILINE)
+    assert section, f"no {mode} trace:\n{output}"
+    lines = section.group(2).splitlines()
+    assert len(lines) == int(section.group(1)) > 0, output
+    return lines
+
+
+@pytest.mark.daemon
+def test_the_trace_finds_the_vector_reads_and_the_origin_round_trips(traced: str) -> None:
+    """From XrdCl's own logs: uproot's vector reads in every mode; through the cache cold, block reads from the origin
+    in at least one round trip; warm, none (the origin's byte counter says the same)."""
+    assert not any("origin:" in line for line in _traced(traced, "direct")), traced
+    cold = [re.search(r"origin: (\d+) round trip\(s\), (\d+) block reads", line) for line in _traced(traced, "cold")]
+    assert all(cold), traced
+    assert sum(int(m.group(1)) for m in cold) >= 1 and sum(int(m.group(2)) for m in cold) >= 1, traced
+    assert all("origin: 0 round trip(s), 0 block reads" in line for line in _traced(traced, "warm")), traced
+    assert _run_mib(traced, "warm (traced)", "origin sent") < 0.1, traced

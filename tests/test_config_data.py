@@ -24,6 +24,7 @@ def cache_base() -> dict[str, Any]:
 def test_cache_base_is_valid_and_defaults_follow_xrootd() -> None:
     cache = build_config(cache_base()).cache
     assert (cache.ram, cache.block_size, cache.low_watermark, cache.high_watermark) == ("4g", "64k", 0.90, 0.95)
+    assert cache.max_buffer_size is None and cache.buffer_size() == "16m"  # 16m over TLS
     assert cache.token_auth and cache.issuers == [] and cache.upstream is None
 
 
@@ -34,6 +35,9 @@ def test_cache_base_is_valid_and_defaults_follow_xrootd() -> None:
         ("cache.ram", "4gb", "af:cache.ram", "a size such as"),
         ("cache.blockSize", "6k", "af:cache.blockSize", "a multiple of 4k"),
         ("cache.blockSize", "32m", "af:cache.blockSize", "between 4k and 16m"),
+        ("cache.maxBufferSize", "1m", "af:cache.maxBufferSize", "from 2m (XRootD's default) to 1g"),
+        ("cache.maxBufferSize", "2g", "af:cache.maxBufferSize", "from 2m (XRootD's default) to 1g"),
+        ("cache.maxBufferSize", "16", "af:cache.maxBufferSize", "a size such as"),
         ("cache.prefetch", 500, "af:cache.prefetch", "less than or equal to 128"),
         ("cache.lowWatermark", 0.97, "af:cache.highWatermark", "above lowWatermark (0.97)"),
         ("cache.highWatermark", 0.9, "af:cache.highWatermark", "above lowWatermark (0.9)"),
@@ -89,6 +93,17 @@ def test_bad_cache_config(path: str, value: Any, reported: str, allowed: str) ->
 def test_issuers_default_to_the_identity_and_need_one() -> None:
     only_problem(edit(cache_base(), "identity", DELETE), "af:cache.issuers", "a token issuer, or af:identity")
     assert build_config(edit(edit(cache_base(), "identity", DELETE), "cache.tokenAuth", False)).cache.enabled
+
+
+def test_buffers_above_xrootds_need_tls_clients() -> None:
+    """Unset, the buffer is 16m with token auth (TLS) and XRootD's 2m without; more than 2m without TLS is refused
+    (XRootD 5.5 aborts serving a large pgread, which xrdcp sends over plain root://)."""
+    plain = edit(cache_base(), "cache.tokenAuth", False)
+    assert build_config(plain).cache.buffer_size() is None
+    assert build_config(edit(plain, "cache.maxBufferSize", "2m")).cache.buffer_size() is None
+    assert build_config(edit(cache_base(), "cache.maxBufferSize", "2m")).cache.buffer_size() is None
+    assert build_config(edit(cache_base(), "cache.maxBufferSize", "64m")).cache.buffer_size() == "64m"
+    only_problem(edit(plain, "cache.maxBufferSize", "16m"), "af:cache.maxBufferSize", "2m without tokenAuth")
 
 
 def test_a_disabled_cache_is_not_cross_checked() -> None:

@@ -242,7 +242,16 @@ def _cfg(**cache: Any):
 
 def test_xrootd_cfg_carries_the_cache_settings():
     text = render_xrootd_cfg(
-        _cfg(ram="8g", blockSize="512k", prefetch=0, lowWatermark=0.8, highWatermark=0.9, exports=["/store", "/user"]),
+        _cfg(
+            ram="8g",
+            blockSize="512k",
+            prefetch=0,
+            lowWatermark=0.8,
+            highWatermark=0.9,
+            exports=["/store", "/user"],
+            maxBufferSize="32m",
+            networkChecksums=False,
+        ),
         CacheRuntime(data_dir="/d", run_dir="/r", scitokens_cfg="/s.cfg", port=2094, tls_cert="/c", tls_key="/k"),
     )
     for line in (
@@ -253,6 +262,8 @@ def test_xrootd_cfg_carries_the_cache_settings():
         "pfc.blocksize 512k",
         "pfc.prefetch 0",
         "pfc.diskusage 0.80 0.90",
+        "pfc.cschk off",
+        "xrd.buffers maxbsz 32m",
         "oss.localroot /d",
         "ofs.authlib libXrdAccSciTokens.so config=/s.cfg",
         "xrd.tls /c /k",  # ztn sends tokens only over TLS
@@ -276,6 +287,8 @@ def test_token_auth_off_renders_no_authorization_and_tls_needs_a_certificate():
     assert "xrd.tls" not in render_xrootd_cfg(_cfg(tokenAuth=False), bare)
     text = render_xrootd_cfg(_cfg(tokenAuth=False), RUNTIME)
     assert "ofs.authorize" not in text and "sec.protocol" not in text
+    assert "xrd.buffers" not in text  # XRootD's own 2m for plain root:// clients
+    assert "xrd.buffers maxbsz 16m" in render_xrootd_cfg(_cfg(), RUNTIME).splitlines()
     assert f"xrd.protocol XrdHttp:{CACHE_HTTPS_PORT} libXrdHttp.so\nhttp.header2cgi Authorization authz" in text
 
 

@@ -5,6 +5,7 @@ the grid URLs notebooks use through the rendered XrdCl proxy-plugin config."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from support.xrootd import (
     cinfo,
     client_env,
     free_port,
+    program,
     run_cache,
     run_origin,
     scratch_dir,
@@ -29,6 +31,9 @@ from support.xrootd import (
 )
 
 from components.cache import client as xcache
+from components.cache.config import size_bytes
+from components.cache.xrootd import CacheRuntime, render_xrootd_cfg
+from components.config.facility import FacilityConfig
 
 pytestmark = pytest.mark.daemon
 
@@ -168,6 +173,69 @@ def test_a_notebooks_usual_url_is_read_through_the_cache(site: Site, tmp_path: P
     assert (tmp_path / "copy").read_bytes() == site.origin.local(path).read_bytes()
     assert site.cache.cinfo_path(path).exists(), "the read did not go through the cache"
     assert site.origin.transfers(path).opens == 1
+
+
+def test_the_server_serves_a_request_in_pieces_of_the_configured_size(site: Site, tmp_path: Path) -> None:
+    """`af:cache.maxBufferSize` as xrootd applied it: the server answers `readv_ior_max`, the largest piece of a
+    vector read it serves, with its buffer size less a piece's 16-byte header (XRootD's own default would give 2 MiB
+    less 16). XRootD 5.5.3 aborts serving a pgread of more than 2 MiB with such a buffer; xrdcp over TLS sends plain
+    reads, so a file of several such pieces is copied whole and the server lives on."""
+    cfg = stack_cache_config(STACK, site.origin.address, [site.issuer.url], base_path=BASE_PATH)
+    proc = subprocess.run(
+        [program("xrdfs"), site.cache.server.url(), "query", "config", "readv_ior_max"],
+        env=site.env(site.token()),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    buffer = cfg.cache.buffer_size()
+    assert buffer is not None and int(proc.stdout.strip()) == size_bytes(buffer) - 16 > 2 * 2**20
+    path = site.origin.add_file("mc/RunIII/nano-big.root", size=3 * size_bytes(buffer) // 2 + 4321)
+    rc, out = site.read(path, site.token(), tmp_path / "copy")
+    assert rc == 0, out
+    assert (tmp_path / "copy").read_bytes() == site.origin.local(path).read_bytes()
+    assert site.cache.server.process.poll() is None, site.cache.server.log_tail()
+
+
+def test_why_plain_root_keeps_xrootds_buffer(site: Site, tmp_path: Path) -> None:
+    """The reason `af:cache.maxBufferSize` above 2m needs tokenAuth: a cache with a larger buffer and plain root://
+    (its rendered config plus that one directive) dies serving xrdcp's 8 MiB pgreads (XRootD 5.5.3's pgread path
+    overflows a stack array). When a newer XRootD fixes it, this fails, and the check can go."""
+    cfg = stack_cache_config(
+        STACK, site.origin.address, [site.issuer.url], base_path=BASE_PATH, changes={"tokenAuth": False}
+    )
+    assert cfg.cache.buffer_size() is None
+
+    def render(cfg: FacilityConfig, runtime: CacheRuntime) -> str:
+        return render_xrootd_cfg(cfg, runtime) + "xrd.buffers maxbsz 16m\n"
+
+    path = site.origin.add_file("mc/RunIII/nano-plain.root", size=12 * 2**20)
+    with run_cache(cfg, site.work / "plain-cache", site.ca, render=render) as cache:
+        proc = xrdcp(cache.server.url(path), tmp_path / "copy", env=site.env(None))
+        assert proc.returncode != 0, "the read succeeded"
+        assert wait_for(lambda: cache.server.process.poll() is not None), "the server lives on"
+        assert "stack smashing detected" in cache.server.log_tail(), cache.server.log_tail()
+
+
+@pytest.mark.parametrize("checksums", [True, False])
+def test_the_cache_asks_the_origin_for_page_checksums_as_configured(site: Site, tmp_path: Path, checksums: bool):
+    """`af:cache.networkChecksums` as the origin sees it: with checksums the cache's reads arrive as kXR_pgread (a
+    CRC32C per page), without them as plain kXR_read; the file is the origin's either way."""
+    with ExitStack() as stack:
+        work = stack.enter_context(scratch_dir())
+        origin = stack.enter_context(run_origin(work / "origin", export=BASE_PATH, trace_requests=True))
+        changes = {"networkChecksums": checksums}
+        cfg = stack_cache_config(STACK, origin.address, [site.issuer.url], base_path=BASE_PATH, changes=changes)
+        cache = stack.enter_context(run_cache(cfg, work / "cache", site.ca, issuers=[site.issuer]))
+        path = origin.add_file("mc/RunIII/nano-cschk.root", size=BIG)
+        proc = xrdcp(cache.server.url(path), tmp_path / "copy", env=site.env(site.token()))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert (tmp_path / "copy").read_bytes() == origin.local(path).read_bytes()
+        log = origin.server.log_text()
+    pgreads, reads = log.count(" pgread "), log.count(" read ")
+    assert (pgreads > 0, reads > 0) == (checksums, not checksums), (pgreads, reads)
 
 
 def test_https_reads_with_a_bearer_header(site: Site, https_cache: Cache) -> None:

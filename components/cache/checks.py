@@ -135,6 +135,9 @@ def problems(cfg: FacilityConfig) -> list[Problem]:
             found.append(
                 problem(("cache", "issuers", index, "basePath"), issuer.base_path, f"a path under an export: {exports}")
             )
+    if not cache.token_auth and cache.buffer_size() is not None:
+        why = "2m without tokenAuth: XRootD 5.5 aborts serving a plain-root:// pgread of more than 2 MiB with more"
+        found.append(problem(("cache", "maxBufferSize"), cache.max_buffer_size, why))
     if cache.token_auth and not cache.issuers and cfg.identity is None:
         found.append(problem(("cache", "issuers"), [], "a token issuer, or af:identity, when tokenAuth is on"))
     return [*found, *_upstream_problems(cfg), *_node_problems(cfg), *_node_local_problems(cfg)]

@@ -38,6 +38,18 @@ def _ram(value: str) -> str:
     return value
 
 
+XROOTD_BUFFER = "2m"
+"""XRootD's own `xrd.buffers maxbsz`: the directive takes only larger values."""
+TLS_BUFFER = "16m"
+"""`af:cache.maxBufferSize` when unset and clients come over TLS."""
+
+
+def _buffer_size(value: str | None) -> str | None:
+    if value is not None and not size_bytes(XROOTD_BUFFER) <= size_bytes(value) <= size_bytes("1g"):
+        raise ValueError("from 2m (XRootD's default) to 1g, such as 16m")
+    return value
+
+
 def _block_size(value: str) -> str:
     if size_bytes(value) % size_bytes("4k"):
         raise ValueError("a multiple of 4k, such as 64k or 1m")
@@ -194,6 +206,33 @@ class Cache(StrictModel):
     it touches is fetched whole. Measured (benchmarks/bench_cache_wan.py, 20 ms, 1 Gbit/s): bytes
     fetched from the origin per byte needed 1.23 with 64k, 1.40 with 128k, 1.69 with 256k, 2.66
     with 1m; cold read time hardly changes (each vector read waits one origin round trip)."""
+    max_buffer_size: str | None = None
+    """The most the server handles of one client request at a time (`xrd.buffers maxbsz`, from 2m,
+    XRootD's own default, to 1g). Unset: 16m when clients come over TLS (`tokenAuth`), 2m otherwise.
+    A vector read (readv) or read larger than this is served in pieces of this size, one after the
+    other, and through the cache each piece that misses waits one origin round trip before the next
+    is looked at: uproot sends ~10 MB vector reads, which at 2m cost 8 sequential round trips each (a
+    cold 10 MB read took 0.31 s over a 20 ms WAN). With 16m each costs one (0.15 to 0.25 s), and cold
+    reads of 2 files went from 2.1-2.4 to 1.3-1.5 times the direct read (benchmarks/bench_cache_wan.py).
+    Every request in progress holds a buffer up to this size in memory. Above 2m needs `tokenAuth`:
+    XRootD 5.5.3 overflows a stack array (and aborts) serving a kXR_pgread of more than 2 MiB with a
+    larger buffer, and xrdcp sends such reads over plain root:// (over TLS it, XrdCl 6's copies and
+    uproot send plain reads: tests/test_xcache_xrootd.py). A client built to send large pgreads over
+    TLS can still stop the server (it restarts; its disk is kept): 2m rules that out, at the cold cost
+    above. Also with more than 2m, when `ram` is full the cache forwards a client's vector-read pieces
+    to the origin as they are, and an origin keeping XRootD's 2m refuses pieces above it (XRootD
+    issue 2308; uproot's pieces were at most 1.3 MB here)."""
+    network_checksums: bool = True
+    """The cache reads from the origin with page checksums (`pfc.cschk net`, XRootD's default: kXR_pgread,
+    a CRC32C per 4 KiB page that the origin computes and the cache checks before the block is stored
+    and served to everyone); false reads plainly (`pfc.cschk off`) and trusts TCP's own checksum.
+    XRootD 5.5 runs a `cpuid` instruction per page to choose its CRC code, which on a virtual machine
+    traps to the hypervisor (3.7 µs on the development VM): in a cold read the CRC code took a quarter
+    of the cache's CPU and over half of the origin's (perf), and turning the checks off cut the
+    servers' CPU for a cold read of 4 files over the emulated WAN from 2.2 to 1.3 s
+    (benchmarks/bench_cache_wan.py; loopback variant `no network checksums`). On by default: a
+    corrupted block would be stored and served to every later reader. Node caches check pages only
+    without `tokenAuth`: with it their link to the site cache is TLS, which authenticates every record."""
     prefetch: int = Field(default=0, ge=0, le=128)
     """Blocks prefetched per open file (`pfc.prefetch`); 0 turns prefetching off. Off by default:
     prefetching reads a file from its start whatever the client needs, so an analysis taking a
@@ -223,6 +262,16 @@ class Cache(StrictModel):
     @classmethod
     def _block(cls, value: str) -> str:
         return _block_size(value)
+
+    @field_validator("max_buffer_size")
+    @classmethod
+    def _buffer(cls, value: str | None) -> str | None:
+        return _buffer_size(value)
+
+    def buffer_size(self) -> str | None:
+        """`xrd.buffers maxbsz` to render: the declared size, or 16m with TLS; None for XRootD's own 2m."""
+        size = self.max_buffer_size or (TLS_BUFFER if self.token_auth else XROOTD_BUFFER)
+        return None if size_bytes(size) <= size_bytes(XROOTD_BUFFER) else size
 
     @field_validator("forward_hosts")
     @classmethod

@@ -95,6 +95,8 @@ def render_xrootd_cfg(cfg: FacilityConfig, runtime: CacheRuntime) -> str:
         f"pfc.blocksize {cache.block_size}",
         f"pfc.prefetch {cache.prefetch}",
         f"pfc.diskusage {cache.low_watermark:.2f} {cache.high_watermark:.2f}",
+        "# Page checksums (CRC32C per 4 KiB) on what is fetched from the origin, or none (af:cache.networkChecksums).",
+        f"pfc.cschk {'net' if cache.network_checksums else 'off'}",
         "pfc.trace info",
     ]
     lines += _served_lines(cfg, runtime)
@@ -152,6 +154,9 @@ def render_node_xrootd_cfg(cfg: FacilityConfig, runtime: CacheRuntime, node: Nod
         "# Its own disk limit: cached files' bytes (files baseline nominal max), besides the disk's watermarks.",
         f"pfc.diskusage {cfg.cache.low_watermark:.2f} {cfg.cache.high_watermark:.2f} "
         f"files {baseline}k {nominal}k {files_max}k purgeinterval {node.purge_seconds}",
+        "# Page checksums on what is fetched from the site cache only where TLS does not protect it already",
+        "# (tokenAuth: every TLS record is authenticated); the site cache's setting otherwise.",
+        f"pfc.cschk {'net' if cfg.cache.network_checksums and not cfg.cache.token_auth else 'off'}",
         "pfc.trace info",
     ]
     lines += _served_lines(cfg, runtime)
@@ -169,6 +174,13 @@ def _served_lines(cfg: FacilityConfig, runtime: CacheRuntime) -> list[str]:
         "# with this (benchmarks/bench_cache_wan.py); links with TLS are synchronous anyway.",
         "xrootd.async off",
     ]
+    if (buffer := cache.buffer_size()) is not None:
+        lines += [
+            "# A request is served in pieces of at most this size, one after the other; through the cache each",
+            "# piece that misses waits one origin round trip. XRootD's 2m cut uproot's ~10 MB vector reads into",
+            "# 8 round trips each; one piece per request makes it one (af:cache.maxBufferSize; TLS clients only).",
+            f"xrd.buffers maxbsz {buffer}",
+        ]
     if runtime.report_port is not None:
         lines += ["", *monitoring_lines(runtime.report_port, runtime.report_seconds)]
     if cache.token_auth or runtime.https_port is not None:

@@ -554,19 +554,19 @@ class Origin:
         return Transfers(opens, sent)
 
 
-def origin_config(root: Path, run_dir: Path, port: int, export: str) -> str:
-    return "\n".join(
-        [
-            f"xrd.port {port}",
-            f"all.export {export}",
-            f"oss.localroot {root}",
-            f"all.adminpath {run_dir}",
-            f"all.pidpath {run_dir}",
-            "# Every open and read is logged: the tests count what the origin served.",
-            "ofs.trace open read",
-            "",
-        ]
-    )
+def origin_config(root: Path, run_dir: Path, port: int, export: str, trace_requests: bool = False) -> str:
+    lines = [
+        f"xrd.port {port}",
+        f"all.export {export}",
+        f"oss.localroot {root}",
+        f"all.adminpath {run_dir}",
+        f"all.pidpath {run_dir}",
+        "# Every open and read is logged: the tests count what the origin served.",
+        "ofs.trace open read",
+    ]
+    if trace_requests:
+        lines += ["# Each read request as the client sent it (read, pgread, readV).", "xrootd.trace fsio"]
+    return "\n".join([*lines, ""])
 
 
 @contextmanager
@@ -578,12 +578,14 @@ def run_origin(
     netns: str | None = None,
     host: str = "127.0.0.1",
     root: Path | None = None,
+    trace_requests: bool = False,
 ) -> Iterator[Origin]:
     """An origin on loopback (or in `netns`, reached at `host`), in `workdir`, serving `root` (default
-    `workdir/data`); add files with `Origin.add_file`."""
+    `workdir/data`); add files with `Origin.add_file`. With `trace_requests` its log also has each read request as
+    the client sent it (`xrootd.trace fsio`)."""
     port = port or free_port()
     root = root or workdir / "data"
-    text = origin_config(root, workdir / "run", port, export)
+    text = origin_config(root, workdir / "run", port, export, trace_requests)
     with run_xrootd(text, workdir, "origin", port, netns=netns, host=host) as server:
         yield Origin(server, root, export)
 
