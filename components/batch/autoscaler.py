@@ -13,7 +13,7 @@ from autoscaler.model import Resources
 from autoscaler.settings import ControllerSettings, GroupSettings, TriggerSettings
 
 from ..common import rendered
-from ..common.kube import PART_OF, SMALL
+from ..common.kube import NO_PRIVILEGES, PART_OF, RUNTIME_DEFAULT_SECCOMP, SMALL
 from ..config.facility import FacilityConfig
 from ..names import AUTOSCALER, COLLECTOR_PORT, CONDOR_NAMESPACE, CONFIG_HASH_ANNOTATION, SYSTEM_NODES
 from .config import worker_groups
@@ -132,6 +132,7 @@ def pod_spec(cfg: FacilityConfig, settings: ControllerSettings) -> dict[str, Any
     return {
         "serviceAccountName": AUTOSCALER,
         "nodeSelector": dict(SYSTEM_NODES),
+        "securityContext": dict(RUNTIME_DEFAULT_SECCOMP),
         "initContainers": [mint],
         "containers": [
             {
@@ -149,8 +150,8 @@ def pod_spec(cfg: FacilityConfig, settings: ControllerSettings) -> dict[str, Any
                     "runAsUser": USER,
                     "runAsGroup": USER,
                     "runAsNonRoot": True,
-                    "allowPrivilegeEscalation": False,
                     "readOnlyRootFilesystem": True,
+                    **NO_PRIVILEGES,
                 },
                 "readinessProbe": {"httpGet": {"path": "/metrics", "port": port}, "periodSeconds": 15},
                 "livenessProbe": {"httpGet": {"path": "/metrics", "port": port}, "periodSeconds": 30},
