@@ -1,6 +1,8 @@
 """Every shipped stack on a real control plane (tests/support/kube.py): its nodes registered as the stack registers
 them (kwok), its Kubernetes objects applied in dependency order with server-side apply and admitted, and each of
-its workloads Running on a node of the group it is meant for, with no pod that needs no GPU on a GPU node.
+its workloads, and of the Helm releases' workloads as our values render them (the chart stand-ins of
+tests/support/charts), admitted by the PodSecurity admission under its namespace's labels and Running on a node of
+the group it is meant for, node agents on every node they select, with no pod that needs no GPU on a GPU node.
 
 Where the stack runs the pool, the autoscaler too: with a TokenRequest token of its ServiceAccount and the plan's
 Role and RoleBinding, `autoscaler.kube.KubeApi` does its job and nothing more; and its scale-in path (mark the
@@ -19,7 +21,9 @@ from typing import Any
 
 import pytest
 from conftest import SHIPPED_STACKS
+from support import placement
 from support.kube import FIELD_MANAGER, ApiError, Kube, wait_for
+from support.kubecharts import ChartWorkload, chart_workloads, meant_for
 from support.kubeplan import (
     CRD_GROUPS,
     NodeSpec,
@@ -32,13 +36,15 @@ from support.kubeplan import (
     without_namespace_dependency,
     workloads,
 )
-from support.kubestack import OnCluster, gpu_squatters, run_workloads
+from support.kubestack import OnCluster, Placed, gpu_squatters, run_workloads
 from support.kubestack import on_cluster as deployed_on
 
+from afctl.stackfile import read_stack
 from autoscaler.controller import REMOVE_FIRST, apply
 from autoscaler.kube import DELETION_COST, GROUP_LABEL, KubeApi
 from autoscaler.model import Decision, Memory, Plan, Worker
 from autoscaler.settings import ControllerSettings
+from components.config.loader import build_config
 
 LABEL = "af.infn.it"
 SYSTEM = {f"{LABEL}/role-system": "true"}
@@ -60,9 +66,19 @@ MAGNUM = pytest.mark.parametrize(
 """The autoscaler's tests: on the stacks that run the pool (the same deployments as the other tests')."""
 WORKERS = 5
 ROUNDS = 20
-GPU_NODE_AGENTS: frozenset[str] = frozenset()
-"""Workloads that may run on GPU nodes without requesting a GPU (node agents: the device plugin, feature discovery,
-the DCGM exporter, the CVMFS node plugin — chart workloads, added with their stand-ins)."""
+GPU_NODE_AGENTS = frozenset(
+    {
+        "cvmfs-csi-nodeplugin",
+        "nvidia-device-plugin",
+        "nvidia-device-plugin-gpu-feature-discovery",
+        "nvidia-device-plugin-node-feature-discovery-worker",
+        "dcgm-exporter",
+        "kube-prometheus-stack-prometheus-node-exporter",
+    }
+)
+"""Workloads that may run on GPU nodes without requesting a GPU: node agents (the CVMFS node plugin mounts /cvmfs for
+the GPU pods, the device plugin and feature discovery advertise the GPUs, the exporters read the node and its
+GPUs)."""
 
 
 def expected_labels(name: str, nodes: list[NodeSpec]) -> dict[str, str]:
@@ -75,10 +91,31 @@ def expected_labels(name: str, nodes: list[NodeSpec]) -> dict[str, str]:
     return want
 
 
-def chart_stand_ins(stack: StackPlan) -> list[dict[str, Any]]:
-    """Workloads standing in for the Helm releases' own (exactly the node selectors, tolerations and resources
-    our values give the charts' workloads): built in tests/support/charts/ and plugged in here."""
-    return []
+def chart_stand_ins(stack: StackPlan) -> list[ChartWorkload]:
+    """Workloads standing in for the Helm releases' own (exactly the node selectors, tolerations, resources and
+    security contexts our values give the charts' workloads): tests/support/charts, as tests/support/kubecharts
+    puts them on a cluster."""
+    return chart_workloads(stack.plan)
+
+
+def node_agent_coverage(placed: list[Placed], manifests: list[dict[str, Any]], nodes: list[NodeSpec]) -> list[str]:
+    """DaemonSets whose pods do not run on exactly the nodes their selector, affinity and tolerations admit (Kubernetes'
+    rules as tests/support/placement reads them), or on none."""
+    where = {p.ref: set(p.pods.values()) for p in placed}
+    found = []
+    for manifest in manifests:
+        if manifest["kind"] != "DaemonSet":
+            continue
+        ref = f"DaemonSet {manifest['metadata']['namespace']}/{manifest['metadata']['name']}"
+        spec = manifest["spec"]["template"]["spec"]
+        admitted = {
+            n.name
+            for n in nodes
+            if not placement.admits(placement.Node(n.name, n.group, n.labels, tuple(n.taints)), spec)
+        }
+        if not admitted or where.get(ref, set()) != admitted:
+            found.append(f"{ref}: runs on {sorted(where.get(ref, set()))}, its rules admit {sorted(admitted)}")
+    return found
 
 
 @pytest.fixture(scope="module", params=SHIPPED_STACKS)
@@ -119,24 +156,57 @@ def test_the_objects_not_applied_are_only_those_a_bare_control_plane_cannot_take
 
 
 def test_workloads_run_on_the_nodes_they_are_meant_for(on_cluster: OnCluster, kube: Kube) -> None:
+    """Ours and the charts' (their stand-ins, applied like the plan's objects into the plan's labelled namespaces, so
+    the PodSecurity admission judges them): every pod Running on a node of the group it is meant for, every node
+    agent on each node it selects."""
     ours = [o.manifest for o in workloads(on_cluster.deployed.applied)]
-    extra = chart_stand_ins(on_cluster.stack)
-    for manifest in extra:
-        kube.apply(manifest)
-    placed, failures = run_workloads(kube, ours + extra, on_cluster.nodes)
+    charts = chart_stand_ins(on_cluster.stack)
+    services = [c for c in charts if c.manifest["kind"] != "Pod"]
+    sessions = [c for c in charts if c.manifest["kind"] == "Pod"]
+    refused = []
+    for chart in services:
+        kube.apply(chart.manifest)  # its pods meet the admission when its controller creates them
+    placed, failures = run_workloads(kube, ours + [c.manifest for c in services], on_cluster.nodes)
+    # The pods the hub and the Dask gateway create for users come and go: each on its own, beside the services.
+    for chart in sessions:
+        try:
+            kube.apply(chart.manifest)
+        except ApiError as exc:
+            refused.append(f"{chart.ref}: {exc.message}")
+            continue
+        ran, failed = run_workloads(kube, [chart.manifest], on_cluster.nodes)
+        placed, failures = placed + ran, failures + failed
+        kube.call(
+            "DELETE",
+            kube.path("v1", "Pod", chart.stand_in.name, chart.stand_in.namespace),
+            params={"gracePeriodSeconds": "0"},
+        )
+    assert not refused, "chart pods refused:\n" + "\n".join(refused)
     assert not failures, "workloads that do not run:\n" + "\n".join(failures)
+    manifests = ours + [c.manifest for c in charts]
+    cfg = build_config(*read_stack(on_cluster.stack.stack))
+    intent = {
+        f"{c.manifest['kind']} {c.stand_in.namespace}/{c.stand_in.name}": meant_for(
+            c, cfg.dask.placement.schedulers, cfg.dask.placement.workers
+        )
+        for c in charts
+    }
     nodes = {n.name: n for n in on_cluster.nodes}
     misplaced = []
     for workload in placed:
-        if workload.namespace not in on_cluster.deployed.namespaces:
-            continue  # a chart stand-in: its placement is its helper's to state
-        want = expected_labels(workload.name, on_cluster.nodes)
+        if workload.ref.startswith("DaemonSet "):
+            continue  # node agents: checked against the nodes they select
+        want = intent.get(workload.ref) or expected_labels(workload.name, on_cluster.nodes)
+        if not any(all(n.labels.get(k) == v for k, v in want.items()) for n in on_cluster.nodes):
+            want = dict(SYSTEM)  # no node has its role: it belongs with the facility's other services
         for pod, node in workload.pods.items():
             if any(nodes[node].labels.get(k) != v for k, v in want.items()):
                 misplaced.append(f"{workload.ref}: pod {pod} on {node} (group {nodes[node].group}), meant for {want}")
     assert not misplaced, "\n".join(misplaced)
+    assert not (agents := node_agent_coverage(placed, manifests, on_cluster.nodes)), "\n".join(agents)
     squatters = gpu_squatters(placed, on_cluster.nodes, GPU_NODE_AGENTS)
     assert not squatters, "pods that need no GPU on GPU nodes:\n" + "\n".join(squatters)
+    print(f"{on_cluster.stack.stack}: {len(placed)} workloads Running, {len(charts)} of them chart stand-ins")
 
 
 @MAGNUM
