@@ -147,7 +147,8 @@ def _profile(context: Any, key: str) -> Any:
 def needs_privileged(pod: Mapping[str, Any]) -> list[str]:
     """What of `pod` only Pod Security `privileged` admits: the `baseline` level's checks (host namespaces,
     privileged containers, capabilities beyond its set, hostPath volumes, host ports, unconfined seccomp or
-    AppArmor, custom SELinux users, roles and types, unmasked /proc, unsafe sysctls, Windows host processes)."""
+    AppArmor, custom SELinux users, roles and types, unmasked /proc outside a user namespace, unsafe sysctls,
+    Windows host processes)."""
     found = [f"{key} is true" for key in ("hostNetwork", "hostPID", "hostIPC") if pod.get(key) is True]
     found += [
         f"volume {v.get('name')} is a hostPath ({dig(v, 'hostPath', 'path')})"
@@ -168,7 +169,8 @@ def needs_privileged(pod: Mapping[str, Any]) -> list[str]:
         added = dig(context, "capabilities", "add") or []
         for capability in sorted({str(c).upper().removeprefix("CAP_") for c in added} - BASELINE_CAPABILITIES):
             found.append(f"{what} adds capability {capability}")
-        if dig(context, "procMount") not in (None, "Default"):
+        if dig(context, "procMount") not in (None, "Default") and pod.get("hostUsers") is not False:
+            # An unmasked /proc is `baseline` in a user namespace of its own (Kubernetes 1.33 on).
             found.append(f"{what} has procMount {dig(context, 'procMount')}")
         for port in container.get("ports") or []:
             if isinstance(port, Mapping) and port.get("hostPort"):

@@ -653,28 +653,42 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def pod_security_verdict(kube: Kube, level: str, pod_spec: dict[str, Any], name: str = "probe") -> str | None:
-    """Whether the real PodSecurity admission admits a pod with `pod_spec` in a namespace enforcing `level`
-    (`privileged`, `baseline` or `restricted`, latest version): None if admitted, else the API server's
-    message. The pod is created with a server-side dry run, so nothing is stored."""
-    namespace = unique(f"pss-{level}")
-    kube.namespace(
-        namespace,
-        {"pod-security.kubernetes.io/enforce": level, "pod-security.kubernetes.io/enforce-version": "latest"},
-    )
+@contextmanager
+def labelled_namespace(kube: Kube, labels: dict[str, str], prefix: str = "pss") -> Iterator[str]:
+    """A fresh namespace with `labels` (a Pod Security level, say) while the block runs."""
+    namespace = unique(prefix)
+    kube.namespace(namespace, labels)
     try:
-        # Pod Security looks at no account; the probe's namespace has none but its `default`.
-        spec = {k: v for k, v in pod_spec.items() if k not in ("serviceAccountName", "serviceAccount")}
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
-        try:
-            kube.call("POST", f"/api/v1/namespaces/{namespace}/pods", pod, params={"dryRun": "All"})
-        except ApiError as exc:
-            if exc.status == 403 and "violates PodSecurity" in exc.message:
-                return exc.message
-            raise
-        return None
+        yield namespace
     finally:
         kube.delete("v1", "Namespace", namespace)
+
+
+def admission_refusal(kube: Kube, namespace: str, pod_spec: dict[str, Any], name: str = "probe") -> str | None:
+    """Whether the real PodSecurity admission admits a pod with `pod_spec` in `namespace`: None if it does, else the
+    API server's message. The pod is created with a server-side dry run, so nothing is stored."""
+    # Pod Security looks at no account; a probe's namespace has none but its `default`.
+    spec = {k: v for k, v in pod_spec.items() if k not in ("serviceAccountName", "serviceAccount")}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    try:
+        kube.call("POST", f"/api/v1/namespaces/{namespace}/pods", pod, params={"dryRun": "All"})
+    except ApiError as exc:
+        if exc.status == 403 and "violates PodSecurity" in exc.message:
+            return exc.message
+        raise
+    return None
+
+
+def enforcing(level: str, version: str = "latest") -> dict[str, str]:
+    """The labels of a namespace that enforces Pod Security `level` at `version`."""
+    return {"pod-security.kubernetes.io/enforce": level, "pod-security.kubernetes.io/enforce-version": version}
+
+
+def pod_security_verdict(kube: Kube, level: str, pod_spec: dict[str, Any], name: str = "probe") -> str | None:
+    """Whether the real PodSecurity admission admits a pod with `pod_spec` in a namespace enforcing `level`
+    (`privileged`, `baseline` or `restricted`, latest version): None if admitted, else the API server's message."""
+    with labelled_namespace(kube, enforcing(level), f"pss-{level}") as namespace:
+        return admission_refusal(kube, namespace, pod_spec, name)
 
 
 PSS_LEVELS = ("restricted", "baseline", "privileged")
