@@ -64,6 +64,7 @@ MAGNUM = pytest.mark.parametrize(
     "on_cluster", [s for s in SHIPPED_STACKS if cluster_mode(s) == "magnum"], indirect=True
 )
 """The autoscaler's tests: on the stacks that run the pool (the same deployments as the other tests')."""
+STRATEGIC = "application/strategic-merge-patch+json"
 WORKERS = 5
 ROUNDS = 20
 GPU_NODE_AGENTS = frozenset(
@@ -301,6 +302,8 @@ def test_the_autoscalers_role_refuses_everything_else(on_cluster: OnCluster, kub
     namespace = settings.namespace
     worker = settings.groups[0].deployment
     pod = wait_for("a pod", lambda: kube.list("v1", "Pod", namespace))[0]["metadata"]["name"]
+    api.scale(worker, 1)
+    worker_pod = wait_for("a worker pod", lambda: api.worker_pods())[0].name
     statefulsets = raw.path("apps/v1", "StatefulSet", "af-condor-schedd", namespace)
     attempts = {
         "scale the central manager": lambda: api.scale("af-condor-cm", 2),
@@ -318,6 +321,18 @@ def test_the_autoscalers_role_refuses_everything_else(on_cluster: OnCluster, kub
             "application/merge-patch+json",
         ),
         "list pods of another namespace": lambda: KubeApi(api.base_url, api.token, "xcache", api.context).worker_pods(),
+        # It may patch pods (the deletion cost), but the plan's admission policy refuses any other change.
+        "change a worker's image": lambda: patch_pod(
+            raw, namespace, worker_pod, image_patch(kube, namespace, worker_pod), STRATEGIC
+        ),
+        "relabel a worker": lambda: patch_pod(raw, namespace, worker_pod, {"metadata": {"labels": {GROUP_LABEL: "x"}}}),
+        "annotate a worker otherwise": lambda: patch_pod(
+            raw, namespace, worker_pod, {"metadata": {"annotations": {"a": "b"}}}
+        ),
+        "orphan a worker": lambda: patch_pod(raw, namespace, worker_pod, {"metadata": {"ownerReferences": None}}),
+        "hold a worker with a finalizer": lambda: patch_pod(
+            raw, namespace, worker_pod, {"metadata": {"finalizers": ["example.org/hold"]}}
+        ),
         "create a pod": lambda: raw.call(
             "POST",
             f"/api/v1/namespaces/{namespace}/pods",
@@ -326,6 +341,28 @@ def test_the_autoscalers_role_refuses_everything_else(on_cluster: OnCluster, kub
     }
     statuses = {what: refused(call) for what, call in attempts.items()}
     assert statuses == dict.fromkeys(attempts, 403)
+    # The deletion cost is still its to set, and the pod is as it was otherwise.
+    before = kube.get("v1", "Pod", worker_pod, namespace)
+    api.set_deletion_cost(worker_pod, REMOVE_FIRST)
+    after = kube.get("v1", "Pod", worker_pod, namespace)
+    assert before is not None and after is not None
+    assert after["metadata"]["annotations"][DELETION_COST] == str(REMOVE_FIRST)
+    assert (after["spec"], after["metadata"].get("labels")) == (before["spec"], before["metadata"].get("labels"))
+    api.scale(worker, 0)
+
+
+def patch_pod(
+    client: Kube, namespace: str, pod: str, patch: dict[str, Any], kind: str = "application/merge-patch+json"
+) -> Any:
+    return client.call("PATCH", client.path("v1", "Pod", pod, namespace), patch, kind)
+
+
+def image_patch(kube: Kube, namespace: str, pod: str) -> dict[str, Any]:
+    """The pod's first container with another image, as a strategic merge patch (by container name)."""
+    live = kube.get("v1", "Pod", pod, namespace)
+    assert live is not None
+    name = live["spec"]["containers"][0]["name"]
+    return {"spec": {"containers": [{"name": name, "image": "registry.example.org/attacker:1"}]}}
 
 
 class Drains:
