@@ -87,7 +87,7 @@ class CertManager(pulumi.ComponentResource):
         the release) so that it carries them."""
         super().__init__("af:index:CertManager", name, None, opts)
         self._provider = provider
-        _, _, ns_opts = layer_namespace(self, name, CERT_MANAGER_NAMESPACE, provider, namespace_labels)
+        namespace, _, ns_opts = layer_namespace(self, name, CERT_MANAGER_NAMESPACE, provider, namespace_labels)
         self.release = k8s.helm.v3.Release(
             f"{name}-chart",
             name="cert-manager",
@@ -116,7 +116,7 @@ class CertManager(pulumi.ComponentResource):
             metadata={"name": INTERNAL_CA_SECRET, "namespace": CERT_MANAGER_NAMESPACE},
             type="kubernetes.io/tls",
             string_data={"tls.crt": cert.cert_pem, "tls.key": pulumi.Output.secret(key.private_key_pem)},
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[self.release]),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[namespace, self.release]),
         )
         self.internal_issuer = k8s.apiextensions.CustomResource(
             f"{name}-internal-issuer",
