@@ -46,6 +46,8 @@ def stack_plan(stack: str) -> dict[str, Any]:
 
 
 def stack_config(stack: str) -> FacilityConfig:
+    if stack in SHIPPED_STACKS:
+        return preview(stack).config
     _, values, secret = variant(stack)
     return build_config(values, secret)
 

@@ -31,6 +31,7 @@ from support.kubeplan import (
     cluster_mode,
     plan_objects,
     preview,
+    release_namespaces,
     resources_of,
     runs_pool,
     without_namespace_dependency,
@@ -39,12 +40,10 @@ from support.kubeplan import (
 from support.kubestack import OnCluster, Placed, gpu_squatters, run_workloads
 from support.kubestack import on_cluster as deployed_on
 
-from afctl.stackfile import read_stack
 from autoscaler.controller import REMOVE_FIRST, apply
 from autoscaler.kube import DELETION_COST, GROUP_LABEL, KubeApi
 from autoscaler.model import Decision, Memory, Plan, Worker
 from autoscaler.settings import ControllerSettings
-from components.config.loader import build_config
 
 LABEL = "af.infn.it"
 SYSTEM = {f"{LABEL}/role-system": "true"}
@@ -128,6 +127,9 @@ def on_cluster(request: pytest.FixtureRequest, kube: Kube) -> Iterator[OnCluster
 def test_every_object_of_the_plan_is_admitted(on_cluster: OnCluster, kube: Kube) -> None:
     deployed = on_cluster.deployed
     assert not deployed.rejected, "rejected by the API server:\n" + "\n".join(map(str, deployed.rejected))
+    # Each in a namespace the plan makes (namespaces outlive a stack on the session's control plane: emptied only).
+    made = {o.name for o in deployed.applied if o.kind == "Namespace"} | set(release_namespaces(on_cluster.stack.plan))
+    assert {o.namespace for o in deployed.applied if o.namespace} <= made
     # Stored as applied, by the provider's field manager.
     for obj in deployed.applied:
         meta = obj.manifest["metadata"]
@@ -185,7 +187,7 @@ def test_workloads_run_on_the_nodes_they_are_meant_for(on_cluster: OnCluster, ku
     assert not refused, "chart pods refused:\n" + "\n".join(refused)
     assert not failures, "workloads that do not run:\n" + "\n".join(failures)
     manifests = ours + [c.manifest for c in charts]
-    cfg = build_config(*read_stack(on_cluster.stack.stack))
+    cfg = on_cluster.stack.config
     intent = {
         f"{c.manifest['kind']} {c.stand_in.namespace}/{c.stand_in.name}": meant_for(
             c, cfg.dask.placement.schedulers, cfg.dask.placement.workers

@@ -1,7 +1,7 @@
 """A stack on the test control plane: its nodes registered (kwok), its Kubernetes objects applied in dependency
 order with server-side apply, volumes provisioned by a stand-in provisioner, and its workloads run to check
-where the scheduler puts them. `Deployed.remove` takes it all away again, so stacks can follow each other on one
-control plane.
+where the scheduler puts them. `Deployed.remove` takes it all away again (its namespaces emptied, not deleted), so
+stacks can follow each other on one control plane.
 
 In mode magnum the plan's node labeller runs once after the objects are applied (its own script, config and
 account, as its pod would run it), so the nodes carry the labels and taints the facility gives them in the cluster.
@@ -69,7 +69,9 @@ class Deployed:
         return namespaces_of(self.applied)
 
     def remove(self) -> None:
-        self.kube.delete_namespaces(sorted({*self.namespaces, *self.extra_namespaces}))
+        """Everything the stack brought: its namespaces are emptied (and kept, for the next stack), its cluster-wide
+        objects, nodes and volumes deleted."""
+        self.kube.empty_namespaces(sorted({*self.namespaces, *self.extra_namespaces}))
         for api_version, kind, name in self.cluster_scoped:
             self.kube.delete(api_version, kind, name)
         remove_nodes(self.kube, self.nodes)
@@ -198,7 +200,8 @@ def on_cluster(kube: Kube, stack: StackPlan, nodes: list[NodeSpec] | None = None
             deployed = deploy(kube, nodes, objects, release_namespaces(stack.plan))
         except BaseException:
             # Half deployed: take away what may be there, so that the next stack starts clean.
-            kube.delete_namespaces(sorted({o.name for o in objects if o.kind == "Namespace"}))
+            present = {n["metadata"]["name"] for n in kube.list("v1", "Namespace")}
+            kube.empty_namespaces(sorted({o.name for o in objects if o.kind == "Namespace"} & present))
             remove_nodes(kube, nodes)
             raise
         try:
