@@ -13,7 +13,9 @@ from .batch.pods import pool_client
 from .batch.pool import Condor
 from .cache.client import client_env as cache_client_env
 from .cache.client import client_files as cache_client_files
+from .cache.client import node_cache_url
 from .cache.component import XCache
+from .cache.config import node_cache_groups, notebooks_read_node_caches
 from .certs.component import CertManager
 from .common.layers import ServiceClient
 from .config.facility import FacilityConfig
@@ -53,8 +55,25 @@ def needs_certificates(cfg: FacilityConfig) -> bool:
 
 
 def cache_client(cfg: FacilityConfig) -> ServiceClient | None:
-    """What notebooks and jobs need to read through the cache, when there is one."""
-    return ServiceClient(env=cache_client_env(), files=cache_client_files()) if cfg.cache.enabled else None
+    """What jobs need to read through the cache, when there is one: on the nodes of groups with node caches, their
+    own node's cache (worker groups are node groups)."""
+    if not cfg.cache.enabled:
+        return None
+    node_env = cache_client_env(node_cache_url())
+    return ServiceClient(
+        env=cache_client_env(),
+        files=cache_client_files(),
+        group_env={group: node_env for group in node_cache_groups(cfg.cache, cfg.cluster)},
+    )
+
+
+def notebook_cache_client(cfg: FacilityConfig) -> ServiceClient | None:
+    """What notebooks need to read through the cache: their node's cache when every node that runs notebooks has one
+    (a notebook's node is known only once it is scheduled), else the site cache."""
+    client = cache_client(cfg)
+    if client is None or not notebooks_read_node_caches(cfg.cache, cfg.cluster):
+        return client
+    return ServiceClient(env=cache_client_env(node_cache_url()), files=client.files)
 
 
 def hub_site(cfg: FacilityConfig) -> HubSite:
@@ -63,7 +82,7 @@ def hub_site(cfg: FacilityConfig) -> HubSite:
     of the internal CA."""
     env: dict[str, str] = {}
     files: dict[str, str] = {}
-    clients = [cache_client(cfg), pool_client(cfg) if cfg.condor.enabled else None]
+    clients = [notebook_cache_client(cfg), pool_client(cfg) if cfg.condor.enabled else None]
     for client in filter(None, clients):
         env |= client.env
         files |= client.files

@@ -95,6 +95,9 @@ CACHE_PORT = 1094
 CACHE_HTTPS_PORT = 8443
 CACHE_METRICS_PORT = 9102
 """The cache exporter sidecar's /metrics (container port `metrics`)."""
+NODE_CACHE_SERVICE = "af-xcache-node"
+"""The node-level caches (a DaemonSet in the cache's namespace) and their Service, whose traffic stays on the node
+(`internalTrafficPolicy: Local`): a pod reaches its own node's cache by this one name, on the cache's ports."""
 
 CONDOR_CM = "af-condor-cm"
 CONDOR_SCHEDD = "af-condor-schedd"

@@ -28,6 +28,7 @@ from support.xrootd import (
 )
 from test_xcache_xrootd import REFUSED
 
+from components.cache import client as xcache
 from components.cache.xrootd import NodeCache
 from components.config.facility import FacilityConfig
 
@@ -85,7 +86,8 @@ def test_the_rendered_disk_cap_is_xrootds(site: NodeSite) -> None:
     """xrootd parsed the node cache's disk cap as rendered (it prints its effective pfc settings at start)."""
     log = site.node_cache.server.log_text()
     cap = 64 * 2**10  # KiB, as rendered; xrootd prints bytes
-    assert f"files {cap * 8 // 10 * 1024} {cap * 9 // 10 * 1024} {cap * 1024} " in log, log[-3000:]
+    files = f"files {cap * 8 // 10 * 1024} {cap * 9 // 10 * 1024} {cap * 1024} purgeinterval 60 "
+    assert files in log, log[-3000:]
 
 
 def test_a_file_read_through_the_node_cache_comes_through_the_site_cache(site: NodeSite, tmp_path: Path) -> None:
@@ -139,3 +141,62 @@ def test_a_node_cache_does_not_pass_the_users_token_upstream(site: NodeSite, tmp
     assert "Unable to open" in out, out  # the node cache let the user in; its read from the site cache failed
     assert not (tmp_path / "copy").exists()
     assert not (tmp_path / "copy").exists()
+
+
+def forwarded(site: NodeSite, path: str) -> str:
+    """The path a grid URL of the origin becomes behind XrdCl's proxy plugin (`/root:/host:port/store/...`)."""
+    return f"/root:/{site.origin.address}{path}"
+
+
+def _proxied_read(site: NodeSite, path: str, token: str | None, plugins: Path, dest: Path) -> tuple[int, str]:
+    """What a notebook or a job on a node with a node cache does: `xrdcp root://<origin>//store/...` with the rendered
+    XrdCl proxy-plugin config and environment, the node cache's URL as the prefix (only it and the config and CA
+    directories made local)."""
+    plugins.mkdir(exist_ok=True)
+    for name, text in xcache.client_files().items():
+        (plugins / Path(name).name).write_text(text)
+    local = {
+        "XRD_PLUGINCONFDIR": str(plugins),
+        "XROOT_PROXY": site.node_cache.server.url("/"),
+        "X509_CERT_DIR": str(site.ca.cert_dir),
+    }
+    env = client_env(token=token, ca=site.ca, scratch=site.work / "client") | xcache.client_env() | local
+    proc = xrdcp(site.origin.server.url(path), dest, env=env)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_a_notebooks_usual_url_is_read_through_the_node_cache(site: NodeSite, tmp_path: Path) -> None:
+    """The grid URL, prefixed by the plugin, goes to the node cache, which asks the site cache for the same forwarded
+    path (`/root:/<origin>:<port>/store/...`); the site cache forwards it to the origin. Read again, it comes from the
+    node cache's disk."""
+    path = site.origin.add_file("mc/node/proxied.root", size=SIZE)
+    rc, out = _proxied_read(site, path, site.token(), tmp_path / "plugins", tmp_path / "copy")
+    assert rc == 0, out + site.node_cache.server.log_tail()
+    assert (tmp_path / "copy").read_bytes() == site.origin.local(path).read_bytes()
+    # The node cache keeps it under the forwarded name; the site cache, forwarding, under the path itself.
+    node_record = site.node_cache.cinfo_path(forwarded(site, path))
+    assert node_record.exists(), "the read did not go through the node cache"
+    assert site.site_cache.cinfo_path(path).exists(), "the node cache did not read through the site cache"
+    assert wait_for(lambda: cinfo(node_record)["state_complete"] == "complete")
+    rc, out = _proxied_read(site, path, site.token(), tmp_path / "plugins", tmp_path / "again")
+    assert rc == 0, out
+    assert (tmp_path / "again").read_bytes() == site.origin.local(path).read_bytes()
+    assert site.origin.transfers(path).opens == 1
+    assert wait_for(lambda: cinfo(node_record)["n_acc_total"] == 2), cinfo(node_record)
+    assert cinfo(site.site_cache.cinfo_path(path))["n_acc_total"] == 1, "the site cache served it again"
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_a_node_cache_refuses_a_notebooks_usual_url_as_the_site_cache_does(
+    site: NodeSite, tmp_path: Path, case: str
+) -> None:
+    """The forwarded form of a path is held to the same token rules: refused by the node cache itself, the site cache
+    never asked."""
+    slug = case.replace(" ", "-")
+    unfetched = site.origin.add_file(f"mc/node/never-proxied-{slug}.root", size=4096)
+    rc, out = _proxied_read(site, unfetched, REFUSED[case](site), tmp_path / "plugins", tmp_path / "copy")
+    assert rc != 0, f"{case}: {out}"
+    assert not (tmp_path / "copy").exists()
+    assert not site.node_cache.cinfo_path(forwarded(site, unfetched)).exists()
+    assert not site.site_cache.cinfo_path(unfetched).exists()
+    assert site.origin.transfers(unfetched).opens == 0

@@ -101,7 +101,6 @@ def render_xrootd_cfg(cfg: FacilityConfig, runtime: CacheRuntime) -> str:
     return "\n".join(lines) + "\n"
 
 
-
 @dataclass(frozen=True)
 class NodeCache:
     """What a node-level cache needs besides the site cache's config (`af:cache`): where the site cache is and how
@@ -118,6 +117,9 @@ class NodeCache:
     """`pfc.blocksize`; the site cache's when unset, so a node's miss is whole blocks of the site cache."""
     prefetch: int = 0
     """`pfc.prefetch`; off: the node fetches only what its pods read (the site cache holds the rest)."""
+    purge_seconds: int = 60
+    """How often the purge checks the disk (`purgeinterval`; XRootD's default is 300 s). Between two checks the
+    cache grows by what the node fetched meanwhile: a short interval keeps it near its cap."""
 
 
 def render_node_xrootd_cfg(cfg: FacilityConfig, runtime: CacheRuntime, node: NodeCache) -> str:
@@ -136,20 +138,25 @@ def render_node_xrootd_cfg(cfg: FacilityConfig, runtime: CacheRuntime, node: Nod
         *(f"all.export {path}" for path in cfg.cache.exports),
         "",
         "# Proxy to the site cache only (no forwarding: every path is read from it), with a file cache in front.",
+        "# A grid URL prefixed by XrdCl's proxy plugin (/root:/host:port/store/...) is passed on as it is: the",
+        "# site cache forwards it, under the same token rules.",
         "ofs.osslib libXrdPss.so",
         "pss.cachelib libXrdPfc.so",
         f"pss.origin {node.site_cache}",
+        "all.export /root:/",
+        "all.export /xroot:/",
         f"oss.localroot {runtime.data_dir}",
         f"pfc.ram {node.ram}",
         f"pfc.blocksize {node.block_size or cfg.cache.block_size}",
         f"pfc.prefetch {node.prefetch}",
         "# Its own disk limit: cached files' bytes (files baseline nominal max), besides the disk's watermarks.",
         f"pfc.diskusage {cfg.cache.low_watermark:.2f} {cfg.cache.high_watermark:.2f} "
-        f"files {baseline}k {nominal}k {files_max}k",
+        f"files {baseline}k {nominal}k {files_max}k purgeinterval {node.purge_seconds}",
         "pfc.trace info",
     ]
     lines += _served_lines(cfg, runtime)
     return "\n".join(lines) + "\n"
+
 
 def _served_lines(cfg: FacilityConfig, runtime: CacheRuntime) -> list[str]:
     """How clients reach a cache and what they must present: monitoring, TLS, token auth, HTTPS; the same for the

@@ -49,3 +49,5 @@ class ServiceClient:
 
     env: Mapping[str, str] = field(default_factory=dict)
     files: Mapping[str, str] = field(default_factory=dict)
+    group_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """By node group: what a client on that group's nodes uses instead of `env` (a node-local service's address)."""

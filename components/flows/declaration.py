@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..cache.config import node_cache_groups, notebooks_read_node_caches
 from ..config.facility import FacilityConfig
 from ..names import (
     ACME_SOLVER_PODS,
@@ -37,6 +38,7 @@ from ..names import (
     HUB_PODS,
     HUB_PORT,
     MONITORING_NAMESPACE,
+    NODE_CACHE_SERVICE,
     NOTEBOOK_PODS,
     NOTEBOOK_PORT,
     OFFLOAD_NAMESPACE,
@@ -89,6 +91,7 @@ ACME_SOLVER = Peer("ACME solver", HUB_NAMESPACE, ACME_SOLVER_PODS)
 PROMETHEUS = Peer("prometheus", MONITORING_NAMESPACE, PROMETHEUS_PODS)
 MONITORING = Peer("monitoring stack", MONITORING_NAMESPACE)
 CACHE = Peer("cache", CACHE_NAMESPACE, app(CACHE_SERVICE))
+NODE_CACHES = Peer("node caches", CACHE_NAMESPACE, app(NODE_CACHE_SERVICE))
 CENTRAL_MANAGER = Peer("central manager", CONDOR_NAMESPACE, app(CONDOR_CM))
 SCHEDD = Peer("schedd", CONDOR_NAMESPACE, app(CONDOR_SCHEDD))
 AUTOSCALER_PODS = Peer("autoscaler", CONDOR_NAMESPACE, app(AUTOSCALER))
@@ -221,6 +224,22 @@ def _cache_flows(cfg: FacilityConfig) -> list[Flow]:
     flows = [Flow(r, CACHE, (CACHE_PORT, CACHE_HTTPS_PORT), "root:// and davs:// reads") for r in readers]
     if cfg.monitoring.enabled:
         flows.append(Flow(PROMETHEUS, CACHE, (CACHE_METRICS_PORT,), "scrapes"))
+    return flows + _node_cache_flows(cfg)
+
+
+def _node_cache_flows(cfg: FacilityConfig) -> list[Flow]:
+    """Notebooks and workers on nodes with a node cache read through it (and may still name the site cache); the
+    node caches read the site cache with their own token."""
+    groups = node_cache_groups(cfg.cache, cfg.cluster)
+    if not groups:
+        return []
+    readers = [NOTEBOOKS] if cfg.hub.enabled and notebooks_read_node_caches(cfg.cache, cfg.cluster) else []
+    if cfg.condor.enabled:
+        readers += [workers(g) for g in _local_groups(cfg) if g in groups]
+    flows = [Flow(r, NODE_CACHES, (CACHE_PORT, CACHE_HTTPS_PORT), "reads on its node") for r in readers]
+    flows.append(Flow(NODE_CACHES, CACHE, (CACHE_PORT,), "misses, with its own token"))
+    if cfg.monitoring.enabled:
+        flows.append(Flow(PROMETHEUS, NODE_CACHES, (CACHE_METRICS_PORT,), "scrapes"))
     return flows
 
 

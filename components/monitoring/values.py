@@ -12,6 +12,7 @@ from ..gpu.config import deploys_device_plugin
 from ..names import (
     AUTOSCALER,
     CACHE_NAMESPACE,
+    CACHE_SERVICE,
     CONDOR_NAMESPACE,
     DASK_NAMESPACE,
     DASK_USER_LABEL,
@@ -19,6 +20,7 @@ from ..names import (
     GPU_TOLERATION,
     HUB_METRICS,
     MONITORING_NAMESPACE,
+    NODE_CACHE_SERVICE,
     SYSTEM_NODES,
 )
 
@@ -96,6 +98,25 @@ def dask_job() -> dict[str, Any]:
     }
 
 
+CACHE_TIERS = {CACHE_SERVICE: "site", NODE_CACHE_SERVICE: "node"}
+"""The `cache` label of the cache exporters' series, from the pod's name label: the site cache or a node cache
+(both export the same metrics), so dashboards show the tiers side by side."""
+
+
+def _cache_tiers() -> list[dict[str, Any]]:
+    """Relabelling that names each cache pod's tier (Prometheus anchors the regex: exact names)."""
+    return [
+        {
+            "source_labels": [_meta_label("app.kubernetes.io/name")],
+            "regex": name,
+            "target_label": "cache",
+            "replacement": tier,
+            "action": "replace",
+        }
+        for name, tier in CACHE_TIERS.items()
+    ]
+
+
 def gpu_metrics(cfg: FacilityConfig) -> bool:
     """The DCGM exporter comes with the GPU support the facility deploys (an existing cluster's
     GPU operator brings its own)."""
@@ -108,7 +129,9 @@ def scrape_configs(cfg: FacilityConfig) -> list[dict[str, Any]]:
     if cfg.condor.enabled and cfg.autoscaler.enabled:
         jobs.append(_pods("af-autoscaler", CONDOR_NAMESPACE, AUTOSCALER))
     if cfg.cache.enabled:
-        jobs.append(_pods("af-xcache", CACHE_NAMESPACE, None))
+        cache = _pods("af-xcache", CACHE_NAMESPACE, None)
+        cache["relabel_configs"] += _cache_tiers()
+        jobs.append(cache)
     if cfg.hub.enabled:
         jobs.append(
             {"job_name": "jupyterhub", "metrics_path": "/hub/metrics", "static_configs": [{"targets": [HUB_METRICS]}]}
