@@ -34,28 +34,17 @@ def bearer_env(
 
 
 def credential_container(
-    name: str,
-    image: str,
-    script_path: str,
-    mode: str,
-    env: dict[str, str],
-    mounts: list[dict[str, Any]],
-    once: bool,
-    unprivileged: bool = False,
+    name: str, image: str, script_path: str, mode: str, env: dict[str, str], mounts: list[dict[str, Any]], once: bool
 ) -> dict[str, Any]:
     """The sidecar (or, `once`, the init container) running `script_path` in `mode` (`bearer`,
-    `x509`); the image needs only python3. It never escalates privileges; `unprivileged` (the pod
-    runs as a non-root user) drops every capability too. Running as the image's root, it keeps
-    root's capabilities: it writes where the server's user owns the files (the cache's)."""
-    security: dict[str, Any] = {"allowPrivilegeEscalation": False}
-    if unprivileged:
-        security["capabilities"] = {"drop": ["ALL"]}
+    `x509`); the image needs only python3. It needs no privilege and no capability (its pods run
+    it as a non-root user)."""
     return {
         "name": name,
         "image": image,
         "command": ["python3", script_path, mode, *(["--once"] if once else [])],
         "env": [{"name": k, "value": v} for k, v in env.items()],
         "resources": resources("10m", "32Mi", "200m", "128Mi"),
-        "securityContext": security,
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": mounts,
     }

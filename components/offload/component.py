@@ -54,9 +54,7 @@ def _token_container(offload: OffloadConfig, auth: IamClientAuth, token_url: str
     ]
     name = "first-token" if once else "token"
     script = f"{CONFIG_DIR}/{sidecar.SCRIPT}"
-    return sidecar.credential_container(
-        name, offload.token_image, script, "bearer", env, mounts, once, unprivileged=True
-    )
+    return sidecar.credential_container(name, offload.token_image, script, "bearer", env, mounts, once)
 
 
 def virtual_kubelet_pod(offload: OffloadConfig, name: str, gateway: Gateway, token_url: str) -> dict[str, Any]:
