@@ -78,6 +78,8 @@ RULES: dict[str, Rule] = {
     "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding": Rule((*K8S_METADATA, "roleRef"), _K8S),
     # policy/v1 PDBs are mutable: only policy/v1beta1 listed `.spec`.
     "kubernetes:policy/v1:PodDisruptionBudget": Rule(K8S_METADATA, _K8S),
+    "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy": Rule(K8S_METADATA, _K8S),
+    "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding": Rule(K8S_METADATA, _K8S),
     "kubernetes:helm.sh/v3:Release": Rule(("name", "namespace"), "pulumi-kubernetes helm_release.go forceNewFields"),
     # OpenStack.
     "openstack:compute/instance:Instance": Rule(

@@ -36,11 +36,15 @@ from .infra.network import Network
 from .monitoring.component import Monitoring
 from .names import (
     CACHE_NAMESPACE,
+    CERT_MANAGER_NAMESPACE,
     CONDOR_NAMESPACE,
     CVMFS_NAMESPACE,
     DASK_NAMESPACE,
+    GPU_NAMESPACE,
     HUB_NAMESPACE,
     MONITORING_NAMESPACE,
+    NODE_LABELLER_NAMESPACE,
+    OFFLOAD_NAMESPACE,
 )
 from .offload.component import Offload
 
@@ -129,19 +133,34 @@ class Facility(pulumi.ComponentResource):
         )
         self.k8s_provider = provider = self.cluster.provider
         if cfg.cluster.mode == "magnum":
-            NodeLabeller(f"{name}-node-labeller", cfg.cluster, provider, layer)
+            NodeLabeller(
+                f"{name}-node-labeller",
+                cfg.cluster,
+                provider,
+                layer,
+                namespace_labels=cfg.namespace_labels(NODE_LABELLER_NAMESPACE),
+            )
         self.kubeconfig = self.cluster.kubeconfig
         self.api_endpoint = self.cluster.api_endpoint
         self.ingress_address = self.cluster.ingress_address
 
-        certs = CertManager(f"{name}-certs", cfg.cert_manager, provider, layer) if needs_certificates(cfg) else None
+        certs = None
+        if needs_certificates(cfg):
+            labels = cfg.namespace_labels(CERT_MANAGER_NAMESPACE)
+            certs = CertManager(f"{name}-certs", cfg.cert_manager, provider, layer, namespace_labels=labels)
         self.cvmfs = None
         if cfg.cvmfs.enabled:
             squid_clients = [cfg.cluster.pod_cidr, cfg.site.node_cidr]
             gpu_nodes = bool(gpu_groups(cfg.cluster))
-            self.cvmfs = Cvmfs(f"{name}-cvmfs", cfg.cvmfs, squid_clients, gpu_nodes, provider, layer)
+            labels = cfg.namespace_labels(CVMFS_NAMESPACE)
+            self.cvmfs = Cvmfs(
+                f"{name}-cvmfs", cfg.cvmfs, squid_clients, gpu_nodes, provider, layer, namespace_labels=labels
+            )
         gpu = deploys_device_plugin(cfg.gpu, cfg.cluster)
-        self.gpu = DevicePlugin(f"{name}-gpu", cfg.gpu, cfg.cluster, provider, layer) if gpu else None
+        self.gpu = None
+        if gpu:
+            labels = cfg.namespace_labels(GPU_NAMESPACE)
+            self.gpu = DevicePlugin(f"{name}-gpu", cfg.gpu, cfg.cluster, provider, layer, namespace_labels=labels)
         self.cache = None
         if cfg.cache.enabled:
             assert certs is not None
@@ -154,7 +173,10 @@ class Facility(pulumi.ComponentResource):
                 Autoscaler(f"{name}-autoscaler", cfg, provider, self.condor, layer)
         self.offload = None
         if cfg.offload.gateways:
-            self.offload = Offload(f"{name}-offload", cfg.offload, cfg.identity, provider, layer)
+            labels = cfg.namespace_labels(OFFLOAD_NAMESPACE)
+            self.offload = Offload(
+                f"{name}-offload", cfg.offload, cfg.identity, provider, layer, namespace_labels=labels
+            )
         monitoring = Monitoring(f"{name}-monitoring", cfg, provider, layer) if cfg.monitoring.enabled else None
         self.dask = None
         if cfg.dask.enabled:

@@ -14,9 +14,17 @@ from components.config.facility import FacilityConfig
 from components.infra.quota import QUOTAS
 from components.names import NODE_LABELLER, virtual_node
 
-DEFAULT_PRIVILEGED_ALLOW = ("cvmfs/cvmfs-csi-nodeplugin",)
-"""Workloads (`namespace/name`) that need the host: the CVMFS CSI node plugin mounts /cvmfs
-for every pod of its node."""
+DEFAULT_PRIVILEGED_ALLOW = (
+    "cvmfs/cvmfs-csi-nodeplugin",
+    "nvidia-device-plugin/nvidia-device-plugin",
+    "nvidia-device-plugin/nvidia-device-plugin-gpu-feature-discovery",
+    "nvidia-device-plugin/nvidia-device-plugin-node-feature-discovery-worker",
+    "monitoring/kube-prometheus-stack-prometheus-node-exporter",
+    "monitoring/dcgm-exporter",
+)
+"""Workloads (`namespace/name`) that need the host, the node agents: the CVMFS CSI node plugin
+mounts /cvmfs for every pod of its node, the device plugin and feature discovery advertise the
+GPUs, the exporters read the node and its GPUs (the last four come with Helm releases)."""
 DEFAULT_CRITICAL = ("xcache/af-xcache", "condor/af-condor-cm", "condor/af-condor-schedd")
 """Workloads (`namespace/name`) a node drain must not take down unannounced."""
 
@@ -50,6 +58,11 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "production": {"type": "boolean", "description": "The stack is a production facility"},
     "cacheTokenAuth": {"type": "boolean", "description": "The cache must require tokens from clients"},
     "privilegedAllowList": {**_STRINGS, "description": "Workloads (namespace/name) allowed host access"},
+    "podSecurity": {
+        "type": "object",
+        "additionalProperties": {"enum": ["privileged", "baseline", "restricted"]},
+        "description": "The Pod Security Standard each of the facility's namespaces enforces",
+    },
     "criticalWorkloads": {**_STRINGS, "description": "Workloads (namespace/name) that need a PodDisruptionBudget"},
     "clusterRbacAllowList": {**_STRINGS, "description": "ClusterRoles (by name) a node agent may hold"},
     "secretMarkers": {
@@ -77,6 +90,7 @@ class Facts:
     production: bool = False
     cache_token_auth: bool = True
     privileged_allow: tuple[str, ...] = DEFAULT_PRIVILEGED_ALLOW
+    pod_security: Mapping[str, str] = field(default_factory=dict)
     critical_workloads: tuple[str, ...] = DEFAULT_CRITICAL
     cluster_rbac_allow: tuple[str, ...] = ()
     secret_markers: bool = False
@@ -98,6 +112,7 @@ def facts_from(config: Mapping[str, Any]) -> Facts:
         production=bool(config.get("production", False)),
         cache_token_auth=bool(config.get("cacheTokenAuth", True)),
         privileged_allow=tuple(config.get("privilegedAllowList") or DEFAULT_PRIVILEGED_ALLOW),
+        pod_security={str(k): str(v) for k, v in (config.get("podSecurity") or {}).items()},
         critical_workloads=tuple(config.get("criticalWorkloads") or DEFAULT_CRITICAL),
         cluster_rbac_allow=tuple(config.get("clusterRbacAllowList") or ()),
         secret_markers=bool(config.get("secretMarkers", False)),
@@ -117,6 +132,7 @@ def stack_facts(cfg: FacilityConfig) -> dict[str, Any]:
         "production": cfg.policy.production,
         "cacheTokenAuth": cfg.cache.enabled and cfg.cache.token_auth,
         "privilegedAllowList": list(DEFAULT_PRIVILEGED_ALLOW),
+        "podSecurity": cfg.policy.pod_security.namespaces(),
         "criticalWorkloads": list(DEFAULT_CRITICAL),
         # A gateway's virtual kubelet registers a Node, Magnum's node labeller labels them:
         # cluster-scoped by nature.

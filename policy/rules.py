@@ -130,9 +130,11 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "no-privileged-workloads",
-        "No privileged container, host namespace or hostPath outside the allow-list.",
+        "Only allow-listed node agents need Pod Security privileged (privileged containers, host namespaces, "
+        "hostPath, host ports, extra capabilities), and only in namespaces enforcing it; namespaces enforce the "
+        "declared levels.",
         MANDATORY,
-        ("privilegedAllowList",),
+        ("privilegedAllowList", "podSecurity"),
         resource=workloads.privileged_workloads,
     ),
     Rule(

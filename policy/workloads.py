@@ -119,30 +119,124 @@ def pinned_charts(resource: Resource, facts: Facts) -> list[str]:
     ]
 
 
-def privileged_workloads(resource: Resource, facts: Facts) -> list[str]:
-    """No privileged container, host namespace or hostPath volume outside the allow-list
-    (`privilegedAllowList`: node agents such as the CVMFS CSI node plugin)."""
-    pod = pod_spec(resource)
-    if pod is None or k8s_name(resource) in facts.privileged_allow:
-        return []
-    where = label(resource)
-    found = [f"{where}: {key} is true" for key in ("hostNetwork", "hostPID", "hostIPC") if pod.get(key) is True]
+BASELINE_CAPABILITIES = frozenset(
+    {
+        "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
+        "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+    }
+)  # fmt: skip
+"""The capabilities Pod Security `baseline` lets a container add (Kubernetes' Pod Security Standards)."""
+SAFE_SYSCTLS = frozenset(
+    {
+        "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+        "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+        "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+        "net.ipv4.tcp_keepalive_probes",
+    }
+)  # fmt: skip
+"""The sysctls `baseline` allows (the standards' safe set up to v1.29; a later one only widens it)."""
+SELINUX_TYPES = frozenset({"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"})
+NAMESPACE = "kubernetes:core/v1:Namespace"
+ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
+
+
+def _profile(context: Any, key: str) -> Any:
+    return dig(context, key, "type") if isinstance(context, Mapping) else None
+
+
+def needs_privileged(pod: Mapping[str, Any]) -> list[str]:
+    """What of `pod` only Pod Security `privileged` admits: the `baseline` level's checks (host namespaces,
+    privileged containers, capabilities beyond its set, hostPath volumes, host ports, unconfined seccomp or
+    AppArmor, custom SELinux users, roles and types, unmasked /proc outside a user namespace, unsafe sysctls,
+    Windows host processes)."""
+    found = [f"{key} is true" for key in ("hostNetwork", "hostPID", "hostIPC") if pod.get(key) is True]
     found += [
-        f"{where}: volume {v.get('name')} is a hostPath ({dig(v, 'hostPath', 'path')})"
+        f"volume {v.get('name')} is a hostPath ({dig(v, 'hostPath', 'path')})"
         for v in pod.get("volumes") or []
         if isinstance(v, Mapping) and "hostPath" in v
     ]
+    pod_context = pod.get("securityContext") or {}
+    contexts = [("the pod", pod_context)]
+    for sysctl in dig(pod_context, "sysctls") or []:
+        name = dig(sysctl, "name")
+        if name not in SAFE_SYSCTLS:
+            found.append(f"the pod sets sysctl {name}")
     for what, container in containers(pod):
         context = container.get("securityContext") or {}
+        contexts.append((what, context))
         if dig(context, "privileged") is True:
-            found.append(f"{where}: {what} is privileged")
+            found.append(f"{what} is privileged")
         added = dig(context, "capabilities", "add") or []
-        for capability in sorted({str(c).upper() for c in added} & {"ALL", "SYS_ADMIN", "CAP_SYS_ADMIN"}):
-            found.append(f"{where}: {what} adds capability {capability}")
+        for capability in sorted({str(c).upper().removeprefix("CAP_") for c in added} - BASELINE_CAPABILITIES):
+            found.append(f"{what} adds capability {capability}")
+        if dig(context, "procMount") not in (None, "Default") and pod.get("hostUsers") is not False:
+            # An unmasked /proc is `baseline` in a user namespace of its own (Kubernetes 1.33 on).
+            found.append(f"{what} has procMount {dig(context, 'procMount')}")
+        for port in container.get("ports") or []:
+            if isinstance(port, Mapping) and port.get("hostPort"):
+                found.append(f"{what} uses host port {port['hostPort']}")
+    for what, context in contexts:
+        if _profile(context, "seccompProfile") == "Unconfined":
+            found.append(f"{what} has an Unconfined seccomp profile")
+        if _profile(context, "appArmorProfile") == "Unconfined":
+            found.append(f"{what} has an Unconfined AppArmor profile")
+        selinux = dig(context, "seLinuxOptions") or {}
+        if selinux.get("user") or selinux.get("role") or selinux.get("type", "") not in SELINUX_TYPES:
+            found.append(f"{what} sets SELinux options {dict(selinux)}")
+        if dig(context, "windowsOptions", "hostProcess") is True:
+            found.append(f"{what} is a Windows host process")
+    return found
+
+
+def privileged_workloads(resource: Resource, facts: Facts) -> list[str]:
+    """No pod needs Pod Security `privileged` (`needs_privileged`) outside the allow-list (`privilegedAllowList`:
+    node agents such as the CVMFS CSI node plugin), and an allow-listed one only in a namespace that enforces
+    `privileged` (`podSecurity`); the facility's Namespaces carry the levels `podSecurity` declares, `privileged`
+    only where an allow-listed node agent runs."""
+    if resource.type == NAMESPACE:
+        return _namespace_level(resource, facts)
+    pod = pod_spec(resource)
+    if pod is None:
+        return []
+    where, name = label(resource), k8s_name(resource)
+    found = needs_privileged(pod)
+    if not found:
+        return []
+    namespace = name.split("/", 1)[0]
+    level = facts.pod_security.get(namespace)
+    if name in facts.privileged_allow:
+        if level in (None, "privileged"):
+            return []
+        return [
+            f"{where}: {message}: its namespace enforces Pod Security {level}, whose admission refuses it: run it "
+            f"in a namespace that enforces privileged (af:policy.podSecurity)"
+            for message in found
+        ]
     return [
-        f"{message}: drop it, or list {k8s_name(resource)} in the pack's privilegedAllowList if it is a node agent"
+        f"{where}: {message}: drop it, or list {name} in the pack's privilegedAllowList if it is a node agent"
         for message in found
     ]
+
+
+def _namespace_level(resource: Resource, facts: Facts) -> list[str]:
+    name = dig(resource.props, "metadata", "name")
+    labels = dig(resource.props, "metadata", "labels") or {}
+    if not isinstance(name, str) or opaque(name) or opaque(labels):
+        return []
+    declared, enforced = facts.pod_security.get(name), labels.get(ENFORCE_LABEL)
+    found = []
+    if declared is not None and enforced != declared:
+        found.append(
+            f"{label(resource)} enforces Pod Security {enforced or 'nothing'} ({ENFORCE_LABEL}), the stack declares "
+            f"{declared} (af:policy.podSecurity): label it {declared}"
+        )
+    agents = {entry.split("/", 1)[0] for entry in facts.privileged_allow}
+    if enforced == "privileged" and name not in agents:
+        found.append(
+            f"{label(resource)} enforces Pod Security privileged but runs no node agent of the pack's "
+            "privilegedAllowList: enforce baseline or restricted"
+        )
+    return found
 
 
 def _tolerates_gpu(tolerations: Any) -> bool:

@@ -109,7 +109,16 @@ def test_autoscaler_manifests_pass_kubernetes_validate(result):
         if r.custom and r.name.startswith("af-autoscaler"):
             kubernetes_validate.validate(manifest(r), "1.36.2", strict=True)
             kinds.add(r.inputs["kind"])
-    assert kinds == {"ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Deployment", "Service"}
+    assert kinds == {
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "ValidatingAdmissionPolicy",  # its pod patches limited to the deletion cost (tests/test_kube_stacks.py)
+        "ValidatingAdmissionPolicyBinding",
+    }
 
 
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)

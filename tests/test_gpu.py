@@ -135,7 +135,11 @@ def test_device_plugin_release_is_pinned_and_runs_on_gpu_nodes_only(shipped):
     assert inputs["version"] == cfg.gpu.chart_version
     assert inputs["repositoryOpts"] == {"repo": "https://nvidia.github.io/k8s-device-plugin"}
     namespace = by_name(result, "af-gpu-ns")
-    assert namespace.inputs["metadata"] == {"name": inputs["namespace"]} == {"name": "nvidia-device-plugin"}
+    assert namespace.inputs["metadata"] == {
+        "name": inputs["namespace"],
+        "labels": cfg.namespace_labels("nvidia-device-plugin"),
+    }
+    assert inputs["namespace"] == "nvidia-device-plugin"
     assert namespace.urn in release.dependencies
     values = plugin_values(result)
     # The pinned image is the chart's own for its version: nothing to set (test_chart_standins

@@ -1,6 +1,8 @@
 """Every shipped stack on a real control plane (tests/support/kube.py): its nodes registered as the stack registers
 them (kwok), its Kubernetes objects applied in dependency order with server-side apply and admitted, and each of
-its workloads Running on a node of the group it is meant for, with no pod that needs no GPU on a GPU node.
+its workloads, and of the Helm releases' workloads as our values render them (the chart stand-ins of
+tests/support/charts), admitted by the PodSecurity admission under its namespace's labels and Running on a node of
+the group it is meant for, node agents on every node they select, with no pod that needs no GPU on a GPU node.
 
 Where the stack runs the pool, the autoscaler too: with a TokenRequest token of its ServiceAccount and the plan's
 Role and RoleBinding, `autoscaler.kube.KubeApi` does its job and nothing more; and its scale-in path (mark the
@@ -19,7 +21,9 @@ from typing import Any
 
 import pytest
 from conftest import SHIPPED_STACKS
+from support import placement
 from support.kube import FIELD_MANAGER, ApiError, Kube, wait_for
+from support.kubecharts import ChartWorkload, chart_workloads, meant_for
 from support.kubeplan import (
     CRD_GROUPS,
     NodeSpec,
@@ -27,12 +31,13 @@ from support.kubeplan import (
     cluster_mode,
     plan_objects,
     preview,
+    release_namespaces,
     resources_of,
     runs_pool,
     without_namespace_dependency,
     workloads,
 )
-from support.kubestack import OnCluster, gpu_squatters, run_workloads
+from support.kubestack import OnCluster, Placed, gpu_squatters, run_workloads
 from support.kubestack import on_cluster as deployed_on
 
 from autoscaler.controller import REMOVE_FIRST, apply
@@ -58,11 +63,22 @@ MAGNUM = pytest.mark.parametrize(
     "on_cluster", [s for s in SHIPPED_STACKS if cluster_mode(s) == "magnum"], indirect=True
 )
 """The autoscaler's tests: on the stacks that run the pool (the same deployments as the other tests')."""
+STRATEGIC = "application/strategic-merge-patch+json"
 WORKERS = 5
 ROUNDS = 20
-GPU_NODE_AGENTS: frozenset[str] = frozenset()
-"""Workloads that may run on GPU nodes without requesting a GPU (node agents: the device plugin, feature discovery,
-the DCGM exporter, the CVMFS node plugin — chart workloads, added with their stand-ins)."""
+GPU_NODE_AGENTS = frozenset(
+    {
+        "cvmfs-csi-nodeplugin",
+        "nvidia-device-plugin",
+        "nvidia-device-plugin-gpu-feature-discovery",
+        "nvidia-device-plugin-node-feature-discovery-worker",
+        "dcgm-exporter",
+        "kube-prometheus-stack-prometheus-node-exporter",
+    }
+)
+"""Workloads that may run on GPU nodes without requesting a GPU: node agents (the CVMFS node plugin mounts /cvmfs for
+the GPU pods, the device plugin and feature discovery advertise the GPUs, the exporters read the node and its
+GPUs)."""
 
 
 def expected_labels(name: str, nodes: list[NodeSpec]) -> dict[str, str]:
@@ -75,10 +91,31 @@ def expected_labels(name: str, nodes: list[NodeSpec]) -> dict[str, str]:
     return want
 
 
-def chart_stand_ins(stack: StackPlan) -> list[dict[str, Any]]:
-    """Workloads standing in for the Helm releases' own (exactly the node selectors, tolerations and resources
-    our values give the charts' workloads): built in tests/support/charts/ and plugged in here."""
-    return []
+def chart_stand_ins(stack: StackPlan) -> list[ChartWorkload]:
+    """Workloads standing in for the Helm releases' own (exactly the node selectors, tolerations, resources and
+    security contexts our values give the charts' workloads): tests/support/charts, as tests/support/kubecharts
+    puts them on a cluster."""
+    return chart_workloads(stack.plan)
+
+
+def node_agent_coverage(placed: list[Placed], manifests: list[dict[str, Any]], nodes: list[NodeSpec]) -> list[str]:
+    """DaemonSets whose pods do not run on exactly the nodes their selector, affinity and tolerations admit (Kubernetes'
+    rules as tests/support/placement reads them), or on none."""
+    where = {p.ref: set(p.pods.values()) for p in placed}
+    found = []
+    for manifest in manifests:
+        if manifest["kind"] != "DaemonSet":
+            continue
+        ref = f"DaemonSet {manifest['metadata']['namespace']}/{manifest['metadata']['name']}"
+        spec = manifest["spec"]["template"]["spec"]
+        admitted = {
+            n.name
+            for n in nodes
+            if not placement.admits(placement.Node(n.name, n.group, n.labels, tuple(n.taints)), spec)
+        }
+        if not admitted or where.get(ref, set()) != admitted:
+            found.append(f"{ref}: runs on {sorted(where.get(ref, set()))}, its rules admit {sorted(admitted)}")
+    return found
 
 
 @pytest.fixture(scope="module", params=SHIPPED_STACKS)
@@ -90,6 +127,9 @@ def on_cluster(request: pytest.FixtureRequest, kube: Kube) -> Iterator[OnCluster
 def test_every_object_of_the_plan_is_admitted(on_cluster: OnCluster, kube: Kube) -> None:
     deployed = on_cluster.deployed
     assert not deployed.rejected, "rejected by the API server:\n" + "\n".join(map(str, deployed.rejected))
+    # Each in a namespace the plan makes (namespaces outlive a stack on the session's control plane: emptied only).
+    made = {o.name for o in deployed.applied if o.kind == "Namespace"} | set(release_namespaces(on_cluster.stack.plan))
+    assert {o.namespace for o in deployed.applied if o.namespace} <= made
     # Stored as applied, by the provider's field manager.
     for obj in deployed.applied:
         meta = obj.manifest["metadata"]
@@ -119,24 +159,57 @@ def test_the_objects_not_applied_are_only_those_a_bare_control_plane_cannot_take
 
 
 def test_workloads_run_on_the_nodes_they_are_meant_for(on_cluster: OnCluster, kube: Kube) -> None:
+    """Ours and the charts' (their stand-ins, applied like the plan's objects into the plan's labelled namespaces, so
+    the PodSecurity admission judges them): every pod Running on a node of the group it is meant for, every node
+    agent on each node it selects."""
     ours = [o.manifest for o in workloads(on_cluster.deployed.applied)]
-    extra = chart_stand_ins(on_cluster.stack)
-    for manifest in extra:
-        kube.apply(manifest)
-    placed, failures = run_workloads(kube, ours + extra, on_cluster.nodes)
+    charts = chart_stand_ins(on_cluster.stack)
+    services = [c for c in charts if c.manifest["kind"] != "Pod"]
+    sessions = [c for c in charts if c.manifest["kind"] == "Pod"]
+    refused = []
+    for chart in services:
+        kube.apply(chart.manifest)  # its pods meet the admission when its controller creates them
+    placed, failures = run_workloads(kube, ours + [c.manifest for c in services], on_cluster.nodes)
+    # The pods the hub and the Dask gateway create for users come and go: each on its own, beside the services.
+    for chart in sessions:
+        try:
+            kube.apply(chart.manifest)
+        except ApiError as exc:
+            refused.append(f"{chart.ref}: {exc.message}")
+            continue
+        ran, failed = run_workloads(kube, [chart.manifest], on_cluster.nodes)
+        placed, failures = placed + ran, failures + failed
+        kube.call(
+            "DELETE",
+            kube.path("v1", "Pod", chart.stand_in.name, chart.stand_in.namespace),
+            params={"gracePeriodSeconds": "0"},
+        )
+    assert not refused, "chart pods refused:\n" + "\n".join(refused)
     assert not failures, "workloads that do not run:\n" + "\n".join(failures)
+    manifests = ours + [c.manifest for c in charts]
+    cfg = on_cluster.stack.config
+    intent = {
+        f"{c.manifest['kind']} {c.stand_in.namespace}/{c.stand_in.name}": meant_for(
+            c, cfg.dask.placement.schedulers, cfg.dask.placement.workers
+        )
+        for c in charts
+    }
     nodes = {n.name: n for n in on_cluster.nodes}
     misplaced = []
     for workload in placed:
-        if workload.namespace not in on_cluster.deployed.namespaces:
-            continue  # a chart stand-in: its placement is its helper's to state
-        want = expected_labels(workload.name, on_cluster.nodes)
+        if workload.ref.startswith("DaemonSet "):
+            continue  # node agents: checked against the nodes they select
+        want = intent.get(workload.ref) or expected_labels(workload.name, on_cluster.nodes)
+        if not any(all(n.labels.get(k) == v for k, v in want.items()) for n in on_cluster.nodes):
+            want = dict(SYSTEM)  # no node has its role: it belongs with the facility's other services
         for pod, node in workload.pods.items():
             if any(nodes[node].labels.get(k) != v for k, v in want.items()):
                 misplaced.append(f"{workload.ref}: pod {pod} on {node} (group {nodes[node].group}), meant for {want}")
     assert not misplaced, "\n".join(misplaced)
+    assert not (agents := node_agent_coverage(placed, manifests, on_cluster.nodes)), "\n".join(agents)
     squatters = gpu_squatters(placed, on_cluster.nodes, GPU_NODE_AGENTS)
     assert not squatters, "pods that need no GPU on GPU nodes:\n" + "\n".join(squatters)
+    print(f"{on_cluster.stack.stack}: {len(placed)} workloads Running, {len(charts)} of them chart stand-ins")
 
 
 @MAGNUM
@@ -231,6 +304,8 @@ def test_the_autoscalers_role_refuses_everything_else(on_cluster: OnCluster, kub
     namespace = settings.namespace
     worker = settings.groups[0].deployment
     pod = wait_for("a pod", lambda: kube.list("v1", "Pod", namespace))[0]["metadata"]["name"]
+    api.scale(worker, 1)
+    worker_pod = wait_for("a worker pod", lambda: api.worker_pods())[0].name
     statefulsets = raw.path("apps/v1", "StatefulSet", "af-condor-schedd", namespace)
     attempts = {
         "scale the central manager": lambda: api.scale("af-condor-cm", 2),
@@ -248,6 +323,18 @@ def test_the_autoscalers_role_refuses_everything_else(on_cluster: OnCluster, kub
             "application/merge-patch+json",
         ),
         "list pods of another namespace": lambda: KubeApi(api.base_url, api.token, "xcache", api.context).worker_pods(),
+        # It may patch pods (the deletion cost), but the plan's admission policy refuses any other change.
+        "change a worker's image": lambda: patch_pod(
+            raw, namespace, worker_pod, image_patch(kube, namespace, worker_pod), STRATEGIC
+        ),
+        "relabel a worker": lambda: patch_pod(raw, namespace, worker_pod, {"metadata": {"labels": {GROUP_LABEL: "x"}}}),
+        "annotate a worker otherwise": lambda: patch_pod(
+            raw, namespace, worker_pod, {"metadata": {"annotations": {"a": "b"}}}
+        ),
+        "orphan a worker": lambda: patch_pod(raw, namespace, worker_pod, {"metadata": {"ownerReferences": None}}),
+        "hold a worker with a finalizer": lambda: patch_pod(
+            raw, namespace, worker_pod, {"metadata": {"finalizers": ["example.org/hold"]}}
+        ),
         "create a pod": lambda: raw.call(
             "POST",
             f"/api/v1/namespaces/{namespace}/pods",
@@ -256,6 +343,28 @@ def test_the_autoscalers_role_refuses_everything_else(on_cluster: OnCluster, kub
     }
     statuses = {what: refused(call) for what, call in attempts.items()}
     assert statuses == dict.fromkeys(attempts, 403)
+    # The deletion cost is still its to set, and the pod is as it was otherwise.
+    before = kube.get("v1", "Pod", worker_pod, namespace)
+    api.set_deletion_cost(worker_pod, REMOVE_FIRST)
+    after = kube.get("v1", "Pod", worker_pod, namespace)
+    assert before is not None and after is not None
+    assert after["metadata"]["annotations"][DELETION_COST] == str(REMOVE_FIRST)
+    assert (after["spec"], after["metadata"].get("labels")) == (before["spec"], before["metadata"].get("labels"))
+    api.scale(worker, 0)
+
+
+def patch_pod(
+    client: Kube, namespace: str, pod: str, patch: dict[str, Any], kind: str = "application/merge-patch+json"
+) -> Any:
+    return client.call("PATCH", client.path("v1", "Pod", pod, namespace), patch, kind)
+
+
+def image_patch(kube: Kube, namespace: str, pod: str) -> dict[str, Any]:
+    """The pod's first container with another image, as a strategic merge patch (by container name)."""
+    live = kube.get("v1", "Pod", pod, namespace)
+    assert live is not None
+    name = live["spec"]["containers"][0]["name"]
+    return {"spec": {"containers": [{"name": name, "image": "registry.example.org/attacker:1"}]}}
 
 
 class Drains:

@@ -612,13 +612,38 @@ def test_admin_ports_without_admin_cidrs_in_the_config_are_reported(plans):
     assert "none in the pack config: pass the file afctl preview writes" in message
 
 
-def test_the_allow_list_admits_a_node_agent(plans, configs):
+def test_the_allow_list_admits_a_node_agent_in_a_namespace_enforcing_privileged(plans, configs):
+    """The rule agrees with the namespaces' Pod Security labels: an allow-listed workload that needs `privileged`
+    is still refused where its namespace enforces less (the API server would refuse its pods)."""
     cache = copy.deepcopy(named(plans("cms-bari"), "af-cache-servers"))
     cache["inputs"]["spec"]["template"]["spec"]["hostNetwork"] = True
     props = properties(configs("cms-bari"), "no-privileged-workloads")
+    assert props["podSecurity"]["xcache"] == "baseline"
     assert judge("no-privileged-workloads", cache, props)
     allowed = {**props, "privilegedAllowList": [*props["privilegedAllowList"], "xcache/af-xcache"]}
-    assert judge("no-privileged-workloads", cache, allowed) == []
+    (message,) = judge("no-privileged-workloads", cache, allowed)
+    assert "hostNetwork is true: its namespace enforces Pod Security baseline" in message
+    privileged = {**allowed, "podSecurity": {**props["podSecurity"], "xcache": "privileged"}}
+    assert judge("no-privileged-workloads", cache, privileged) == []
+
+
+def test_namespaces_enforce_the_declared_pod_security_levels(plans, configs):
+    props = properties(configs("cms-bari"), "no-privileged-workloads")
+    namespaces = [r for r in plans("cms-bari")["resources"] if r["type"] == "kubernetes:core/v1:Namespace"]
+    assert {r["inputs"]["metadata"]["name"] for r in namespaces} <= props["podSecurity"].keys()
+    for namespace in namespaces:
+        assert judge("no-privileged-workloads", namespace, props) == [], namespace["name"]
+    condor = copy.deepcopy(next(r for r in namespaces if r["inputs"]["metadata"]["name"] == "condor"))
+    condor["inputs"]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] = "privileged"
+    assert judge("no-privileged-workloads", condor, props) == [
+        "Namespace condor enforces Pod Security privileged (pod-security.kubernetes.io/enforce), the stack declares "
+        "baseline (af:policy.podSecurity): label it baseline",
+        "Namespace condor enforces Pod Security privileged but runs no node agent of the pack's privilegedAllowList: "
+        "enforce baseline or restricted",
+    ]
+    del condor["inputs"]["metadata"]["labels"]
+    (missing,) = judge("no-privileged-workloads", condor, props)
+    assert "Namespace condor enforces Pod Security nothing" in missing
 
 
 def test_token_auth_off_means_no_cache_token_rule(plans, configs):

@@ -9,11 +9,12 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from autoscaler.kube import DELETION_COST
 from autoscaler.model import Resources
 from autoscaler.settings import ControllerSettings, GroupSettings, TriggerSettings
 
 from ..common import rendered
-from ..common.kube import PART_OF, SMALL
+from ..common.kube import NO_PRIVILEGES, PART_OF, RUNTIME_DEFAULT_SECCOMP, SMALL
 from ..config.facility import FacilityConfig
 from ..names import AUTOSCALER, COLLECTOR_PORT, CONDOR_NAMESPACE, CONFIG_HASH_ANNOTATION, SYSTEM_NODES
 from .config import worker_groups
@@ -97,6 +98,68 @@ def rbac_rules(settings: ControllerSettings) -> list[dict[str, Any]]:
     ]
 
 
+POD_PATCHES = f"{AUTOSCALER}-pod-patches"
+"""The admission policy (and its binding) that limits the controller's pod patches to the deletion cost."""
+
+
+def pod_patch_policy() -> tuple[dict[str, Any], dict[str, Any]]:
+    """A ValidatingAdmissionPolicy and its binding: an update of a pod in the pool's namespace by the controller's
+    account may change the pod's deletion-cost annotation and nothing else. Its Role must let it `patch pods` to set
+    that annotation, and RBAC cannot limit a patch to one field: without this, its token could change a worker's
+    image (which then runs with the pool's signing key), its labels (taking it out of, or into, a ReplicaSet), its
+    owner references, finalizers or other annotations."""
+    cost = f"'{DELETION_COST}'"
+    account = f"system:serviceaccount:{CONDOR_NAMESPACE}:{AUTOSCALER}"
+    others = "k == {cost} || (k in {other} && {other}[k] == {this}[k])"
+    policy = {
+        "failurePolicy": "Fail",
+        "matchConstraints": {
+            "resourceRules": [
+                {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["pods"]}
+            ]
+        },
+        "matchConditions": [{"name": "by-the-autoscaler", "expression": f"request.userInfo.username == '{account}'"}],
+        "variables": [
+            {"name": "before", "expression": "oldObject.metadata.?annotations.orValue({})"},
+            {"name": "after", "expression": "object.metadata.?annotations.orValue({})"},
+        ],
+        "validations": [
+            {
+                "expression": "object.spec == oldObject.spec",
+                "message": "the autoscaler may not change a pod's spec",
+                "reason": "Forbidden",
+            },
+            {
+                "expression": "object.metadata.?labels.orValue({}) == oldObject.metadata.?labels.orValue({})",
+                "message": "the autoscaler may not change a pod's labels",
+                "reason": "Forbidden",
+            },
+            {
+                "expression": "object.metadata.?ownerReferences.orValue([]) == "
+                "oldObject.metadata.?ownerReferences.orValue([]) && "
+                "object.metadata.?finalizers.orValue([]) == oldObject.metadata.?finalizers.orValue([])",
+                "message": "the autoscaler may not change a pod's owners or finalizers",
+                "reason": "Forbidden",
+            },
+            {
+                "expression": "variables.after.all(k, "
+                + others.format(cost=cost, other="variables.before", this="variables.after")
+                + ") && variables.before.all(k, "
+                + others.format(cost=cost, other="variables.after", this="variables.before")
+                + ")",
+                "message": f"the autoscaler may change no annotation of a pod but {DELETION_COST}",
+                "reason": "Forbidden",
+            },
+        ],
+    }
+    binding = {
+        "policyName": POD_PATCHES,
+        "validationActions": ["Deny"],
+        "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": CONDOR_NAMESPACE}}},
+    }
+    return policy, binding
+
+
 def controller_code() -> dict[str, str]:
     """The controller's package, module by module: standard library and HTCondor's bindings only,
     written for the Python 3.9 of the pool's EL9 images."""
@@ -132,6 +195,7 @@ def pod_spec(cfg: FacilityConfig, settings: ControllerSettings) -> dict[str, Any
     return {
         "serviceAccountName": AUTOSCALER,
         "nodeSelector": dict(SYSTEM_NODES),
+        "securityContext": dict(RUNTIME_DEFAULT_SECCOMP),
         "initContainers": [mint],
         "containers": [
             {
@@ -149,8 +213,8 @@ def pod_spec(cfg: FacilityConfig, settings: ControllerSettings) -> dict[str, Any
                     "runAsUser": USER,
                     "runAsGroup": USER,
                     "runAsNonRoot": True,
-                    "allowPrivilegeEscalation": False,
                     "readOnlyRootFilesystem": True,
+                    **NO_PRIVILEGES,
                 },
                 "readinessProbe": {"httpGet": {"path": "/metrics", "port": port}, "periodSeconds": 15},
                 "livenessProbe": {"httpGet": {"path": "/metrics", "port": port}, "periodSeconds": 30},
@@ -192,6 +256,17 @@ class Autoscaler(pulumi.ComponentResource):
         meta = {"name": AUTOSCALER, "namespace": CONDOR_NAMESPACE, "labels": labels}
         account = k8s.core.v1.ServiceAccount(f"{name}-account", metadata=meta, opts=child)
         role = k8s.rbac.v1.Role(f"{name}-role", metadata=meta, rules=rbac_rules(settings), opts=child)
+        policy_spec, binding_spec = pod_patch_policy()
+        cluster = pulumi.ResourceOptions(parent=self, provider=provider)
+        patches = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
+            f"{name}-pod-patches", metadata={"name": POD_PATCHES, "labels": labels}, spec=policy_spec, opts=cluster
+        )
+        patches_binding = k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
+            f"{name}-pod-patches-binding",
+            metadata={"name": POD_PATCHES, "labels": labels},
+            spec=binding_spec,
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[patches]),
+        )
         binding = k8s.rbac.v1.RoleBinding(
             f"{name}-binding",
             metadata=meta,
@@ -205,7 +280,8 @@ class Autoscaler(pulumi.ComponentResource):
             data={"settings.json": document, "condor_config": client},
             opts=child,
         )
-        waits: list[pulumi.Resource] = [binding, config, pool]
+        # The controller starts once its pod patches are limited.
+        waits: list[pulumi.Resource] = [binding, patches_binding, config, pool]
         code = controller_code()
         if cfg.autoscaler.image is None:
             waits.append(

@@ -120,6 +120,9 @@ def token_init_container(
     return {
         "name": "mint-token",
         "image": cfg.condor.image("cm"),
+        # Root, as the daemons: the signing key is a Secret file only root may read (0400), and the
+        # token is handed to the main container's user (chown). Nothing it runs needs setuid.
+        "securityContext": {"allowPrivilegeEscalation": False},
         "command": [
             "/bin/sh",
             "-c",
@@ -137,7 +140,11 @@ def token_init_container(
 
 def _daemon_container(cfg: FacilityConfig, image: str, role_file: str, resources: dict[str, Any]) -> dict[str, Any]:
     """The daemon's container: its token minted from the signing key, then condor_master in
-    the foreground (the pod shares its process namespace, so the master is not PID 1)."""
+    the foreground (the pod shares its process namespace, so the master is not PID 1). It runs
+    as root, the image's user, and keeps its capabilities and setuid: condor_master starts the
+    daemons as root, which switch to the `condor` user and run each job as its owner (setuid
+    container runtimes in jobs included), and the key only root may read signs its token. So the
+    pool's namespace enforces Pod Security `baseline` (`af:policy.podSecurity.condor`)."""
     token = f"{RUNTIME.token_dir}/pool"
     start = (
         f"umask 077 && condor_token_create -identity {daemon_identity(cfg)} > {token}.new "

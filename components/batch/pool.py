@@ -75,7 +75,9 @@ class Condor(pulumi.ComponentResource):
         """`certs` issues the daemons' certificates (users' tokens travel over TLS); `cvmfs`
         mounts /cvmfs in local workers; `cache` is what jobs need to read through the cache."""
         super().__init__("af:index:Condor", name, None, opts)
-        namespace, _, ns_opts = layer_namespace(self, name, CONDOR_NAMESPACE, provider)
+        namespace, _, ns_opts = layer_namespace(
+            self, name, CONDOR_NAMESPACE, provider, cfg.namespace_labels(CONDOR_NAMESPACE)
+        )
         self.namespace = namespace
         files = rendered_files(cfg, cache)
         plugin = shipped("batch", PLUGIN_SCRIPT)

@@ -45,7 +45,9 @@ class XCache(pulumi.ComponentResource):
         """`certs` issues the servers' certificate from the internal CA (clients' tokens travel
         only over TLS)."""
         super().__init__("af:index:XCache", name, None, opts)
-        namespace, _, ns_opts = layer_namespace(self, name, CACHE_NAMESPACE, provider)
+        namespace, _, ns_opts = layer_namespace(
+            self, name, CACHE_NAMESPACE, provider, cfg.namespace_labels(CACHE_NAMESPACE)
+        )
         self.namespace = namespace
         certificate = service_certificate(
             f"{name}-tls",

@@ -116,6 +116,7 @@ def exporter_container(image: str) -> dict[str, Any]:
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
         },
         # No readiness probe: a metrics hiccup must not take the cache out of its Service.
         "livenessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 30},
@@ -162,6 +163,9 @@ def pod_spec(cfg: FacilityConfig, token_url: str) -> dict[str, Any]:
             {"name": "credential", "mountPath": CRED_DIR, "readOnly": True},
         ],
     }
+    # Root (the image's user) with root's capabilities: hands the volumes to the server's user, as
+    # the server itself starts as root to drop to it. So the cache's namespace enforces Pod Security
+    # `baseline`, not `restricted` (`af:policy.podSecurity.xcache`).
     prepare = {
         "name": "prepare",
         "image": cache.image,

@@ -6,13 +6,14 @@ be given it to trust (`trust`)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
-from ..common.kube import SMALL
+from ..common.kube import SMALL, layer_namespace
 from ..names import CERT_MANAGER_NAMESPACE, INTERNAL_ISSUER, SYSTEM_NODES, TRUST_CONFIGMAP
 from .config import CertManager as CertManagerConfig
 
@@ -80,9 +81,13 @@ class CertManager(pulumi.ComponentResource):
         config: CertManagerConfig,
         provider: k8s.Provider,
         opts: pulumi.ResourceOptions | None = None,
+        namespace_labels: Mapping[str, str] | None = None,
     ) -> None:
+        """`namespace_labels`: those of cert-manager's namespace, which the facility creates (not
+        the release) so that it carries them."""
         super().__init__("af:index:CertManager", name, None, opts)
         self._provider = provider
+        namespace, _, ns_opts = layer_namespace(self, name, CERT_MANAGER_NAMESPACE, provider, namespace_labels)
         self.release = k8s.helm.v3.Release(
             f"{name}-chart",
             name="cert-manager",
@@ -90,9 +95,8 @@ class CertManager(pulumi.ComponentResource):
             version=config.version,
             repository_opts={"repo": CHART_REPO},
             namespace=CERT_MANAGER_NAMESPACE,
-            create_namespace=True,
             values=cert_manager_values(),
-            opts=pulumi.ResourceOptions(parent=self, provider=provider),
+            opts=ns_opts,
         )
         key = tls.PrivateKey(
             f"{name}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=self)
@@ -112,7 +116,7 @@ class CertManager(pulumi.ComponentResource):
             metadata={"name": INTERNAL_CA_SECRET, "namespace": CERT_MANAGER_NAMESPACE},
             type="kubernetes.io/tls",
             string_data={"tls.crt": cert.cert_pem, "tls.key": pulumi.Output.secret(key.private_key_pem)},
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[self.release]),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[namespace, self.release]),
         )
         self.internal_issuer = k8s.apiextensions.CustomResource(
             f"{name}-internal-issuer",

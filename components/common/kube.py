@@ -3,7 +3,7 @@ layer's namespace."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import pulumi
@@ -20,6 +20,13 @@ PART_OF = {"app.kubernetes.io/part-of": "analysis-facility"}
 
 SMALL = resources("50m", "128Mi", "500m", "512Mi")
 """A small controller's resources."""
+
+RUNTIME_DEFAULT_SECCOMP = {"seccompProfile": {"type": "RuntimeDefault"}}
+"""The container runtime's default seccomp profile, for a pod's `securityContext`: Pod Security's
+`restricted` level requires it (or a node-local profile)."""
+NO_PRIVILEGES = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+"""A container's `securityContext` entries that Pod Security's `restricted` level requires besides
+a non-root user: no privilege escalation (setuid binaries gain nothing) and no capability."""
 
 
 def image_parts(reference: str) -> tuple[str, str]:
@@ -43,10 +50,18 @@ def tolerations(taints: Iterable[_Taint]) -> list[dict[str, str]]:
 
 
 def layer_namespace(
-    component: pulumi.ComponentResource, name: str, namespace: str, provider: k8s.Provider
+    component: pulumi.ComponentResource,
+    name: str,
+    namespace: str,
+    provider: k8s.Provider,
+    labels: Mapping[str, str] | None = None,
 ) -> tuple[k8s.core.v1.Namespace, pulumi.ResourceOptions, pulumi.ResourceOptions]:
-    """Create the layer's namespace; it, options for the layer's cluster-wide objects, and
-    options for objects inside the namespace (which wait for it)."""
+    """Create the layer's namespace with `labels` (its Pod Security level: the facility's
+    `namespace_labels`); it, options for the layer's cluster-wide objects, and options for objects
+    inside the namespace (which wait for it)."""
     k8s_opts = pulumi.ResourceOptions(parent=component, provider=provider)
-    ns = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": namespace}, opts=k8s_opts)
+    metadata: dict[str, Any] = {"name": namespace}
+    if labels:
+        metadata["labels"] = dict(labels)
+    ns = k8s.core.v1.Namespace(f"{name}-ns", metadata=metadata, opts=k8s_opts)
     return ns, k8s_opts, pulumi.ResourceOptions(parent=component, provider=provider, depends_on=[ns])

@@ -16,7 +16,7 @@ from ..monitoring.config import Monitoring
 from ..offload.config import Offload
 from .base import StrictModel
 from .identity import Identity
-from .policy import PolicySettings
+from .policy import ENFORCE_LABEL, ENFORCE_VERSION_LABEL, PolicySettings
 
 
 class FacilityConfig(StrictModel):
@@ -52,3 +52,24 @@ class FacilityConfig(StrictModel):
     """Prometheus, Grafana and the facility's dashboards."""
     dask: Dask = Field(default_factory=Dask)
     """Dask Gateway: Dask clusters from the notebook, limited by IAM group."""
+
+    def pod_security_version(self) -> str:
+        """The version of the Pod Security Standards enforced: `af:policy.podSecurity.version`, or
+        the minor of the cluster's Kubernetes (`latest` for an existing cluster, whose version the
+        config does not know)."""
+        given = self.policy.pod_security.version
+        if given is not None:
+            return given
+        if self.cluster.mode == "openstack":
+            return ".".join(self.cluster.k3s.version.split("+")[0].split(".")[:2])
+        if self.cluster.mode == "magnum":
+            return ".".join(self.cluster.magnum.kube_tag.split(".")[:2])
+        return "latest"
+
+    def namespace_labels(self, namespace: str) -> dict[str, str]:
+        """The labels of the facility's Namespace `namespace`: the Pod Security Standard it
+        enforces (`af:policy.podSecurity`), at `pod_security_version()`."""
+        return {
+            ENFORCE_LABEL: self.policy.pod_security.level(namespace),
+            ENFORCE_VERSION_LABEL: self.pod_security_version(),
+        }

@@ -37,12 +37,14 @@ def credential_container(
     name: str, image: str, script_path: str, mode: str, env: dict[str, str], mounts: list[dict[str, Any]], once: bool
 ) -> dict[str, Any]:
     """The sidecar (or, `once`, the init container) running `script_path` in `mode` (`bearer`,
-    `x509`); the image needs only python3."""
+    `x509`); the image needs only python3. It needs no privilege and no capability (its pods run
+    it as a non-root user)."""
     return {
         "name": name,
         "image": image,
         "command": ["python3", script_path, mode, *(["--once"] if once else [])],
         "env": [{"name": k, "value": v} for k, v in env.items()],
         "resources": resources("10m", "32Mi", "200m", "128Mi"),
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": mounts,
     }

@@ -3,6 +3,8 @@ config, an optional in-cluster squid, and the read-only claim consumers mount at
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -33,12 +35,13 @@ class Cvmfs(pulumi.ComponentResource):
         gpu_nodes: bool,
         provider: k8s.Provider,
         opts: pulumi.ResourceOptions | None = None,
+        namespace_labels: Mapping[str, str] | None = None,
     ) -> None:
         """`client_cidrs`: the networks the squid serves (pods' and nodes'); `gpu_nodes`: the
-        node plugin must also run on tainted GPU nodes."""
+        node plugin must also run on tainted GPU nodes; `namespace_labels`: its namespace's."""
         super().__init__("af:index:Cvmfs", name, None, opts)
         self._provider = provider
-        namespace, _, ns_opts = layer_namespace(self, name, CVMFS_NAMESPACE, provider)
+        namespace, _, ns_opts = layer_namespace(self, name, CVMFS_NAMESPACE, provider, namespace_labels)
         self.namespace = namespace
         waits: list[pulumi.Resource] = [namespace]
         if cvmfs.squid_proxy:

@@ -47,7 +47,7 @@ class Dask(pulumi.ComponentResource):
     ) -> None:
         super().__init__("af:index:Dask", name, None, opts)
         self._provider = provider
-        self.namespace, _, ns_opts = layer_namespace(self, name, NAMESPACE, provider)
+        self.namespace, _, ns_opts = layer_namespace(self, name, NAMESPACE, provider, cfg.namespace_labels(NAMESPACE))
         # The gateway's identity towards the hub: generated, kept in the stack's state (a new one
         # on every deploy would log the gateway out of the hub until both restart).
         token = random.RandomPassword(

@@ -5,6 +5,8 @@ time-sliced or as MIG instances, as the stack declares."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -31,9 +33,10 @@ class DevicePlugin(pulumi.ComponentResource):
         cluster: Cluster,
         provider: k8s.Provider,
         opts: pulumi.ResourceOptions | None = None,
+        namespace_labels: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__("af:index:DevicePlugin", name, None, opts)
-        namespace, _, ns_opts = layer_namespace(self, name, GPU_NAMESPACE, provider)
+        namespace, _, ns_opts = layer_namespace(self, name, GPU_NAMESPACE, provider, namespace_labels)
         values = device_plugin_values(gpu, cluster)
         rendered.publish("gpu", "values.yaml", yamltext.dump(values))
         self.release = k8s.helm.v3.Release(

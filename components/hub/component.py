@@ -50,7 +50,9 @@ class Hub(pulumi.ComponentResource):
         certificate (ACME) and gives notebooks the internal CA."""
         super().__init__("af:index:Hub", name, None, opts)
         assert cfg.identity is not None and cfg.identity.client_secret is not None, "checked by cross_checks"
-        namespace, _, ns_opts = layer_namespace(self, name, HUB_NAMESPACE, provider)
+        namespace, _, ns_opts = layer_namespace(
+            self, name, HUB_NAMESPACE, provider, cfg.namespace_labels(HUB_NAMESPACE)
+        )
         self.namespace = namespace
         # 32 random bytes each; RandomBytes keeps them secret and stable across updates, so
         # sessions and encrypted auth state survive a redeploy.

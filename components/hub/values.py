@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..common.kube import image_parts, resources
+from ..common.kube import NO_PRIVILEGES, RUNTIME_DEFAULT_SECCOMP, image_parts, resources
 from ..common.shipped import shipped
 from ..config.facility import FacilityConfig
 from ..infra.config import GpuSpec, NodeGroup
@@ -37,6 +37,10 @@ HTTPS_REDIRECT = "af-https-redirect"
 TRAEFIK_MIDDLEWARE_API = "traefik.io/v1alpha1"
 """Group and version of traefik's Middleware CRD (traefik v2.10 and later, k3s's traefik v3)."""
 TOKEN_SCRIPT = "/opt/af/af_token.py"
+RESTRICTED = {"runAsNonRoot": True, **NO_PRIVILEGES, **RUNTIME_DEFAULT_SECCOMP}
+"""What Pod Security `restricted` asks of a container of the chart besides the non-root user the
+chart already gives it (`af:policy.podSecurity.jupyterhub`). Helm merges it into the chart's own
+`containerSecurityContext`; KubeSpawner merges it into the notebook container's."""
 SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", "read:users:name!user", "admin:auth_state!user"]
 """The notebook's API token: the default server scopes plus reading its owner's model with
 its auth state (`GET /hub/api/users/<name>`)."""
@@ -227,6 +231,8 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
                     "admin_groups": sorted(roles.admin),
                     "login_service": "IAM",
                 },
+                # Read last by the chart's jupyterhub_config.py (`c[app].update`), after singleuser.*.
+                "KubeSpawner": {"container_security_context": dict(RESTRICTED)},
             },
             "extraEnv": {
                 "OAUTH_CLIENT_SECRET": _secret_env("client-secret"),
@@ -239,6 +245,7 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
                 "30-af-token": shipped("hub", "extra_token.py"),
             },
             "nodeSelector": dict(SYSTEM_NODES),
+            "containerSecurityContext": dict(RESTRICTED),
             "resources": resources("200m", "512Mi", "1", "1Gi"),
             "db": {"type": "sqlite-pvc", "pvc": {"storage": "1Gi"}},
             # The chart leaves its budgets off; a drain must move the single hub deliberately.
@@ -250,6 +257,7 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
             "chp": {
                 "networkPolicy": {"enabled": False},
                 "nodeSelector": dict(SYSTEM_NODES),
+                "containerSecurityContext": dict(RESTRICTED),
                 "resources": resources("100m", "128Mi", "500m", "512Mi"),
                 "pdb": {"enabled": True, "minAvailable": 1},
             },
@@ -287,13 +295,20 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
             "userScheduler": {
                 "enabled": True,
                 "nodeSelector": dict(SYSTEM_NODES),
+                "containerSecurityContext": dict(RESTRICTED),
                 "resources": resources("50m", "256Mi", "500m", "512Mi"),
             },
             "userPlaceholder": {"enabled": False},
         },
         "prePuller": {
             "resources": resources("10m", "16Mi", "100m", "64Mi"),
-            "hook": {"nodeSelector": dict(SYSTEM_NODES), "resources": resources("10m", "16Mi", "100m", "64Mi")},
+            "containerSecurityContext": dict(RESTRICTED),
+            "pause": {"containerSecurityContext": dict(RESTRICTED)},
+            "hook": {
+                "nodeSelector": dict(SYSTEM_NODES),
+                "containerSecurityContext": dict(RESTRICTED),
+                "resources": resources("10m", "16Mi", "100m", "64Mi"),
+            },
         },
         "cull": {"enabled": True, "timeout": hub.idle_cull_minutes * 60, "every": 300},
         "ingress": {

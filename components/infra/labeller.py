@@ -6,12 +6,13 @@ facility would find a node. See `files/af_node_labeller.py`."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from ..common.kube import PART_OF, SMALL, layer_namespace
+from ..common.kube import NO_PRIVILEGES, PART_OF, RUNTIME_DEFAULT_SECCOMP, SMALL, layer_namespace
 from ..common.shipped import shipped
 from ..names import NODE_LABELLER, NODE_LABELLER_NAMESPACE
 from .config import Cluster
@@ -49,18 +50,14 @@ def labeller_pod(image: str) -> dict[str, Any]:
     labels, and system nodes stay untainted), unprivileged."""
     return {
         "serviceAccountName": NODE_LABELLER,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": USER, "runAsGroup": USER},
+        "securityContext": {"runAsNonRoot": True, "runAsUser": USER, "runAsGroup": USER, **RUNTIME_DEFAULT_SECCOMP},
         "containers": [
             {
                 "name": "labeller",
                 "image": image,
                 "command": ["python3", f"/etc/af/{SCRIPT}", "/etc/af/config.json"],
                 "resources": SMALL,
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "capabilities": {"drop": ["ALL"]},
-                },
+                "securityContext": {"readOnlyRootFilesystem": True, **NO_PRIVILEGES},
                 "volumeMounts": [{"name": "config", "mountPath": "/etc/af", "readOnly": True}],
             }
         ],
@@ -72,10 +69,15 @@ class NodeLabeller(pulumi.ComponentResource):
     """The labeller in its namespace, allowed to read and patch nodes and nothing else."""
 
     def __init__(
-        self, name: str, cluster: Cluster, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        cluster: Cluster,
+        provider: k8s.Provider,
+        opts: pulumi.ResourceOptions | None = None,
+        namespace_labels: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__("af:infra:NodeLabeller", name, None, opts)
-        _, cluster_opts, ns_opts = layer_namespace(self, name, NODE_LABELLER_NAMESPACE, provider)
+        _, cluster_opts, ns_opts = layer_namespace(self, name, NODE_LABELLER_NAMESPACE, provider, namespace_labels)
         labels = {"app.kubernetes.io/name": NODE_LABELLER, **PART_OF}
         meta = {"name": NODE_LABELLER, "namespace": NODE_LABELLER_NAMESPACE, "labels": labels}
         account = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata=meta, opts=ns_opts)

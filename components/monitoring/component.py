@@ -44,7 +44,9 @@ class Monitoring(pulumi.ComponentResource):
     ) -> None:
         super().__init__("af:index:Monitoring", name, None, opts)
         monitoring = cfg.monitoring
-        namespace, _, ns_opts = layer_namespace(self, name, MONITORING_NAMESPACE, provider)
+        namespace, _, ns_opts = layer_namespace(
+            self, name, MONITORING_NAMESPACE, provider, cfg.namespace_labels(MONITORING_NAMESPACE)
+        )
         self.namespace = namespace
         values = stack_values(cfg)
         rendered.publish("monitoring", "values.yaml", yamltext.dump(values, sort_keys=True))

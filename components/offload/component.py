@@ -9,13 +9,14 @@ neither appears in a ConfigMap or an environment variable."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from ..common import rendered
-from ..common.kube import PART_OF, layer_namespace, resources
+from ..common.kube import NO_PRIVILEGES, PART_OF, RUNTIME_DEFAULT_SECCOMP, layer_namespace, resources
 from ..config.identity import Identity
 from ..credential import sidecar
 from ..names import OFFLOAD_NAMESPACE, SYSTEM_NODES, virtual_node
@@ -70,6 +71,7 @@ def virtual_kubelet_pod(offload: OffloadConfig, name: str, gateway: Gateway, tok
             {"name": "VKTOKENFILE", "value": TOKEN_FILE},
         ],
         "resources": resources("100m", "128Mi", "500m", "512Mi"),
+        "securityContext": dict(NO_PRIVILEGES),
         "volumeMounts": [
             {
                 "name": "config",
@@ -83,7 +85,13 @@ def virtual_kubelet_pod(offload: OffloadConfig, name: str, gateway: Gateway, tok
     spec: dict[str, Any] = {
         "serviceAccountName": virtual_node(name),
         "nodeSelector": dict(SYSTEM_NODES),
-        "securityContext": {"runAsNonRoot": True, "runAsUser": USER, "runAsGroup": USER, "fsGroup": USER},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": USER,
+            "runAsGroup": USER,
+            "fsGroup": USER,
+            **RUNTIME_DEFAULT_SECCOMP,
+        },
         "containers": [vk],
         "volumes": [{"name": "config", "configMap": {"name": virtual_node(name)}}],
     }
@@ -124,10 +132,12 @@ class Offload(pulumi.ComponentResource):
         identity: Identity | None,
         provider: k8s.Provider,
         opts: pulumi.ResourceOptions | None = None,
+        namespace_labels: Mapping[str, str] | None = None,
     ) -> None:
-        """`identity` gives the token endpoint of IAM clients that do not name their own."""
+        """`identity` gives the token endpoint of IAM clients that do not name their own;
+        `namespace_labels`: its namespace's."""
         super().__init__("af:index:Offload", name, None, opts)
-        _, cluster_opts, ns_opts = layer_namespace(self, name, OFFLOAD_NAMESPACE, provider)
+        _, cluster_opts, ns_opts = layer_namespace(self, name, OFFLOAD_NAMESPACE, provider, namespace_labels)
         token_url = identity.endpoint("token") if identity else ""
         self.nodes = {}
         for gw_name, gateway in sorted(offload.gateways.items()):

@@ -360,6 +360,8 @@ class StackPlan:
     flavors: dict[str, Flavor]
     pool: bool
     """Whether the stack runs the HTCondor pool (and so the autoscaler)."""
+    config: Any = None
+    """The stack's `FacilityConfig`, as previewed (the autoscaler on wherever the pool runs)."""
 
 
 @functools.cache
@@ -381,7 +383,7 @@ def preview(stack: str) -> StackPlan:
         cfg = build_config(values, secret)
     result = run_program(stack, values, set(secret))
     flavors = {name: Flavor(f.vcpus, f.ram_gib, f.gpus) for name, f in cfg.site.flavors.items()}
-    return StackPlan(stack, plan_document(result), dict(result.files), flavors, cfg.condor.enabled)
+    return StackPlan(stack, plan_document(result), dict(result.files), flavors, cfg.condor.enabled, cfg)
 
 
 def runs_pool(stack: str) -> bool:

@@ -1,7 +1,7 @@
 """A stack on the test control plane: its nodes registered (kwok), its Kubernetes objects applied in dependency
 order with server-side apply, volumes provisioned by a stand-in provisioner, and its workloads run to check
-where the scheduler puts them. `Deployed.remove` takes it all away again, so stacks can follow each other on one
-control plane.
+where the scheduler puts them. `Deployed.remove` takes it all away again (its namespaces emptied, not deleted), so
+stacks can follow each other on one control plane.
 
 In mode magnum the plan's node labeller runs once after the objects are applied (its own script, config and
 account, as its pod would run it), so the nodes carry the labels and taints the facility gives them in the cluster.
@@ -69,7 +69,9 @@ class Deployed:
         return namespaces_of(self.applied)
 
     def remove(self) -> None:
-        self.kube.delete_namespaces(sorted({*self.namespaces, *self.extra_namespaces}))
+        """Everything the stack brought: its namespaces are emptied (and kept, for the next stack), its cluster-wide
+        objects, nodes and volumes deleted."""
+        self.kube.empty_namespaces(sorted({*self.namespaces, *self.extra_namespaces}))
         for api_version, kind, name in self.cluster_scoped:
             self.kube.delete(api_version, kind, name)
         remove_nodes(self.kube, self.nodes)
@@ -198,7 +200,8 @@ def on_cluster(kube: Kube, stack: StackPlan, nodes: list[NodeSpec] | None = None
             deployed = deploy(kube, nodes, objects, release_namespaces(stack.plan))
         except BaseException:
             # Half deployed: take away what may be there, so that the next stack starts clean.
-            kube.delete_namespaces(sorted({o.name for o in objects if o.kind == "Namespace"}))
+            present = {n["metadata"]["name"] for n in kube.list("v1", "Namespace")}
+            kube.empty_namespaces(sorted({o.name for o in objects if o.kind == "Namespace"} & present))
             remove_nodes(kube, nodes)
             raise
         try:
@@ -313,10 +316,14 @@ def placement_problems(pod_spec: Mapping[str, Any], nodes: list[NodeSpec]) -> li
 
 
 def _pod_template(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    return manifest["spec"]["template"]["spec"]
+    return manifest["spec"] if manifest["kind"] == "Pod" else manifest["spec"]["template"]["spec"]
 
 
 def _pods_of(kube: Kube, manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    if manifest["kind"] == "Pod":
+        meta = manifest["metadata"]
+        pod = kube.get("v1", "Pod", meta["name"], meta["namespace"])
+        return [pod] if pod is not None and "deletionTimestamp" not in pod["metadata"] else []
     labels = manifest["spec"]["selector"].get("matchLabels", {}) if manifest["kind"] != "Job" else {}
     if manifest["kind"] == "Job":
         labels = {"batch.kubernetes.io/job-name": manifest["metadata"]["name"]}
@@ -330,6 +337,8 @@ def _pods_of(kube: Kube, manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def _wanted(kube: Kube, manifest: Mapping[str, Any]) -> int:
     meta, kind = manifest["metadata"], manifest["kind"]
+    if kind == "Pod":
+        return 1
     live = kube.get(manifest["apiVersion"], kind, meta["name"], meta["namespace"]) or {}
     if kind == "DaemonSet":
         return int(live.get("status", {}).get("desiredNumberScheduled", 0))
@@ -350,12 +359,25 @@ def _done(pod: Mapping[str, Any], kind: str) -> bool:
     return phase in ("Running", "Succeeded") if kind == "Job" else phase == "Running"
 
 
+def _refused(kube: Kube, manifest: Mapping[str, Any]) -> list[str]:
+    """Why the workload's controller could not create its pods (its `FailedCreate` events: an admission refusal
+    such as PodSecurity's), newest first."""
+    meta = manifest["metadata"]
+    events = kube.list("v1", "Event", meta["namespace"])
+    return [
+        e.get("message", "")
+        for e in sorted(events, key=lambda e: e.get("lastTimestamp") or "", reverse=True)
+        if e.get("reason") == "FailedCreate" and e["involvedObject"].get("name", "").startswith(meta["name"])
+    ]
+
+
 def run_workloads(
     kube: Kube, manifests: list[dict[str, Any]], nodes: list[NodeSpec], timeout: float = RUN_TIMEOUT
 ) -> tuple[list[Placed], list[str]]:
-    """Run each workload with at least one pod (a Deployment or StatefulSet at 0 replicas is scaled to 1) and
-    wait for its pods to be Running. Returns where they run, and a message per workload that does not run:
-    its name, the scheduler's own reason and, from the plan, the labels or taints that keep it off every node."""
+    """Run each workload with at least one pod (a Deployment or StatefulSet at 0 replicas is scaled to 1; a bare Pod
+    is its own workload) and wait for its pods to be Running. Returns where they run, and a message per workload
+    that does not run: its name, the scheduler's own reason and, from the plan, the labels or taints that keep it off
+    every node, or the admission's refusal of its pods."""
     for manifest in manifests:
         meta = manifest["metadata"]
         if manifest["kind"] in ("Deployment", "StatefulSet") and not manifest["spec"].get("replicas", 1):
@@ -408,11 +430,13 @@ def run_workloads(
             }
         )
         reasons = placement_problems(_pod_template(manifest), nodes) or ["(the plan's labels and taints allow it)"]
+        refusals = _refused(kube, manifest) if not pods else []
         failures.append(
             f"{ref(manifest)}: {len(running)} of {max(want, 1)} pods Running; "
             + "; ".join(reasons)
             + (f"; scheduler: {' / '.join(scheduler)}" if scheduler else "")
             + ("" if want else "; the controller placed no pod at all")
+            + (f"; refused: {refusals[0]}" if refusals else "")
         )
     return placed, failures
 

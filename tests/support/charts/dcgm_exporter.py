@@ -116,6 +116,8 @@ def workloads(values: Values, release: str = "dcgm-exporter", namespace: str = "
             affinity=dict(m.get("affinity") or {}),
             pod_security_context=dict(m.get("podSecurityContext") or {}),
             host_network=bool(m.get("hostNetwork")),
+            # [daemonset]: the kubelet's pod-resources socket, to map GPUs to pods.
+            volumes=[{"name": "kubelet-path", "hostPath": {"path": m["kubeletPath"]}}],
             priority_class_name=m.get("priorityClassName") or "system-node-critical",
             source="NVIDIA/dcgm-exporter deployment/templates/daemonset.yaml",
         )

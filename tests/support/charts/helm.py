@@ -121,6 +121,9 @@ class StandIn:
     pod_security_context: dict[str, Any] = field(default_factory=dict)
     host_network: bool = False
     host_pid: bool = False
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    """Volumes that decide what the pod may do (hostPath: only Pod Security `privileged` admits it); others are left
+    out."""
     priority_class_name: str | None = None
     scheduler_name: str | None = None
     created_by: str = "chart"
@@ -164,6 +167,8 @@ class StandIn:
             spec["hostNetwork"] = True
         if self.host_pid:
             spec["hostPID"] = True
+        if self.volumes:
+            spec["volumes"] = copy.deepcopy(self.volumes)
         if self.priority_class_name:
             spec["priorityClassName"] = self.priority_class_name
         if self.scheduler_name and not default_scheduler:

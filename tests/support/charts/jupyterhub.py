@@ -23,6 +23,10 @@ names the text it was read from:
 - [kubespawner] jupyterhub-kubespawner 7.0.0 (the version z2jh 4.0.0 ships, changelog), installed
   here from PyPI: `kubespawner.objects.make_pod` builds the user pod, `_apply_overrides` merges
   dict-valued profile overrides into the configured value (spawner.py, `_apply_overrides`).
+- [config-4x] jupyterhub/files/hub/jupyterhub_config.py, 4.x text (it imports kubernetes_asyncio;
+  index id 807635133): `singleuser.*` become KubeSpawner traits (none of them a security context
+  besides `allowPrivilegeEscalation`), then `hub.config` is loaded last, `c[app].update(cfg)`: so
+  `hub.config.KubeSpawner.container_security_context`/`pod_security_context` reach `make_pod`.
 - [issue-14] project issue 14 items 1-2: the chart's rendered policies with our values (rendered
   with the pinned chart by the lead).
 """
@@ -309,6 +313,9 @@ def _singleuser_base(m: Values) -> dict[str, Any]:
         "fs_gid": s.get("fsGid"),
         "allow_privilege_escalation": s.get("allowPrivilegeEscalation"),
         "init_containers": init,
+        # [config-4x]: hub.config.KubeSpawner is applied after every singleuser.* trait.
+        "container_security_context": dict(get(m, "hub.config.KubeSpawner.container_security_context") or {}),
+        "pod_security_context": dict(get(m, "hub.config.KubeSpawner.pod_security_context") or {}),
     }
 
 
@@ -355,6 +362,8 @@ def user_pod(m: Values, release: str, namespace: str, slug: str, override: dict[
         uid=settings["uid"],
         fs_gid=settings["fs_gid"],
         allow_privilege_escalation=settings["allow_privilege_escalation"],
+        container_security_context=settings["container_security_context"] or None,
+        pod_security_context=settings["pod_security_context"] or None,
         labels=labels,
         cpu_limit=settings["cpu_limit"],
         cpu_guarantee=settings["cpu_guarantee"],
