@@ -27,7 +27,10 @@ def config_error(command: str, error: ConfigError) -> dict[str, Any]:
         "command": command,
         "ok": False,
         "error": "config",
-        "problems": [{"path": p.path, "value": p.value, "allowed": p.allowed} for p in error.problems],
+        "problems": [
+            {"path": p.path, "value": p.value, "allowed": p.allowed, **({"source": p.source} if p.source else {})}
+            for p in error.problems
+        ],
     }
 
 

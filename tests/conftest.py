@@ -11,9 +11,9 @@ import pytest
 
 from afctl.mocks import Registration
 from afctl.runner import RunResult, run_program
-from afctl.stackfile import available_stacks, read_stack
+from afctl.stackfile import SHIPPED_STACKS, read_stack
 
-SHIPPED_STACKS = available_stacks()
+__all__ = ["SHIPPED_STACKS"]
 IN_CI = os.environ.get("CI") == "true"
 
 

@@ -226,7 +226,9 @@ def test_an_http_issuer_stops_preview_with_one_config_line_not_a_traceback(tmp_p
         assert main(["--project-dir", str(tmp_path), *args]) == 2, args
         err = capsys.readouterr().err
         lines = [line for line in err.splitlines() if not line.startswith("note:")]
-        # The value shows as [secret]: the section holds the IAM client secret.
+        # The section holds the IAM client secret, but the issuer is no secret: it is shown.
         assert len(lines) == 1 and "Traceback" not in err, err
-        assert lines[0].startswith("af:identity.issuer: got ")
-        assert lines[0].endswith("allowed: URL scheme should be 'https'")
+        assert lines[0] == (
+            'af:identity.issuer: got "http://cms-auth.cern.ch/"; '
+            "allowed: an https:// URL such as https://iam.example.org/ (no other scheme)"
+        )

@@ -34,10 +34,10 @@ def test_cache_base_is_valid_and_defaults_follow_xrootd() -> None:
         ("cache.ram", "4gb", "af:cache.ram", "a size such as"),
         ("cache.blockSize", "6k", "af:cache.blockSize", "a multiple of 4k"),
         ("cache.blockSize", "32m", "af:cache.blockSize", "between 4k and 16m"),
-        ("cache.prefetch", 500, "af:cache.prefetch", "less than or equal to 128"),
+        ("cache.prefetch", 500, "af:cache.prefetch", "a number of at most 128"),
         ("cache.lowWatermark", 0.97, "af:cache.highWatermark", "above lowWatermark (0.97)"),
         ("cache.highWatermark", 0.9, "af:cache.highWatermark", "above lowWatermark (0.9)"),
-        ("cache.highWatermark", 1.5, "af:cache.highWatermark", "less than 1"),
+        ("cache.highWatermark", 1.5, "af:cache.highWatermark", "a number below 1"),
         ("cache.exports", ["store"], "af:cache.exports", "absolute paths such as /store"),
         ("cache.exports", ["/store", "/store"], "af:cache.exports", "each path once"),
         (

@@ -7,13 +7,11 @@ import html
 import re
 
 import pytest
-from conftest import preview_values, stack_values
+from conftest import SHIPPED_STACKS, preview_values, stack_values
 from support.gateways import galileo, leonardo
 
 from afctl import cli, graph, plan
 from components.config.loader import build_config
-
-SHIPPED_STACKS = ("dev", "cms-bari", "atlas-cnaf")
 
 
 def expected(document) -> tuple[set[str], set[str]]:

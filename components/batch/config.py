@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import classad2
-from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, StrictBool, field_validator
 
 from ..config.base import DnsLabel, PinnedImage, StrictModel
 from ..config.identity import WLCG_ANY_AUDIENCE
@@ -85,7 +85,7 @@ class Condor(StrictModel):
     authenticate each other with IDTOKENS from a generated pool signing key; users submit
     with their IAM token (SciTokens), if they are in a group of `af:identity.roles.batch`."""
 
-    enabled: bool = False
+    enabled: StrictBool = False
     """Deploy the pool."""
     image_tag: str = Field(default="24.0.7-el9", pattern=r"^\d+\.\d+\.\d+-el\d+$")
     """Tag of the official htcondor/cm, htcondor/submit and htcondor/execute images (an LTS
@@ -225,7 +225,7 @@ class Trigger(StrictModel):
 class Autoscaler(StrictModel):
     """The queue-driven autoscaler of the worker groups (`autoscaler/` in this repository)."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     """Deploy the autoscaler with the pool (it is deployed only where `af:condor.enabled`); `false`
     keeps every worker group at its `minWorkers`."""
     image: PinnedImage | None = None
