@@ -39,7 +39,7 @@ def quota(cfg: FacilityConfig) -> list[dict[str, Any]]:
     rows = []
     for q in QUOTAS:
         need, limit = getattr(used, q.field), getattr(cfg.site.quotas, q.field)
-        rows.append({"quota": q.field, "label": q.column, "planned": need, "allowed": limit, "free": limit - need})
+        rows.append({"quota": q.key, "label": q.column, "planned": need, "allowed": limit, "free": limit - need})
     return rows
 
 

@@ -223,11 +223,21 @@ def dot(pic: Picture) -> str:
     return "\n".join(out) + "\n"
 
 
+class GraphvizMissing(RuntimeError):
+    """No `dot` on the PATH."""
+
+
+INSTALL_GRAPHVIZ = "sudo apt-get install graphviz (Debian, Ubuntu), dnf install graphviz, or brew install graphviz"
+
+
 def render(text: str, fmt: str) -> bytes:
     """`dot -T<fmt>` of the DOT text."""
     binary = shutil.which("dot")
     if binary is None:
-        raise RuntimeError("Graphviz's dot is not installed (Debian package graphviz; `make test` installs it)")
+        raise GraphvizMissing(
+            f"Graphviz's dot is not installed; install it ({INSTALL_GRAPHVIZ}; `make test` installs it) "
+            "and run afctl graph again"
+        )
     done = subprocess.run([binary, f"-T{fmt}"], input=text.encode(), capture_output=True, timeout=120, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"dot failed: {done.stderr.decode(errors='replace')}")

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from components.config.errors import NAMESPACE, ConfigError, Problem, show_value
-from components.config.loader import PROJECT_ROOT, STAND_IN, load_yaml, stand_in_secrets
+from components.config.loader import PROFILES_DIR, PROJECT_ROOT, STAND_IN, load_yaml, stand_in_secrets
 
 PLACEHOLDER = STAND_IN
 
@@ -28,6 +28,13 @@ def shipped_profiles(project_dir: Path = PROJECT_ROOT) -> list[str]:
         data = load_yaml(stack_file(stack, project_dir)) or {}
         found.update(dict.fromkeys((data.get("config") or {}).get(f"{NAMESPACE}:profiles") or []))
     return list(found)
+
+
+def profiles_dir(project_dir: Path = PROJECT_ROOT) -> Path:
+    """Where a project's profiles are: its `stacks/`, or this program's for a directory that has
+    only stack files."""
+    own = project_dir / "stacks"
+    return own if own.is_dir() else PROFILES_DIR
 
 
 def stack_file(stack: str, project_dir: Path = PROJECT_ROOT) -> Path:
@@ -102,7 +109,7 @@ def read_stack(
         problems.append(Problem(f"{path.name}:config", "no af:* key", shape))
     if problems:
         raise ConfigError(problems)
-    values, secret, filled = stand_in_secrets(values, secret)
+    values, secret, filled = stand_in_secrets(values, secret, profiles_dir(project_dir))
     if stood_in is not None:
         stood_in.extend(filled)
     return values, secret

@@ -118,8 +118,9 @@ def _control_plane(
                 service_account_key=sa_key if first else "",
             )
 
-        # One file per role: the node that initialises the cluster and one that joins it.
-        filename = f"cloud-init/control-plane-{index}.yaml" if index < 2 else None
+        # One file per control-plane node: each has its own name and address (the first
+        # initialises the cluster, the others join it).
+        filename = f"cloud-init/control-plane-{index}.yaml"
         return _user_data("cluster", filename, values, build)
 
     network = shared.network
