@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..batch.config import worker_groups
 from ..config.facility import FacilityConfig
 from ..names import (
     ACME_SOLVER_PODS,
@@ -107,7 +108,10 @@ def _hub_flows(cfg: FacilityConfig) -> list[Flow]:
 
 
 def _local_groups(cfg: FacilityConfig) -> list[str]:
-    return sorted(name for name, group in cfg.cluster.node_groups.items() if "batch" in group.roles)
+    """The pool's worker groups in the cluster (node groups with role batch, the control plane
+    when it has that role), as the batch layer deploys them."""
+    groups = worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors, cfg.offload)
+    return sorted(name for name, group in groups.items() if group.local)
 
 
 def _batch_flows(cfg: FacilityConfig) -> list[Flow]:

@@ -8,7 +8,7 @@ import ipaddress
 
 from ..config.errors import Problem, problem
 from ..config.facility import FacilityConfig
-from ..names import GPU_TAINT_KEY
+from ..names import CONTROL_PLANE_GROUP, GPU_TAINT_KEY
 from .config import K3s
 from .quota import QUOTAS, usage
 
@@ -16,6 +16,14 @@ from .quota import QUOTAS, usage
 def mode_problems(cfg: FacilityConfig) -> list[Problem]:
     cluster = cfg.cluster
     found: list[Problem] = []
+    if CONTROL_PLANE_GROUP in cluster.node_groups:
+        found.append(
+            problem(
+                ("cluster", "nodeGroups", CONTROL_PLANE_GROUP),
+                CONTROL_PLANE_GROUP,
+                "another name: the control plane's VMs, nodes and worker group are named control-plane",
+            )
+        )
     if cluster.mode == "existing" and cluster.existing is None:
         found.append(problem(("cluster", "existing"), None, "a kubeconfig secret when mode is existing"))
     if cluster.mode != "openstack" and cluster.control_plane.roles:
