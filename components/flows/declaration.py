@@ -191,7 +191,8 @@ def outward_flows(cfg: FacilityConfig) -> list[Flow]:
         flows.append(Flow(HUB, iam, (_port(str(cfg.identity.issuer), 443),), "OIDC login, token refresh"))
     if cfg.cache.enabled:
         federation = Peer("data federation", cidrs=internet)
-        flows.append(Flow(CACHE, federation, (_port(cfg.cache.origin, 1094),), "misses, with its own credential"))
+        misses = "misses, with its own credential" if cfg.cache.upstream is not None else "misses (no credential)"
+        flows.append(Flow(CACHE, federation, (_port(cfg.cache.origin, 1094),), misses))
     if cfg.cvmfs.enabled:
         stratum1 = Peer("CVMFS Stratum-1", cidrs=internet)
         source = SQUID if cfg.cvmfs.squid_proxy else CVMFS_CLIENTS
