@@ -7,8 +7,8 @@ import copy
 import io
 import json
 import re
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 from conftest import secret_leaves
 

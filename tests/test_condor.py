@@ -33,7 +33,7 @@ from components.names import CA_CERT_DIR, COLLECTOR_PORT, CONDOR_NAMESPACE, CVMF
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 CONDOR_TYPE = "af:index:Condor"
-POOL = ["cms-bari", "atlas-cnaf"]
+POOL = ["atlas-cnaf", "cms-bari", "dev", "single"]
 
 
 def _cfg(stack: str):
@@ -59,10 +59,17 @@ def _container(pod: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_stacks_enable_the_pool_through_their_experiment_profile(shipped):
+    """CMS's and ATLAS's profiles turn the pool on; dev and single, of the generic community whose
+    profile leaves it off, turn it on themselves. Off, nothing of it is deployed."""
     assert [s for s in SHIPPED_STACKS if _cfg(s).condor.enabled] == sorted(POOL)
-    dev = shipped("dev")
-    assert _condor(dev) == [] and not any(f.startswith("condor/") for f in dev.files)
-    assert "CONDOR_CONFIG" not in hub_values(dev)["singleuser"]["extraEnv"]
+    for stack in ("cms-bari", "atlas-cnaf"):
+        assert "condor" not in stack_values(stack)[0]
+    values, secret = stack_values("dev")
+    assert values["condor"] == {"enabled": True}
+    values["condor"] = {"enabled": False}
+    off = preview_values("dev", values, secret)
+    assert _condor(off) == [] and not any(f.startswith("condor/") for f in off.files)
+    assert "CONDOR_CONFIG" not in hub_values(off)["singleuser"]["extraEnv"]
 
 
 @pytest.mark.parametrize("stack", POOL)
