@@ -51,6 +51,21 @@ def _build(args: argparse.Namespace, stack: str) -> Path:
     return (Path(args.project_dir) if args.project_dir else Path()) / "build" / stack
 
 
+def _out(args: argparse.Namespace, stack: str) -> Path:
+    """The output directory (`--out`, or `build/STACK`), made and checked before anything runs."""
+    out = Path(args.out) if getattr(args, "out", None) else _build(args, stack)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        writable = os.access(out, os.W_OK)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    else:
+        reason = "" if writable else "not writable"
+    if reason:
+        raise ConfigError([Problem("out", show_value(str(out)), f"a directory afctl can create and write ({reason})")])
+    return out
+
+
 def _load(
     args: argparse.Namespace, stack: str | None = None, previews: bool = True
 ) -> tuple[dict, set[str], FacilityConfig, list[str]]:
@@ -100,8 +115,8 @@ def _verdict(violations: list[Violation]) -> int:
 def cmd_preview(args: argparse.Namespace) -> int:
     values, secret, cfg, filled = _load(args)
     config = pack_config(cfg)
+    out = _out(args, args.stack)
     result = _run(args, args.stack, values, secret)
-    out = Path(args.out) if args.out else _build(args, args.stack)
     plan.write_plan(result, out)
     # The same pack config serves `pulumi preview --policy-pack policy --policy-pack-config …`.
     (out / POLICY_CONFIG).write_text(pack_config_json(cfg), encoding="utf-8")
@@ -145,7 +160,13 @@ def cmd_policy(args: argparse.Namespace) -> int:
     path = Path(args.plan) if args.plan else _build(args, args.stack) / "plan.json"
     if not path.is_file():
         raise ConfigError([Problem("plan", f"no file at {path}", f"a plan written by afctl preview {args.stack}")])
-    violations = evaluate(json.loads(path.read_text(encoding="utf-8")), config)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        document = None
+    if not isinstance(document, dict) or not set(document) >= _PLAN_KEYS:
+        raise ConfigError([Problem("plan", show_value(str(path)), f"a plan written by afctl preview {args.stack}")])
+    violations = evaluate(document, config)
     document = {"command": "policy", "stack": args.stack, "plan": str(path), "ok": not mandatory(violations)}
     _emit(args, document | documents.policy(violations, len(RULES)), report_text(violations, len(RULES)))
     return _verdict(violations)
@@ -184,7 +205,7 @@ def _side(
         values, secret, _, _ = _load(args, given)
         result = _run(args, given, values, secret)
         if args.save:
-            plan.write_plan(result, _build(args, given))
+            plan.write_plan(result, _out(argparse.Namespace(**{**vars(args), "out": None}), given))
         previews[given] = diff.Side.of_run(given, result)
     return previews[given], {"label": given, "stack": given}
 
@@ -204,10 +225,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_graph(args: argparse.Namespace) -> int:
     values, secret, cfg, _ = _load(args)
+    out = _out(args, args.stack)
     document = plan.plan_document(_run(args, args.stack, values, secret))
     text = graph.dot(graph.picture(document, cfg))
-    out = Path(args.out) if args.out else _build(args, args.stack)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "graph.dot").write_text(text, encoding="utf-8")
     try:
         for fmt in ("svg", "png"):

@@ -186,3 +186,25 @@ def test_reference_ignores_an_operators_empty_stack_file(tmp_path):
         check=False,
     )
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["preview", "no-such-stack"], 2, 'stack: got "no-such-stack"'),
+        (["policy"], 2, "a STACK to judge, or --list"),
+        (["policy", "dev", "--plan", "{tmp}/not-a-plan"], 2, "plan: got"),
+        (["preview", "dev", "--out", "{tmp}/not-a-plan/x"], 2, "a directory afctl can create and write"),
+        (["graph", "dev", "--out", "{tmp}/not-a-plan"], 2, "a directory afctl can create and write"),
+        (["diff", "dev"], 2, "the following arguments are required"),
+        (["diff", "no-such-stack", "dev"], 2, 'before: got "no-such-stack"'),
+        (["--project-dir", "{tmp}/nowhere", "validate", "dev"], 2, "(none)"),
+        (["schema", "--json"], 2, "unrecognized arguments"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
+def test_odd_arguments_get_one_line_not_a_traceback(tmp_path, args, code, says):
+    (tmp_path / "not-a-plan").write_text("plan? no")
+    done = run([a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert done.returncode == code and "Traceback" not in done.stderr, done.stderr
+    assert says in done.stderr and done.stdout == ""
