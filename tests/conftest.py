@@ -42,6 +42,31 @@ def stack_values(stack: str) -> tuple[dict[str, Any], set[str]]:
     return copy.deepcopy(values), set(secret)
 
 
+def local_values(stack: str) -> tuple[dict[str, Any], set[str]]:
+    """A shipped stack without its HPC gateways: what runs in its own cluster. Tests of the pool's
+    local groups use it; tests/test_offload.py covers the gateways."""
+    values, secret = stack_values(stack)
+    if values.pop("offload", None) is not None:
+        secret.discard("offload")
+    return values, secret
+
+
+@pytest.fixture(scope="session")
+def local(shipped: Callable[[str], RunResult]) -> Callable[[str], RunResult]:
+    """`shipped`, for `local_values`: the same preview where a stack has no gateway."""
+    cache: dict[str, RunResult] = {}
+
+    def get(stack: str) -> RunResult:
+        values, secret = local_values(stack)
+        if values == stack_values(stack)[0]:
+            return shipped(stack)
+        if stack not in cache:
+            cache[stack] = preview_values(stack, values, secret)
+        return cache[stack]
+
+    return get
+
+
 def of_type(result: RunResult, type_: str) -> list[Registration]:
     return [r for r in result.registrations if r.type == type_]
 

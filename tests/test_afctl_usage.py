@@ -150,7 +150,7 @@ def test_every_control_plane_node_has_its_own_user_data_file(shipped):
     files = [f for f in shipped("cms-bari").files if f.startswith("cluster/cloud-init/control-plane-")]
     assert sorted(files) == [f"cluster/cloud-init/control-plane-{i}.yaml" for i in range(3)]
     texts = [shipped("cms-bari").files[f] for f in sorted(files)]
-    assert "af-cluster-control-plane-2" in texts[2] and "af-cluster-control-plane-2" not in texts[1]
+    assert "control-plane-2" in texts[2] and "control-plane-2" not in texts[1]
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,7 @@ def _base(stack: str) -> dict[str, Any]:
     """The stack's full config: profiles merged in, every default explicit, no profiles left,
     plus a node label and an offload gateway so those models have something to mutate."""
     values, secret = read_stack(stack)
-    assert secret <= {"identity", "cache"}, "only the stood-in IAM client secrets"
+    assert secret <= {"identity", "cache", "offload"}, "only the stood-in IAM client secrets"
     merged: dict[str, Any] = {}
     for name in values["profiles"]:
         merged = deep_merge(merged, load_yaml(PROFILES_DIR / f"{name}.yaml"))

@@ -211,6 +211,8 @@ def test_existing_mode_builds_no_cloud_resources():
     values, secret = stack_values("dev")
     values["cluster"]["mode"] = "existing"
     values["cluster"]["existing"] = {"kubeconfig": PLACEHOLDER}
+    # Node sizes are unknown on a cluster that exists: the pool's workers are sized explicitly.
+    values["condor"] = {"enabled": True, "groups": {"cpu": {"cpus": 7, "memoryGib": 14}}}
     result = preview_values("existing", values, secret | {"cluster"})
     assert [r for r in result.registrations if r.type.startswith(("openstack:", "pulumi:providers:openstack"))] == []
     (provider,) = of_type(result, K8S_PROVIDER)
