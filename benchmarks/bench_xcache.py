@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the harness lives with the tests
@@ -56,13 +57,20 @@ class Loopback:
 
 
 @contextmanager
-def loopback() -> Iterator[Loopback]:
+def loopback(changes: dict[str, Any] | None = None, *, tmpfs: bool = False) -> Iterator[Loopback]:
+    """Origin and cache on loopback; `changes` to `af:cache` (as in a stack file); with `tmpfs` the cache's disk is a
+    tmpfs (root only), which takes disk writes out of the cold read."""
     with ExitStack() as stack:
         work = stack.enter_context(scratch_dir("bench-xcache-"))
         ca = TestCA(work / "ca")
         issuer = stack.enter_context(TokenIssuer(ca, work / "issuer"))
         origin = stack.enter_context(run_origin(work / "origin"))
-        cfg = stack_cache_config(STACK, origin.address, [issuer.url])
+        if tmpfs:
+            data = work / "cache" / "data"
+            data.mkdir(parents=True)
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4g", "tmpfs", str(data)], check=True)
+            stack.callback(subprocess.run, ["umount", str(data)], check=False)
+        cfg = stack_cache_config(STACK, origin.address, [issuer.url], changes=changes)
         cache = stack.enter_context(run_cache(cfg, work / "cache", ca, issuers=[issuer]))
         token = issuer.mint(SCOPE, audience=cfg.cache.audiences[0], lifetime=3600)
         yield Loopback(origin, cache, client_env(token=token, ca=ca))

@@ -3,6 +3,8 @@ gets its own section of the config and, from the others, only what it uses."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pulumi
 import pulumi_openstack as openstack
 
@@ -11,11 +13,16 @@ from .batch.pods import pool_client
 from .batch.pool import Condor
 from .cache.client import client_env as cache_client_env
 from .cache.client import client_files as cache_client_files
+from .cache.client import node_cache_url
 from .cache.component import XCache
+from .cache.config import node_cache_groups, notebooks_read_node_caches
 from .certs.component import CertManager
 from .common.layers import ServiceClient
 from .config.facility import FacilityConfig
 from .cvmfs.component import Cvmfs
+from .dask.component import Dask
+from .dask.gateway import ClusterSite
+from .dask.hub import apply_hub_values as dask_hub_values
 from .flows.component import NetworkPolicies
 from .flows.declaration import facility_flows, user_code
 from .flows.policies import network_policies
@@ -27,7 +34,14 @@ from .infra.cluster import Cluster
 from .infra.labeller import NodeLabeller
 from .infra.network import Network
 from .monitoring.component import Monitoring
-from .names import CACHE_NAMESPACE, CONDOR_NAMESPACE, CVMFS_NAMESPACE, HUB_NAMESPACE, MONITORING_NAMESPACE
+from .names import (
+    CACHE_NAMESPACE,
+    CONDOR_NAMESPACE,
+    CVMFS_NAMESPACE,
+    DASK_NAMESPACE,
+    HUB_NAMESPACE,
+    MONITORING_NAMESPACE,
+)
 from .offload.component import Offload
 
 
@@ -37,8 +51,25 @@ def needs_certificates(cfg: FacilityConfig) -> bool:
 
 
 def cache_client(cfg: FacilityConfig) -> ServiceClient | None:
-    """What notebooks and jobs need to read through the cache, when there is one."""
-    return ServiceClient(env=cache_client_env(), files=cache_client_files()) if cfg.cache.enabled else None
+    """What jobs need to read through the cache, when there is one: on the nodes of groups with node caches, their
+    own node's cache (worker groups are node groups)."""
+    if not cfg.cache.enabled:
+        return None
+    node_env = cache_client_env(node_cache_url())
+    return ServiceClient(
+        env=cache_client_env(),
+        files=cache_client_files(),
+        group_env={group: node_env for group in node_cache_groups(cfg.cache, cfg.cluster)},
+    )
+
+
+def notebook_cache_client(cfg: FacilityConfig) -> ServiceClient | None:
+    """What notebooks need to read through the cache: their node's cache when every node that runs notebooks has one
+    (a notebook's node is known only once it is scheduled), else the site cache."""
+    client = cache_client(cfg)
+    if client is None or not notebooks_read_node_caches(cfg.cache, cfg.cluster):
+        return client
+    return ServiceClient(env=cache_client_env(node_cache_url()), files=client.files)
 
 
 def hub_site(cfg: FacilityConfig) -> HubSite:
@@ -47,16 +78,18 @@ def hub_site(cfg: FacilityConfig) -> HubSite:
     of the internal CA."""
     env: dict[str, str] = {}
     files: dict[str, str] = {}
-    clients = [cache_client(cfg), pool_client(cfg) if cfg.condor.enabled else None]
+    clients = [notebook_cache_client(cfg), pool_client(cfg) if cfg.condor.enabled else None]
     for client in filter(None, clients):
         env |= client.env
         files |= client.files
+    host = cfg.hub.host or cfg.site.dns_name
     return HubSite(
-        host=cfg.hub.host or cfg.site.dns_name,
+        host=host,
         cvmfs=cfg.cvmfs.enabled,
         extra_env=tuple(sorted(env.items())),
         extra_files=tuple(sorted(files.items())),
         trust_internal_ca=cfg.cache.enabled or cfg.condor.enabled,
+        extensions=(partial(dask_hub_values, cfg=cfg, host=host),) if cfg.dask.enabled else (),
     )
 
 
@@ -74,6 +107,7 @@ class Facility(pulumi.ComponentResource):
     cache: XCache | None
     condor: Condor | None
     offload: Offload | None
+    dask: Dask | None
     hub_url: str | None
 
     def __init__(self, name: str, cfg: FacilityConfig, stack: str, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -122,9 +156,15 @@ class Facility(pulumi.ComponentResource):
         if cfg.offload.gateways:
             self.offload = Offload(f"{name}-offload", cfg.offload, cfg.identity, provider, layer)
         monitoring = Monitoring(f"{name}-monitoring", cfg, provider, layer) if cfg.monitoring.enabled else None
+        self.dask = None
+        if cfg.dask.enabled:
+            # Clusters run in the notebooks' environment: their image, files, CA and /cvmfs.
+            nb = hub_site(cfg)
+            site = ClusterSite(nb.extra_env, nb.extra_files, nb.trust_internal_ca, nb.cvmfs, (cfg.hub.notebook_image,))
+            self.dask = Dask(f"{name}-dask", cfg, provider, site, certs, self.cvmfs, layer)
         self.hub = None
         if cfg.hub.enabled:
-            self.hub = Hub(f"{name}-hub", cfg, hub_site(cfg), provider, self.cvmfs, certs, layer)
+            self.hub = Hub(f"{name}-hub", cfg, hub_site(cfg), provider, self.cvmfs, certs, layer, dask=self.dask)
         self.hub_url = self.hub.url if self.hub else None
         namespaces = {
             HUB_NAMESPACE: self.hub,
@@ -132,6 +172,7 @@ class Facility(pulumi.ComponentResource):
             CONDOR_NAMESPACE: self.condor,
             MONITORING_NAMESPACE: monitoring,
             CVMFS_NAMESPACE: self.cvmfs,
+            DASK_NAMESPACE: self.dask,
         }
         deployed = {ns: layer_.namespace for ns, layer_ in namespaces.items() if layer_ is not None}
         policies = network_policies(facility_flows(cfg), deployed, user_code(cfg))

@@ -11,8 +11,8 @@ from typing import Literal
 from autoscaler.condor import GROUP_ATTRIBUTE, IN_CLUSTER_ATTRIBUTE, POD_ATTRIBUTE
 from autoscaler.kube import GROUP_LABEL
 
-NodeRole = Literal["system", "interactive", "batch", "cache"]
-"""What a node group hosts: system services, notebooks, batch workers, caches."""
+NodeRole = Literal["system", "interactive", "batch", "cache", "dask"]
+"""What a node group hosts: system services, notebooks, batch workers, caches, Dask workers."""
 
 # --- Namespaces ---------------------------------------------------------------------------------
 HUB_NAMESPACE = "jupyterhub"
@@ -23,6 +23,7 @@ MONITORING_NAMESPACE = "monitoring"
 CERT_MANAGER_NAMESPACE = "cert-manager"
 GPU_NAMESPACE = "nvidia-device-plugin"
 OFFLOAD_NAMESPACE = "interlink"
+DASK_NAMESPACE = "dask"
 NODE_LABELLER_NAMESPACE = "af-node-labeller"
 """Mode `magnum`: where the node labeller runs."""
 
@@ -34,6 +35,8 @@ GPU_MODEL_LABEL = f"{LABEL_PREFIX}/gpu-model"
 GPU_COUNT_LABEL = f"{LABEL_PREFIX}/gpu-count"
 WORKER_GROUP_LABEL = GROUP_LABEL
 """Pod label naming a worker's group (the autoscaler selects a group's pods by it)."""
+DASK_USER_LABEL = f"{LABEL_PREFIX}/dask-user"
+"""Label of a Dask cluster's pods naming its owner (the monitoring counts per user)."""
 CONFIG_HASH_ANNOTATION = f"{LABEL_PREFIX}/config-sha256"
 """Pod template annotation: a digest of the config a pod runs with, so a change rolls it."""
 
@@ -95,6 +98,9 @@ CACHE_PORT = 1094
 CACHE_HTTPS_PORT = 8443
 CACHE_METRICS_PORT = 9102
 """The cache exporter sidecar's /metrics (container port `metrics`)."""
+NODE_CACHE_SERVICE = "af-xcache-node"
+"""The node-level caches (a DaemonSet in the cache's namespace) and their Service, whose traffic stays on the node
+(`internalTrafficPolicy: Local`): a pod reaches its own node's cache by this one name, on the cache's ports."""
 
 CONDOR_CM = "af-condor-cm"
 CONDOR_SCHEDD = "af-condor-schedd"
@@ -129,6 +135,19 @@ PROMETHEUS_PODS = {"app.kubernetes.io/name": "prometheus"}
 """kube-prometheus-stack's Prometheus (the operator's StatefulSet)."""
 CONDOR_WORKER = "af-condor-worker"
 """Every worker pod's `app.kubernetes.io/name`; each group's Deployment is `<this>-<group>`."""
+DASK_COMPONENT = "app.kubernetes.io/component"
+"""How the dask-gateway chart and its Kubernetes backend tell their pods apart."""
+DASK_GATEWAY_PODS = {DASK_COMPONENT: "gateway"}
+"""The gateway's API server (chart `templates/gateway/deployment.yaml`), port 8000."""
+DASK_TRAEFIK_PODS = {DASK_COMPONENT: "traefik"}
+"""The gateway's proxy: HTTP and Dask's TLS on its `web` port 8000 (the Service's port 80)."""
+DASK_CONTROLLER_PODS = {DASK_COMPONENT: "controller"}
+DASK_SCHEDULER_PODS = {DASK_COMPONENT: "dask-scheduler"}
+"""Clusters' schedulers (the backend's `make_pod`): 8786 Dask, 8787 dashboard, 8788 the gateway's API."""
+DASK_WORKER_PODS = {DASK_COMPONENT: "dask-worker"}
+"""Clusters' workers: 8787 dashboard; Dask's own port is ephemeral."""
+DASK_API_PORT, DASK_PROXY_PORT = 8000, 8000
+DASK_SCHEDULER_PORT, DASK_DASHBOARD_PORT, DASK_SCHEDULER_API_PORT = 8786, 8787, 8788
 METADATA_CIDR = "169.254.169.254/32"
 """OpenStack's metadata service: it serves every VM's user-data (with the cluster's join token)
 to anything on the VM, so no pod that runs users' code may reach it."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from support.kube import ControlPlane, Kube, ToolsMissing, control_plane, find_tools
 
 from afctl.mocks import Registration
 from afctl.runner import RunResult, run_program
@@ -84,3 +85,23 @@ def secret_leaves(value: Any) -> int:
     if isinstance(value, list):
         return sum(secret_leaves(v) for v in value)
     return int(value == "[secret]")
+
+
+@pytest.fixture(scope="session")
+def kube_plane() -> Iterator[ControlPlane]:
+    """One real control plane (etcd, API server, controller manager, scheduler, kwok) for the session. Its tools
+    come from `make kube-tools`: missing, they fail the tests in CI and skip them elsewhere, naming the command."""
+    try:
+        tools = find_tools()
+    except ToolsMissing as exc:
+        if IN_CI:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    with control_plane(tools) as plane:
+        yield plane
+
+
+@pytest.fixture(scope="session")
+def kube(kube_plane: ControlPlane) -> Kube:
+    """A cluster-admin client of the session's control plane."""
+    return kube_plane.admin

@@ -37,6 +37,11 @@ def test_bench_xcache_quick_prints_positive_ratios():
     assert all(r > 0 for r in quick_ratios("bench_xcache.py"))
 
 
+@pytest.mark.daemon
+def test_bench_dask_quick_prints_positive_ratios():
+    assert all(r > 0 for r in quick_ratios("bench_dask.py"))
+
+
 def test_bench_planner_quick_prints_a_positive_ratio():
     assert all(r > 0 for r in quick_ratios("bench_planner.py"))
 

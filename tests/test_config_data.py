@@ -23,7 +23,7 @@ def cache_base() -> dict[str, Any]:
 
 def test_cache_base_is_valid_and_defaults_follow_xrootd() -> None:
     cache = build_config(cache_base()).cache
-    assert (cache.ram, cache.block_size, cache.low_watermark, cache.high_watermark) == ("4g", "1m", 0.90, 0.95)
+    assert (cache.ram, cache.block_size, cache.low_watermark, cache.high_watermark) == ("4g", "64k", 0.90, 0.95)
     assert cache.token_auth and cache.issuers == [] and cache.upstream is None
 
 

@@ -70,6 +70,7 @@ def _base(stack: str) -> dict[str, Any]:
     full["profiles"] = []
     # The hub's cross checks need a deploy secret; they are covered in test_config_interactive.
     full["hub"]["enabled"] = False
+    full["dask"]["enabled"] = False  # the gateway needs the hub; its checks are in test_config_dask
     full["identity"].pop("clientSecret", None)
     full["cache"].pop("upstream", None)  # its secret likewise: covered in test_config_data
     for group in full["cluster"]["nodeGroups"].values():
@@ -223,6 +224,8 @@ WRONG_TYPES: dict[str, list[Any]] = {
     "int": ["many", [1], {"n": 1}, 2.5, "1e3x"],
     "bool": ["maybe", 2, [True], {"on": 1}, "enabled"],
     "str": [7, ["x"], {"x": "y"}, 1.5, True],
+    # A number field (PositiveFloat dumps 2 as 2.0) takes 7 and 1.5: give it what no number is.
+    "float": ["many", [1.5], {"x": 1.5}, "1e3x"],
 }
 
 
@@ -233,6 +236,8 @@ def _type_kind(node: Node, value: Any) -> str:
         return "list"
     if isinstance(value, bool):
         return "bool"
+    if isinstance(value, float):
+        return "float"
     return "int" if isinstance(value, int) else "str"
 
 
@@ -389,7 +394,8 @@ def m_bad_enum(draw: Draw, stack: str) -> Mutation:
         (("cluster", "controlPlane", "count"), [0, 2, 5], "1 or 3"),
     ]
     for loc in cat.where(lambda loc, node, value: len(loc) > 1 and loc[-2] == "roles" and isinstance(loc[-1], int)):
-        options.append((loc, ["gpu", "worker", "System", "cache-node"], "'system', 'interactive', 'batch' or 'cache'"))
+        roles = "'system', 'interactive', 'batch', 'cache' or 'dask'"
+        options.append((loc, ["gpu", "worker", "System", "cache-node"], roles))
     for loc in cat.where(lambda loc, node, value: loc[-1] == "effect"):
         options.append((loc, ["NoScheduled", "noschedule", "Never"], "'NoSchedule', 'PreferNoSchedule' or 'NoExecute'"))
     for loc in cat.where(lambda loc, node, value: loc[:2] == ("offload", "gateways") and loc[-1] == "kind"):
@@ -674,6 +680,7 @@ MUTATIONS: dict[str, Callable[[Draw, str], Mutation]] = {
     "wrong-type-bool": m_wrong_type("bool"),
     "wrong-type-int": m_wrong_type("int"),
     "wrong-type-str": m_wrong_type("str"),
+    "wrong-type-float": m_wrong_type("float"),
     "non-mapping": m_non_mapping,
     "out-of-range": m_out_of_range,
     "unknown-key": m_unknown_key,

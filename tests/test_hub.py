@@ -15,6 +15,8 @@ from afctl import plan
 from afctl.mocks import Registration
 from afctl.runner import RunResult
 from components.config.loader import build_config
+from components.dask.gateway import TOKEN_KEY as DASK_TOKEN_KEY
+from components.dask.gateway import TOKEN_SECRET as DASK_TOKEN_SECRET
 from components.hub.values import HUB_SECRET, TLS_SECRET
 from components.names import BEARER_TOKEN_FILE
 
@@ -115,6 +117,9 @@ def test_hub_values_reference_secrets_by_name_only(shipped, stack):
     values = hub_values(result)
     env = values["hub"]["extraEnv"]
     refs = {name: e["valueFrom"]["secretKeyRef"] for name, e in env.items() if "valueFrom" in e}
+    dask = refs.pop("AF_DASK_GATEWAY_TOKEN", None)  # the Dask gateway's service token, its own Secret
+    assert (dask is not None) == build_config(*stack_values(stack)).dask.enabled
+    assert dask in (None, {"name": DASK_TOKEN_SECRET, "key": DASK_TOKEN_KEY})
     assert set(refs) == {"OAUTH_CLIENT_SECRET", "AF_COOKIE_SECRET", "JUPYTERHUB_CRYPT_KEY"}
     assert {r["name"] for r in refs.values()} == {HUB_SECRET}
     secret = by_name(result, "af-hub-secrets")

@@ -30,6 +30,7 @@ from support.oidc import TestIssuer
 from traitlets.config import LazyConfigValue
 
 from components.config.loader import build_config
+from components.dask.hub import SERVER_TOKEN_SCOPES as DASK_SCOPES
 from components.facility import hub_site
 from components.hub.files import HERE as HUBFILES
 from components.hub.values import SERVER_TOKEN_SCOPES, hub_values
@@ -42,6 +43,7 @@ HUB_ENV = {
     "OAUTH_CLIENT_SECRET": CLIENT_SECRET,
     "AF_COOKIE_SECRET": secrets.token_hex(32),
     "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32),
+    "AF_DASK_GATEWAY_TOKEN": secrets.token_hex(32),  # the Dask gateway's service token (cms-bari runs it)
 }
 USERS = {
     "alice": ["/cms"],  # a physicist
@@ -108,10 +110,10 @@ def test_the_hub_ends_up_with_the_rendered_configuration(tmp_path):
         assert authenticator.refresh_user_hook.__name__ == "af_refresh_early"
         assert app.cookie_secret == bytes.fromhex(HUB_ENV["AF_COOKIE_SECRET"])
         assert CryptKeeper(config=app.config).keys == [bytes.fromhex(HUB_ENV["JUPYTERHUB_CRYPT_KEY"])]
-        assert app.config.Spawner.server_token_scopes == SERVER_TOKEN_SCOPES
-        assert {"name": "user", "scopes": ["self", "admin:auth_state!user"]}.items() <= next(
-            r for r in app.config.JupyterHub.load_roles if r["name"] == "user"
-        ).items()
+        assert app.config.Spawner.server_token_scopes == [*SERVER_TOKEN_SCOPES, *DASK_SCOPES]  # the gateway's too
+        user_role = next(r for r in app.config.JupyterHub.load_roles if r["name"] == "user")
+        # Users' own permissions, their auth state, and the Dask gateway (cms-bari runs one).
+        assert user_role["scopes"] == ["self", "admin:auth_state!user", "access:services!service=dask-gateway"]
 
         profiles = app.config.KubeSpawner.profile_list
         offered = {user: [p["slug"] for p in profiles(_spawner(groups))] for user, groups in USERS.items()}

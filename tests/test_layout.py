@@ -10,7 +10,7 @@ from pathlib import Path
 from components.config.loader import PROJECT_ROOT
 
 COMPONENTS = PROJECT_ROOT / "components"
-LAYERS = {"infra", "hub", "cvmfs", "cache", "batch", "gpu", "offload", "monitoring", "certs", "flows"}
+LAYERS = {"infra", "hub", "cvmfs", "cache", "batch", "gpu", "offload", "monitoring", "certs", "flows", "dask"}
 """One package per concern of the facility."""
 SHARED = {"names", "common", "credential"}
 """What every layer may use: names, Kubernetes building blocks, the shared IAM credential."""

@@ -14,6 +14,7 @@ import prometheus_client
 import pytest
 import yaml
 from conftest import by_name, of_type, preview_values, stack_values
+from test_dask_plan import dask_exported_metrics
 from test_hub import hub_values, manifest
 
 from autoscaler.metrics import HELP as AUTOSCALER_METRICS
@@ -100,6 +101,7 @@ def exported_metrics() -> set[str]:
                 names.add(f"{base}_total")
             else:
                 names.add(base)
+    names |= dask_exported_metrics()
     for line in DCGM_COUNTERS.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             names.add(line.split(",")[0].strip())

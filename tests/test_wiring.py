@@ -33,7 +33,7 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 
 def variant(name: str) -> tuple[str, dict[str, Any], set[str]]:
     """A shipped stack with what it leaves off turned on: the autoscaler, offload gateways, the
-    cache with an upstream credential, the in-cluster squid."""
+    cache with an upstream credential and node caches, the in-cluster squid."""
     if name != "cms-bari-full":
         values, secret = stack_values(name)
         return name, values, secret
@@ -42,7 +42,15 @@ def variant(name: str) -> tuple[str, dict[str, Any], set[str]]:
     values["autoscaler"] = {"enabled": True, "image": "registry.example.org/af-autoscaler:1.0"}
     values["offload"] = {"gateways": {"leonardo": leonardo(), "galileo": galileo()}}
     values["identity"] = {"clientSecret": "identity-secret"}
-    values["cache"] = {"enabled": True, "upstream": {"kind": "bearer-token", "clientId": "cache", "clientSecret": "x"}}
+    values["cache"] = {
+        "enabled": True,
+        "upstream": {"kind": "bearer-token", "clientId": "cache", "clientSecret": "x"},
+        "nodeLocal": {
+            "enabled": True,
+            "filesMax": "20g",
+            "client": {"clientId": "node-cache", "clientSecret": "node-cache-secret-7f3a"},
+        },
+    }
     values["cvmfs"] = {"squidProxy": True}
     return "cms-bari", values, secret | {"offload", "identity", "cache"}
 

@@ -227,6 +227,11 @@ def test_an_x509_upstream_mounts_the_certificate_and_renews_a_proxy():
     server = next(c for c in pod["containers"] if c["name"] == "xrootd")
     assert {"name": "X509_USER_PROXY", "value": env["X509_USER_PROXY"]} in server["env"]
     assert "BEARER_TOKEN_FILE" not in {e["name"] for e in server["env"]}
+    # The server drops to `xrootd` (-R): the private proxy must be that user's, made by that user.
+    assert server["command"][-2:] == ["-R", "xrootd"]
+    for container in [sidecar, next(c for c in pod["initContainers"] if c["name"] == "credential-init")]:
+        context = container["securityContext"]
+        assert (context["runAsUser"], context["runAsGroup"]) == (10940, 10940), container["name"]
 
 
 # --- rendering -------------------------------------------------------------------------------------
@@ -363,8 +368,11 @@ def _robot_certificate(directory: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.daemon
-def test_x509_mode_makes_a_proxy_with_xrdgsiproxy(tmp_path):
+@pytest.mark.parametrize("key_mode", [0o400, 0o644])
+def test_x509_mode_makes_a_proxy_with_xrdgsiproxy(tmp_path, key_mode):
+    """Also from a key as a Kubernetes Secret mounts it (0644), which xrdgsiproxy itself refuses."""
     cert, key = _robot_certificate(tmp_path)
+    key.chmod(key_mode)
     proxy = tmp_path / "x509up"
     env = {"X509_USER_PROXY": str(proxy), "AF_CERT_FILE": str(cert), "AF_KEY_FILE": str(key), "AF_VALID_HOURS": "12"}
     done = _run_credential("x509", env)
@@ -374,7 +382,7 @@ def test_x509_mode_makes_a_proxy_with_xrdgsiproxy(tmp_path):
     report = info.stdout + info.stderr  # xrdgsiproxy prints its report on stderr
     assert "type        : Proxy" in report and "CN=xcache/CN=" in report
     assert "time left   : 1" in report  # 11h:59m or 12h:0m
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".proxy-")] == [], "no temporary file left"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no temporary file left"
 
 
 def test_proxy_command_asks_voms_only_when_declared():

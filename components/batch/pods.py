@@ -283,14 +283,18 @@ def offload_worker_pod(cfg: FacilityConfig, group: WorkerGroup) -> dict[str, Any
 
 def rendered_files(cfg: FacilityConfig, cache: ServiceClient | None) -> dict[str, str]:
     """Every file of the pool's ConfigMap, by key (the role fragments, the map file, the plugin);
-    jobs on local workers get the `cache`'s client environment."""
+    jobs on local workers get the `cache`'s client environment (their node group's, if it has one)."""
     groups = worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors, cfg.offload)
     job_env = dict(cache.env) if cache is not None else {}
+    group_env = cache.group_env if cache is not None else {}
     return {
         "pool.conf": render_pool(cfg, RUNTIME),
         "central-manager.conf": render_central_manager(cfg, RUNTIME),
         "submit.conf": render_submit(cfg, RUNTIME),
-        **{f"execute-{g.name}.conf": render_execute(cfg, RUNTIME, g, job_env) for g in groups.values()},
+        **{
+            f"execute-{g.name}.conf": render_execute(cfg, RUNTIME, g, job_env | dict(group_env.get(g.name, {})))
+            for g in groups.values()
+        },
         MAPFILE: render_mapfile(cfg),
         PLUGIN_CONFIG: render_plugin_config(cfg),
         **({"offload.conf": render_offload(cfg, RUNTIME)} if offloading(cfg) else {}),

@@ -20,10 +20,9 @@ from ..credential import sidecar
 from ..names import CACHE_HTTPS_PORT, CACHE_METRICS_PORT, CACHE_NAMESPACE, CACHE_PORT, CACHE_SERVICE
 from .client import cache_url
 from .config import BearerToken, X509Proxy
-from .pod import LABELS, RUNTIME, pod_spec
+from .node_component import NodeCaches
+from .pod import EXPORTER, LABELS, RUNTIME, pod_spec
 from .xrootd import render_scitokens_cfg, render_xrootd_cfg
-
-EXPORTER = "af_xcache_exporter.py"
 
 
 class XCache(pulumi.ComponentResource):
@@ -32,6 +31,8 @@ class XCache(pulumi.ComponentResource):
     namespace: k8s.core.v1.Namespace
     url: str
     stateful_set: k8s.apps.v1.StatefulSet
+    node_caches: NodeCaches | None
+    """The node-level caches (`af:cache.nodeLocal`), when on."""
 
     def __init__(
         self,
@@ -63,6 +64,10 @@ class XCache(pulumi.ComponentResource):
             waits.append(self._upstream_secret(name, cfg.cache.upstream, ns_opts))
         self.stateful_set = self._servers(name, cfg, provider, namespace, waits, ns_opts)
         self._services(name, ns_opts)
+        self.node_caches = None
+        if cfg.cache.node_local.enabled:
+            node_opts = pulumi.ResourceOptions(parent=self)
+            self.node_caches = NodeCaches(f"{name}-node", cfg, provider, certs, namespace, node_opts)
         self.url = cache_url()
         self.register_outputs({"url": self.url})
 

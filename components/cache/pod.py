@@ -21,6 +21,11 @@ from ..names import (
 from .config import BearerToken, X509Proxy, size_bytes
 from .xrootd import CacheRuntime
 
+EXPORTER = "af_xcache_exporter.py"
+"""The metrics exporter's program (`files/`), shipped in the cache's ConfigMap."""
+XROOTD_USER = 10940
+"""The `xrootd` user of the OSG XCache images (opensciencegrid/docker-xcache's Dockerfiles create it
+with this fixed UID and GID): the server drops to it, files it reads must be its."""
 REPORT_PORT = 9930
 """Loopback UDP port where the server sends the exporter its reports."""
 EXPORTER_USER = 65534
@@ -72,10 +77,19 @@ def _credential_container(
         {"name": "credential", "mountPath": CRED_DIR},
     ]
     name = "credential-init" if once else "credential"
-    return credential_container(name, image, f"{CONFIG_DIR}/{SCRIPT}", mode, env, mounts, once)
+    container = credential_container(name, image, f"{CONFIG_DIR}/{SCRIPT}", mode, env, mounts, once)
+    # As the user the server drops to (`-R xrootd`): the credential it writes, private, must be its.
+    container["securityContext"] = {
+        "runAsUser": XROOTD_USER,
+        "runAsGroup": XROOTD_USER,
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    return container
 
 
-def _exporter_container(image: str) -> dict[str, Any]:
+def exporter_container(image: str) -> dict[str, Any]:
     """The sidecar turning the server's reports into Prometheus metrics. The cache image runs it:
     its python3 (EL9's) already runs the credential sidecar, and no second image is pulled."""
     return {
@@ -83,7 +97,7 @@ def _exporter_container(image: str) -> dict[str, Any]:
         "image": image,
         "command": [
             "python3",
-            f"{CONFIG_DIR}/af_xcache_exporter.py",
+            f"{CONFIG_DIR}/{EXPORTER}",
             *(
                 "--udp",
                 f"127.0.0.1:{REPORT_PORT}",
@@ -168,7 +182,7 @@ def pod_spec(cfg: FacilityConfig, token_url: str) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "terminationGracePeriodSeconds": 60,
         "initContainers": [prepare],
-        "containers": [server, _exporter_container(cache.image)],
+        "containers": [server, exporter_container(cache.image)],
         "volumes": volumes,
         "affinity": {
             "podAntiAffinity": {

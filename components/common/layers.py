@@ -35,9 +35,19 @@ class SoftwareVolumes(Protocol):
         ...
 
 
+class HubService(Protocol):
+    """What the hub uses of a layer that runs a JupyterHub service (the Dask gateway)."""
+
+    def hub_token_secret(self, name: str, namespace: str, opts: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+        """The service's API token as a Secret in the hub's namespace (`opts`: the hub's)."""
+        ...
+
+
 @dataclass(frozen=True)
 class ServiceClient:
     """What a client of a layer's service needs in its pod: environment and files (by path)."""
 
     env: Mapping[str, str] = field(default_factory=dict)
     files: Mapping[str, str] = field(default_factory=dict)
+    group_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """By node group: what a client on that group's nodes uses instead of `env` (a node-local service's address)."""

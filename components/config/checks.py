@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..batch import checks as batch_checks
 from ..cache import checks as cache_checks
+from ..dask import checks as dask_checks
 from ..gpu import checks as gpu_checks
 from ..hub import checks as hub_checks
 from ..infra import checks as infra_checks
@@ -112,4 +113,5 @@ def cross_checks(cfg: FacilityConfig) -> list[Problem]:
         *cache_checks.problems(cfg),
         *batch_checks.problems(cfg),
         *offload_checks.problems(cfg),
+        *dask_checks.problems(cfg),
     ]

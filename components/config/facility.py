@@ -8,6 +8,7 @@ from ..batch.config import Autoscaler, Condor
 from ..cache.config import Cache
 from ..certs.config import CertManager
 from ..cvmfs.config import Cvmfs
+from ..dask.config import Dask
 from ..gpu.config import Gpu
 from ..hub.config import Hub
 from ..infra.config import Cluster, Site
@@ -49,3 +50,5 @@ class FacilityConfig(StrictModel):
     """Inputs of the policy pack: production or not, enforcement levels, public ports."""
     monitoring: Monitoring = Field(default_factory=Monitoring)
     """Prometheus, Grafana and the facility's dashboards."""
+    dask: Dask = Field(default_factory=Dask)
+    """Dask Gateway: Dask clusters from the notebook, limited by IAM group."""

@@ -353,12 +353,21 @@ def _cache_token(merged: Mapping[str, Any]) -> bool:
     return isinstance(upstream, Mapping) and upstream.get("kind") == "bearer-token"
 
 
+def _node_cache_client(merged: Mapping[str, Any]) -> bool:
+    cache = merged.get("cache")
+    if not isinstance(cache, Mapping) or cache.get("enabled") is not True:
+        return False
+    local = cache.get("nodeLocal")
+    return isinstance(local, Mapping) and local.get("enabled") is True and isinstance(local.get("client"), Mapping)
+
+
 # Secrets only the operator can supply (IAM issues the client secret), with when the merged
 # config needs them: the offline preview stands in for these.
 DEPLOY_SECRETS: tuple[tuple[tuple[str, ...], Callable[[Mapping[str, Any]], bool]], ...] = (
     (("identity", "clientSecret"), _hub_on),
     (("hub", "tls", "privateKey"), _provided_tls),
     (("cache", "upstream", "clientSecret"), _cache_token),
+    (("cache", "nodeLocal", "client", "clientSecret"), _node_cache_client),
 )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..batch.config import worker_groups
+from ..cache.config import node_cache_groups, notebooks_read_node_caches
 from ..config.facility import FacilityConfig
 from ..names import (
     ACME_SOLVER_PODS,
@@ -23,10 +24,22 @@ from ..names import (
     CONDOR_SCHEDD,
     CONDOR_WORKER,
     CVMFS_NAMESPACE,
+    DASK_API_PORT,
+    DASK_CONTROLLER_PODS,
+    DASK_DASHBOARD_PORT,
+    DASK_GATEWAY_PODS,
+    DASK_NAMESPACE,
+    DASK_PROXY_PORT,
+    DASK_SCHEDULER_API_PORT,
+    DASK_SCHEDULER_PODS,
+    DASK_SCHEDULER_PORT,
+    DASK_TRAEFIK_PODS,
+    DASK_WORKER_PODS,
     HUB_NAMESPACE,
     HUB_PODS,
     HUB_PORT,
     MONITORING_NAMESPACE,
+    NODE_CACHE_SERVICE,
     NOTEBOOK_PODS,
     NOTEBOOK_PORT,
     OFFLOAD_NAMESPACE,
@@ -79,6 +92,7 @@ ACME_SOLVER = Peer("ACME solver", HUB_NAMESPACE, ACME_SOLVER_PODS)
 PROMETHEUS = Peer("prometheus", MONITORING_NAMESPACE, PROMETHEUS_PODS)
 MONITORING = Peer("monitoring stack", MONITORING_NAMESPACE)
 CACHE = Peer("cache", CACHE_NAMESPACE, app(CACHE_SERVICE))
+NODE_CACHES = Peer("node caches", CACHE_NAMESPACE, app(NODE_CACHE_SERVICE))
 CENTRAL_MANAGER = Peer("central manager", CONDOR_NAMESPACE, app(CONDOR_CM))
 SCHEDD = Peer("schedd", CONDOR_NAMESPACE, app(CONDOR_SCHEDD))
 AUTOSCALER_PODS = Peer("autoscaler", CONDOR_NAMESPACE, app(AUTOSCALER))
@@ -162,11 +176,51 @@ def _batch_flows(cfg: FacilityConfig) -> list[Flow]:
 
 
 def user_code(cfg: FacilityConfig) -> list[Peer]:
-    """Pods that run users' code: notebooks and local batch workers."""
+    """Pods that run users' code: notebooks, local batch workers and Dask clusters."""
     peers = [NOTEBOOKS] if cfg.hub.enabled else []
     if cfg.condor.enabled:
         peers += [workers(g) for g in _local_groups(cfg)]
+    if cfg.dask.enabled:
+        peers += [DASK_SCHEDULERS, DASK_WORKERS]
     return peers
+
+
+DASK_PROXY = Peer("dask gateway proxy", DASK_NAMESPACE, DASK_TRAEFIK_PODS)
+DASK_GATEWAY = Peer("dask gateway", DASK_NAMESPACE, DASK_GATEWAY_PODS)
+DASK_CONTROLLER = Peer("dask controller", DASK_NAMESPACE, DASK_CONTROLLER_PODS)
+DASK_SCHEDULERS = Peer("dask schedulers", DASK_NAMESPACE, DASK_SCHEDULER_PODS)
+DASK_WORKERS = Peer("dask workers", DASK_NAMESPACE, DASK_WORKER_PODS)
+
+
+def _dask_flows(cfg: FacilityConfig) -> list[Flow]:
+    """Notebooks reach the gateway (API, and Dask's TLS to their schedulers, through its proxy);
+    the gateway checks tokens with the hub; schedulers and workers talk; workers read through
+    the cache; the hub stops a stopped server's clusters; `HTCondorCluster` workers in the pool
+    join the notebook's own scheduler."""
+    flows = [
+        Flow(NOTEBOOKS, DASK_PROXY, (DASK_PROXY_PORT,), "Dask Gateway API, Dask over TLS"),
+        Flow(PROXY, DASK_PROXY, (DASK_PROXY_PORT,), "Dask dashboards (/services/dask-gateway/)"),
+        Flow(HUB, DASK_PROXY, (DASK_PROXY_PORT,), "stops a stopped server's clusters"),
+        Flow(DASK_PROXY, DASK_GATEWAY, (DASK_API_PORT,), "API requests"),
+        Flow(DASK_PROXY, DASK_SCHEDULERS, (DASK_SCHEDULER_PORT, DASK_DASHBOARD_PORT), "clients, dashboards"),
+        Flow(DASK_GATEWAY, HUB, (HUB_PORT,), "checks users' tokens and groups"),
+        Flow(DASK_GATEWAY, DASK_SCHEDULERS, (DASK_SCHEDULER_API_PORT,), "scale, adapt"),
+        Flow(DASK_SCHEDULERS, DASK_GATEWAY, (DASK_API_PORT,), "heartbeats"),
+        Flow(DASK_CONTROLLER, DASK_GATEWAY, (DASK_API_PORT,), "cluster state"),
+        Flow(DASK_WORKERS, DASK_SCHEDULERS, (DASK_SCHEDULER_PORT,), "workers join"),
+        Flow(DASK_SCHEDULERS, DASK_WORKERS, (), "tasks (ephemeral ports)"),
+        Flow(DASK_WORKERS, DASK_WORKERS, (), "data between workers (ephemeral ports)"),
+    ]
+    if cfg.cache.enabled:
+        flows.append(Flow(DASK_WORKERS, CACHE, (CACHE_PORT, CACHE_HTTPS_PORT), "root:// reads, user's token"))
+    if cfg.monitoring.enabled:
+        flows += [
+            Flow(PROMETHEUS, DASK_SCHEDULERS, (DASK_DASHBOARD_PORT,), "scrapes"),
+            Flow(PROMETHEUS, DASK_WORKERS, (DASK_DASHBOARD_PORT,), "scrapes"),
+        ]
+    if cfg.condor.enabled and cfg.dask.jobqueue:
+        flows += [Flow(workers(g), NOTEBOOKS, (), "HTCondorCluster workers join") for g in _local_groups(cfg)]
+    return flows
 
 
 def _cache_flows(cfg: FacilityConfig) -> list[Flow]:
@@ -174,6 +228,22 @@ def _cache_flows(cfg: FacilityConfig) -> list[Flow]:
     flows = [Flow(r, CACHE, (CACHE_PORT, CACHE_HTTPS_PORT), "root:// and davs:// reads") for r in readers]
     if cfg.monitoring.enabled:
         flows.append(Flow(PROMETHEUS, CACHE, (CACHE_METRICS_PORT,), "scrapes"))
+    return flows + _node_cache_flows(cfg)
+
+
+def _node_cache_flows(cfg: FacilityConfig) -> list[Flow]:
+    """Notebooks and workers on nodes with a node cache read through it (and may still name the site cache); the
+    node caches read the site cache with their own token."""
+    groups = node_cache_groups(cfg.cache, cfg.cluster)
+    if not groups:
+        return []
+    readers = [NOTEBOOKS] if cfg.hub.enabled and notebooks_read_node_caches(cfg.cache, cfg.cluster) else []
+    if cfg.condor.enabled:
+        readers += [workers(g) for g in _local_groups(cfg) if g in groups]
+    flows = [Flow(r, NODE_CACHES, (CACHE_PORT, CACHE_HTTPS_PORT), "reads on its node") for r in readers]
+    flows.append(Flow(NODE_CACHES, CACHE, (CACHE_PORT,), "misses, with its own token"))
+    if cfg.monitoring.enabled:
+        flows.append(Flow(PROMETHEUS, NODE_CACHES, (CACHE_METRICS_PORT,), "scrapes"))
     return flows
 
 
@@ -220,6 +290,8 @@ def facility_flows(cfg: FacilityConfig) -> list[Flow]:
         flows += _batch_flows(cfg)
     if cfg.cache.enabled:
         flows += _cache_flows(cfg)
+    if cfg.dask.enabled:
+        flows += _dask_flows(cfg)
     if cfg.cvmfs.enabled and cfg.cvmfs.squid_proxy:
         flows.append(Flow(CVMFS_CLIENTS, SQUID, (SQUID_PORT,), "CVMFS through the squid"))
     if cfg.monitoring.enabled:

@@ -9,7 +9,7 @@ import pulumi_random as random
 
 from ..common import rendered, yamltext
 from ..common.kube import layer_namespace
-from ..common.layers import Certificates, SoftwareVolumes
+from ..common.layers import Certificates, HubService, SoftwareVolumes
 from ..config.facility import FacilityConfig
 from ..names import HUB_NAMESPACE
 from .values import (
@@ -43,6 +43,7 @@ class Hub(pulumi.ComponentResource):
         cvmfs: SoftwareVolumes | None,
         certs: Certificates | None,
         opts: pulumi.ResourceOptions | None = None,
+        dask: HubService | None = None,
     ) -> None:
         """`site`: what the values need from the other layers (the hub's host, the clients of
         the cache and the pool); `cvmfs` mounts /cvmfs in notebooks; `certs` issues the hub's
@@ -78,6 +79,8 @@ class Hub(pulumi.ComponentResource):
             )
         if cvmfs is not None:
             waits.append(cvmfs.claim(f"{name}-cvmfs", namespace, parent=self))
+        if dask is not None:  # the Dask gateway's service token, for hub.extraEnv
+            waits.append(dask.hub_token_secret(f"{name}-dask-token", HUB_NAMESPACE, ns_opts))
         if site.trust_internal_ca:
             assert certs is not None, "the cache's and the pool's TLS come from the internal CA"
             waits.append(certs.trust(f"{name}-ca-certs", namespace, parent=self))

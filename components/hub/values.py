@@ -5,6 +5,7 @@ from environment variables filled from a Kubernetes Secret named here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,9 @@ class HubSite:
     """Files (absolute path, content) every notebook gets from other layers."""
     trust_internal_ca: bool = False
     """Mount the facility's internal CA (the cache's TLS) as a hashed directory."""
+    extensions: tuple[Callable[[dict[str, Any]], None], ...] = ()
+    """Other layers' parts of the values (the Dask gateway's service, notebook files), applied
+    last, in order."""
 
 
 def redirect_middleware_spec() -> dict[str, Any]:
@@ -193,7 +197,7 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
     ingress_annotations = http_redirect_annotations(hub.ingress_class)
     if hub.tls.mode == "cert-manager":
         ingress_annotations["cert-manager.io/cluster-issuer"] = CLUSTER_ISSUER
-    return {
+    values = {
         "hub": {
             # The facility's own NetworkPolicies (components/flows) decide the hub's flows.
             "networkPolicy": {"enabled": False},
@@ -309,3 +313,6 @@ def hub_values(cfg: FacilityConfig, site: HubSite) -> dict[str, Any]:
             }
         },
     }
+    for extend in site.extensions:
+        extend(values)
+    return values

@@ -225,7 +225,7 @@ class NodeGroup(StrictModel):
     """Glance image of the group's VMs, for example a GPU-ready image with the NVIDIA driver;
     omit to use `af:site.image` (mode `openstack`)."""
     roles: list[NodeRole] = Field(default_factory=lambda: ["system"], min_length=1)
-    """Workloads the group hosts: system services, notebooks, batch workers, caches."""
+    """Workloads the group hosts: system services, notebooks, batch workers, caches, Dask workers."""
     labels: dict[str, str] = Field(default_factory=dict)
     """Extra Kubernetes node labels."""
     taints: list[Taint] = Field(default_factory=list)

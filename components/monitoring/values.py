@@ -12,11 +12,15 @@ from ..gpu.config import deploys_device_plugin
 from ..names import (
     AUTOSCALER,
     CACHE_NAMESPACE,
+    CACHE_SERVICE,
     CONDOR_NAMESPACE,
+    DASK_NAMESPACE,
+    DASK_USER_LABEL,
     GPU_NODES,
     GPU_TOLERATION,
     HUB_METRICS,
     MONITORING_NAMESPACE,
+    NODE_CACHE_SERVICE,
     SYSTEM_NODES,
 )
 
@@ -69,6 +73,50 @@ def _pods(job: str, namespace: str, name: str | None, port: str = "metrics") -> 
     }
 
 
+def _meta_label(label: str) -> str:
+    """Prometheus's name of a pod label in Kubernetes service discovery."""
+    return "__meta_kubernetes_pod_label_" + "".join(ch if ch.isalnum() else "_" for ch in label)
+
+
+def dask_job() -> dict[str, Any]:
+    """Dask clusters' schedulers and workers on their `dashboard` port (Dask serves /metrics
+    there; dask-gateway-server itself exports none), labelled with the cluster's owner."""
+    owner = _meta_label(DASK_USER_LABEL)
+    return {
+        "job_name": "dask",
+        "metrics_path": "/metrics",
+        "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [DASK_NAMESPACE]}}],
+        "relabel_configs": [
+            {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": "dashboard", "action": "keep"},
+            {"source_labels": [owner], "regex": ".+", "action": "keep"},
+            {"source_labels": [owner], "target_label": "dask_user"},
+            {"source_labels": [_meta_label("gateway.dask.org/cluster")], "target_label": "dask_cluster"},
+            {"source_labels": [_meta_label("app.kubernetes.io/component")], "target_label": "component"},
+            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+            {"source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": "node"},
+        ],
+    }
+
+
+CACHE_TIERS = {CACHE_SERVICE: "site", NODE_CACHE_SERVICE: "node"}
+"""The `cache` label of the cache exporters' series, from the pod's name label: the site cache or a node cache
+(both export the same metrics), so dashboards show the tiers side by side."""
+
+
+def _cache_tiers() -> list[dict[str, Any]]:
+    """Relabelling that names each cache pod's tier (Prometheus anchors the regex: exact names)."""
+    return [
+        {
+            "source_labels": [_meta_label("app.kubernetes.io/name")],
+            "regex": name,
+            "target_label": "cache",
+            "replacement": tier,
+            "action": "replace",
+        }
+        for name, tier in CACHE_TIERS.items()
+    ]
+
+
 def gpu_metrics(cfg: FacilityConfig) -> bool:
     """The DCGM exporter comes with the GPU support the facility deploys (an existing cluster's
     GPU operator brings its own)."""
@@ -81,13 +129,17 @@ def scrape_configs(cfg: FacilityConfig) -> list[dict[str, Any]]:
     if cfg.condor.enabled and cfg.autoscaler.enabled:
         jobs.append(_pods("af-autoscaler", CONDOR_NAMESPACE, AUTOSCALER))
     if cfg.cache.enabled:
-        jobs.append(_pods("af-xcache", CACHE_NAMESPACE, None))
+        cache = _pods("af-xcache", CACHE_NAMESPACE, None)
+        cache["relabel_configs"] += _cache_tiers()
+        jobs.append(cache)
     if cfg.hub.enabled:
         jobs.append(
             {"job_name": "jupyterhub", "metrics_path": "/hub/metrics", "static_configs": [{"targets": [HUB_METRICS]}]}
         )
     if gpu_metrics(cfg):
         jobs.append(_pods("dcgm-exporter", MONITORING_NAMESPACE, "dcgm-exporter"))
+    if cfg.dask.enabled:
+        jobs.append(dask_job())
     interval = f"{cfg.monitoring.scrape_seconds}s"
     return [{**job, "scrape_interval": interval} for job in jobs]
 

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import secrets
+import ssl
 import threading
 import time
 import uuid
@@ -101,8 +102,11 @@ class TestIssuer(ThreadedServer):
 
     __test__ = False  # a helper, not a pytest test class
 
-    def __init__(self, *, access_token_lifetime: int = 3600) -> None:
+    def __init__(self, *, access_token_lifetime: int = 3600, ca: Any = None) -> None:
+        """`ca` (a `support.xrootd.TestCA`): serve HTTPS with a certificate from it, as IAM does,
+        so token consumers that accept only https:// issuers (scitokens-cpp) can use this one."""
         self.access_token_lifetime = access_token_lifetime
+        self.ca = ca
         self.users: dict[str, IamUser] = {}
         self.clients: dict[str, Client] = {}
         self.grants: Counter[str] = Counter()
@@ -113,7 +117,14 @@ class TestIssuer(ThreadedServer):
         self._sessions: dict[str, str] = {}
         self._lock = threading.Lock()
         self._server = _Server(self)
-        self.url = f"http://127.0.0.1:{self._server.server_port}/"
+        scheme = "http"
+        if ca is not None:
+            cert, key = ca.issue(ca.pem.parent / f"oidc-{secrets.token_hex(4)}", "oidc")
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert, key)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_port}/"
         self._thread = threading.Thread(target=self._server.serve_forever, name="test-issuer", daemon=True)
 
     def add_user(self, username: str, groups: list[str] | tuple[str, ...] = (), email: str | None = None) -> IamUser:
@@ -154,7 +165,8 @@ class TestIssuer(ThreadedServer):
             ("GET", "/userinfo"): self._userinfo,
             ("POST", "/userinfo"): self._userinfo,
         }
-        endpoint = routes.get((request.method, request.path))
+        # scitokens-cpp asks for `<issuer>/.well-known/…` with the issuer's trailing slash kept.
+        endpoint = routes.get((request.method, "/" + request.path.lstrip("/")))
         if endpoint is None:
             return _json(404, {"error": "not_found"})
         try:

@@ -57,11 +57,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from afctl.stackfile import read_stack
-from components.cache.xrootd import CacheRuntime, render_scitokens_cfg, render_xrootd_cfg
+from components.cache.xrootd import (
+    CacheRuntime,
+    NodeCache,
+    render_node_xrootd_cfg,
+    render_scitokens_cfg,
+    render_xrootd_cfg,
+)
 from components.config.facility import FacilityConfig
 from components.config.loader import build_config
 
 from .serving import ThreadedServer
+from .wan import Namespace
 
 SERVER_USER = "xrootd"
 WLCG_ANY_AUDIENCE = "https://wlcg.cern.ch/jwt/v1/any"
@@ -199,6 +206,9 @@ class TestCA:
             try:
                 names.append(x509.IPAddress(ipaddress.ip_address(host)))
             except ValueError:
+                names.append(x509.DNSName(host))
+            else:
+                # XrdCl 6 (the PyPI client) matches an address URL only against DNS entries of the SAN.
                 names.append(x509.DNSName(host))
         cert = (
             x509.CertificateBuilder()
@@ -347,10 +357,14 @@ class Xrootd:
     argv: list[str]
     env: dict[str, str]
     timeout: float = START_TIMEOUT
+    host: str = "127.0.0.1"
+    """The address clients reach it at."""
+    netns: str | None = None
+    """The network namespace it runs in (tests/support/wan.py), or the caller's."""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def url(self, path: str = "", scheme: str = "root") -> str:
-        return f"{scheme}://127.0.0.1:{self.port}/{path}"
+        return f"{scheme}://{self.host}:{self.port}/{path}"
 
     def log_text(self) -> str:
         """The whole log, rotated parts first."""
@@ -377,7 +391,7 @@ class Xrootd:
         deadline = time.monotonic() + self.timeout
         while True:
             status = self._started(offset)
-            if status == "completed" and _accepts(self.port):
+            if status == "completed" and _accepts(self.host, self.port, self.netns):
                 return
             if status == "failed" or self.process.poll() is not None:
                 self.stop()
@@ -409,10 +423,12 @@ class Xrootd:
         return match.group(1) if match else None
 
 
-def _accepts(port: int) -> bool:
+def _accepts(host: str, port: int, netns: str | None = None) -> bool:
+    if netns is not None:
+        return Namespace(netns).accepts(host, port)
     with socket.socket() as s:
         s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        return s.connect_ex((host, port)) == 0
 
 
 def _server_env(workdir: Path, env: Mapping[str, str] | None) -> dict[str, str]:
@@ -441,6 +457,8 @@ def run_xrootd(
     issuers: Sequence[TokenIssuer] = (),
     keys: Literal["fetch", "seed"] | None = None,
     timeout: float = START_TIMEOUT,
+    netns: str | None = None,
+    host: str = "127.0.0.1",
 ) -> Iterator[Xrootd]:
     """Start `xrootd -c <workdir>/<name>.cfg -l =<workdir>/<name>.log -n <name>` serving on `port`, and stop it after.
 
@@ -448,12 +466,13 @@ def run_xrootd(
     is handed to the server user: put everything the server reads or writes (scitokens.cfg, TLS key) in it first.
     `issuers` are token issuers whose keys the server must get, by `keys`: "fetch" (over HTTPS, trusting their CA
     in a private mount namespace; the default where `private_mounts()`) or "seed" (into its key cache; the default
-    otherwise). Raises RuntimeError with the log's tail if the server exits, reports a failed initialisation or does
-    not listen in `timeout` seconds.
+    otherwise; always in a network namespace, where the loopback issuer is out of reach). With `netns`, the server
+    runs in that network namespace (`ip netns exec`) and clients reach it at `host`. Raises RuntimeError with the
+    log's tail if the server exits, reports a failed initialisation or does not listen in `timeout` seconds.
     """
     xrootd = program("xrootd")
     _check_reachable(workdir)
-    keys = keys or ("fetch" if private_mounts() else "seed")
+    keys = keys or ("fetch" if private_mounts() and netns is None else "seed")
     if issuers and keys == "fetch" and not private_mounts():
         raise ValueError("keys='fetch' needs a private mount namespace (root, allowed to unshare); use keys='seed'")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -473,8 +492,10 @@ def run_xrootd(
         bind = 'mount --bind "$0" /etc/ssl/certs && exec "$@"'
         trust = _private_trust(workdir, issuers)
         argv = [program("unshare"), "--mount", "--propagation", "private", "--", "sh", "-c", bind, str(trust), *argv]
+    if netns is not None:
+        argv = Namespace(netns).argv(*argv)
     give_to_server(workdir, *dirs)
-    server = Xrootd(name, port, workdir, config, log, argv, server_env, timeout)
+    server = Xrootd(name, port, workdir, config, log, argv, server_env, timeout, host, netns)
     server.start()
     try:
         yield server
@@ -503,7 +524,7 @@ class Origin:
     @property
     def address(self) -> str:
         """`host:port` for the cache's `pss.origin`."""
-        return f"127.0.0.1:{self.server.port}"
+        return f"{self.server.host}:{self.server.port}"
 
     def add_file(self, name: str, data: bytes | None = None, *, size: int = 0) -> str:
         """Store a file under the export (random content of `size` bytes unless `data`); returns its path."""
@@ -549,11 +570,21 @@ def origin_config(root: Path, run_dir: Path, port: int, export: str) -> str:
 
 
 @contextmanager
-def run_origin(workdir: Path, port: int | None = None, export: str = "/store") -> Iterator[Origin]:
-    """An origin on loopback, in `workdir`; add files with `Origin.add_file`."""
+def run_origin(
+    workdir: Path,
+    port: int | None = None,
+    export: str = "/store",
+    *,
+    netns: str | None = None,
+    host: str = "127.0.0.1",
+    root: Path | None = None,
+) -> Iterator[Origin]:
+    """An origin on loopback (or in `netns`, reached at `host`), in `workdir`, serving `root` (default
+    `workdir/data`); add files with `Origin.add_file`."""
     port = port or free_port()
-    root = workdir / "data"
-    with run_xrootd(origin_config(root, workdir / "run", port, export), workdir, "origin", port) as server:
+    root = root or workdir / "data"
+    text = origin_config(root, workdir / "run", port, export)
+    with run_xrootd(text, workdir, "origin", port, netns=netns, host=host) as server:
         yield Origin(server, root, export)
 
 
@@ -599,12 +630,17 @@ def run_cache(
     keys: Literal["fetch", "seed"] | None = None,
     report_port: int | None = None,
     report_seconds: int = 1,
+    netns: str | None = None,
+    host: str = "127.0.0.1",
+    name: str = "cache",
+    render: Callable[[FacilityConfig, CacheRuntime], str] = render_xrootd_cfg,
 ) -> Iterator[Cache]:
     """The cache from the renderer's `xrootd.cfg` and `scitokens.cfg` for `cfg`, with a TLS certificate from `ca`;
     only ports and local paths (`CacheRuntime`) come from here. With `report_port`, the server reports about itself
-    (summary and file-cache g-stream) to that loopback UDP port every `report_seconds`."""
+    (summary and file-cache g-stream) to that loopback UDP port every `report_seconds`. With `netns` it runs in that
+    network namespace, reached at `host`; `render` is the config renderer (the site cache's, or a node cache's)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    cert, key = ca.issue(workdir / "tls", "cache")
+    cert, key = ca.issue(workdir / "tls", name, hosts=tuple(dict.fromkeys(("localhost", "127.0.0.1", host))))
     runtime = CacheRuntime(
         data_dir=str(workdir / "data"),
         run_dir=str(workdir / "run"),
@@ -617,9 +653,45 @@ def run_cache(
         report_seconds=report_seconds,
     )
     Path(runtime.scitokens_cfg).write_text(render_scitokens_cfg(cfg))
-    text = render_xrootd_cfg(cfg, runtime)
-    with run_xrootd(text, workdir, "cache", runtime.port, env, issuers=issuers, keys=keys) as server:
+    text = render(cfg, runtime)
+    with run_xrootd(
+        text, workdir, name, runtime.port, env, issuers=issuers, keys=keys, netns=netns, host=host
+    ) as server:
         yield Cache(server, runtime)
+
+
+@contextmanager
+def run_node_cache(
+    cfg: FacilityConfig,
+    node: NodeCache,
+    workdir: Path,
+    ca: TestCA,
+    *,
+    issuers: Sequence[TokenIssuer] = (),
+    upstream_token: str | None = None,
+    port: int | None = None,
+    netns: str | None = None,
+    host: str = "127.0.0.1",
+    name: str = "node-cache",
+) -> Iterator[Cache]:
+    """A node-level cache from `render_node_xrootd_cfg`, reading from `node.site_cache` with its own credential:
+    `upstream_token` in a token file (`BEARER_TOKEN_FILE`, as the node's pod would mount it), the site cache's CA in
+    `X509_CERT_DIR`. Without `upstream_token` it has no credential of its own."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {"X509_CERT_DIR": str(ca.cert_dir)}
+    if upstream_token is not None:
+        token_file = workdir / "upstream.token"
+        token_file.write_text(upstream_token)
+        token_file.chmod(0o600)
+        env["BEARER_TOKEN_FILE"] = str(token_file)
+
+    def render(cfg: FacilityConfig, runtime: CacheRuntime) -> str:
+        return render_node_xrootd_cfg(cfg, runtime, node)
+
+    with run_cache(
+        cfg, workdir, ca, issuers=issuers, port=port, env=env, netns=netns, host=host, name=name, render=render
+    ) as cache:
+        yield cache
 
 
 # -- clients ----------------------------------------------------------------------------------------------------------

@@ -72,12 +72,18 @@ def proxy_command(cert: str, key: str, out: str, hours: int, voms: str | None) -
 
 def renew_x509() -> None:
     out = os.environ["X509_USER_PROXY"]
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(out) or ".", prefix=".proxy-")
+    directory = os.path.dirname(out) or "."
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".proxy-")
     os.close(fd)
+    # The tools refuse a key others may read, and a Kubernetes Secret is mounted 0644: they get
+    # a private copy, gone when the proxy is made.
+    key = os.path.join(directory, ".userkey-" + os.path.basename(tmp))
     try:
+        with open(os.environ["AF_KEY_FILE"], "rb") as handle:
+            write_private(key, handle.read())
         command = proxy_command(
             os.environ["AF_CERT_FILE"],
-            os.environ["AF_KEY_FILE"],
+            key,
             tmp,
             int(os.environ.get("AF_VALID_HOURS", "96")),
             os.environ.get("AF_VOMS") or None,
@@ -86,8 +92,9 @@ def renew_x509() -> None:
         os.chmod(tmp, 0o600)
         os.replace(tmp, out)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for path in (tmp, key):
+            if os.path.exists(path):
+                os.unlink(path)
 
 
 RENEW = {"bearer": renew_bearer, "x509": renew_x509}

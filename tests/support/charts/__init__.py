@@ -21,7 +21,15 @@ from typing import Any
 
 import yaml
 
-from . import cert_manager, cvmfs_csi, dcgm_exporter, jupyterhub, kube_prometheus_stack, nvidia_device_plugin
+from . import (
+    cert_manager,
+    cvmfs_csi,
+    dask_gateway,
+    dcgm_exporter,
+    jupyterhub,
+    kube_prometheus_stack,
+    nvidia_device_plugin,
+)
 from .helm import Container, StandIn, Values, coalesce, merge_maps
 
 __all__ = [
@@ -39,7 +47,15 @@ __all__ = [
 
 CHARTS: dict[str, ModuleType] = {
     module.CHART: module
-    for module in (jupyterhub, kube_prometheus_stack, cert_manager, cvmfs_csi, nvidia_device_plugin, dcgm_exporter)
+    for module in (
+        jupyterhub,
+        kube_prometheus_stack,
+        cert_manager,
+        cvmfs_csi,
+        nvidia_device_plugin,
+        dcgm_exporter,
+        dask_gateway,
+    )
 }
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 

@@ -1,0 +1,68 @@
+"""Smoke test of benchmarks/bench_cache_wan.py: its tiny run (a few MiB, the same code path: namespaces, tc tbf,
+Toxiproxy, origin, site cache with token auth, node caches, uproot readers) completes and prints every figure, and
+the emulation and caches did what the figures rely on, by the kernel's counters: Toxiproxy added the round trip, tbf
+held the WAN to its rate, warm reads left the origin alone, a node cache's second pass left the site cache alone.
+Timing ratios are printed, never asserted. Needs root and Go (for Toxiproxy): missing, the test fails."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = [
+    "warm/direct, 1 reader, wall",
+    "cold/direct, 1 reader, wall",
+    "origin bytes (cold, 1 reader) / needed",
+    "warm 4 readers / 1 reader, aggregate throughput",
+    "site bytes with/without node caches, 2 passes",
+]
+
+
+@pytest.fixture(scope="module")
+def output() -> str:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_cache_wan.py"), "--quick", "--skip-loopback"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def _run_mib(output: str, run: str, column: str) -> float:
+    match = re.search(rf"^  {re.escape(run)}\s.*{column}\s+([\d.]+) MiB", output, re.MULTILINE)
+    assert match, f"no {run!r} line:\n{output}"
+    return float(match.group(1))
+
+
+@pytest.mark.daemon
+def test_every_figure_is_printed_as_a_positive_ratio(output: str) -> None:
+    for name in FIGURES:
+        match = re.search(rf"{re.escape(name)}\s+ratio\s+([\d.]+)", output)
+        assert match, f"{name!r} missing:\n{output}"
+        assert float(match.group(1)) > 0, output
+
+
+@pytest.mark.daemon
+def test_the_wan_has_the_round_trip_and_the_rate_it_claims(output: str) -> None:
+    rtt = float(re.search(r"xrootd ping ([\d.]+) ms", output).group(1))
+    wan = float(re.search(r"one TCP stream ([\d.]+) Gbit/s", output).group(1))
+    assert 18 <= rtt <= 40, output  # 20 ms from Toxiproxy, plus the servers' own time
+    assert wan <= 1.05, output  # tbf at 1 Gbit/s
+
+
+@pytest.mark.daemon
+def test_warm_reads_and_a_node_caches_second_pass_fetch_nothing_upstream(output: str) -> None:
+    assert _run_mib(output, "cold 1 reader", "origin sent") > 0, output
+    assert _run_mib(output, "warm 1 reader", "origin sent") < 0.1, output
+    assert _run_mib(output, "warm 4 readers", "origin sent") < 0.1, output
+    assert _run_mib(output, "node caches, pass 1", "site sent to nodes") > 0, output
+    assert _run_mib(output, "node caches, pass 2", "site sent to nodes") < 0.1, output
