@@ -211,7 +211,8 @@ def _connect(pic: Picture, cfg: FacilityConfig, names: set[str]) -> None:
         done |= {(source, target), (target, source)}
         style = "dashed" if source.startswith("x_") or target.startswith("x_") else "solid"
         back = drawn.get((target, source))
-        label = f"{', '.join(whats)} ▸\\n◂ {', '.join(back)}" if back else ", ".join(whats)
+        # One reason a line, so a pair with many flows makes a tall label rather than a wide picture.
+        label = "\\n".join([*(f"{w} ▸" for w in whats), *(f"◂ {w}" for w in back)]) if back else "\\n".join(whats)
         # The same flow from several worker groups: said once per source and per target.
         repeated = (source, label) in said or (target, label) in said
         said |= {(source, label), (target, label)}
@@ -233,10 +234,11 @@ def dot(pic: Picture) -> str:
     out = [
         f"digraph {_quote('af-' + pic.stack)} {{",
         "  graph [rankdir=LR, fontname=Helvetica, fontsize=12, newrank=true, compound=true, ranksep=1.4,"
-        " nodesep=0.5, forcelabels=true,"
+        " nodesep=0.9, forcelabels=true,"
         f" label={_quote(f'Analysis facility {pic.stack} at {pic.site}')}, labelloc=t];",
         '  node [fontname=Helvetica, fontsize=10, shape=box, style="rounded,filled", fillcolor=white];',
-        "  edge [fontname=Helvetica, fontsize=9];",
+        # decorate: each label underlined and tied to its own edge, so two labels side by side are not confused.
+        "  edge [fontname=Helvetica, fontsize=9, decorate=true];",
         '  subgraph cluster_outside { label="outside the facility"; style=dashed;',
     ]
     for key, label in pic.external.items():
