@@ -57,7 +57,7 @@ def test_cache_base_is_valid_and_defaults_follow_xrootd() -> None:
             "cache.issuers",
             [{"issuer": "http://iam.example.org/", "basePath": "/store"}],
             "af:cache.issuers[0].issuer",
-            "token issuers must use HTTPS",
+            "tokens travel over HTTPS only",
         ),
         ("cache.servers", 3, "af:cache.servers", "at most 2, one per node of the cache node groups"),
         ("cache.diskGib", 200, "af:cache.diskGib", "at most 100, the cache nodes' data volume"),
@@ -76,7 +76,7 @@ def test_cache_base_is_valid_and_defaults_follow_xrootd() -> None:
             "cache.upstream",
             {"kind": "bearer-token", "clientId": "xcache", "tokenUrl": "http://iam.example.org/token"},
             "af:cache.upstream.tokenUrl",
-            "token issuers must use HTTPS",
+            "tokens travel over HTTPS only",
         ),
     ],
 )

@@ -25,7 +25,7 @@ PATTERN_HELP = {
     FQDN_PATTERN: "a fully qualified lowercase DNS name such as af.example.org",
     SHA256_PATTERN: "64 lowercase hexadecimal digits (a SHA-256 digest)",
     IMAGE_PATTERN: "an image pinned by tag, name:tag or name:tag@sha256:<digest>",
-    HTTPS_URL_PATTERN: "an https:// URL (token issuers must use HTTPS)",
+    HTTPS_URL_PATTERN: "an https:// URL such as https://host.example.org:8443/ (tokens travel over HTTPS only)",
     SLURM_NAME_PATTERN: "a Slurm name: letters, digits, '_', '.', '-', at most 64 characters",
     SLURM_FLAG_PATTERN: "a long sbatch flag such as --constraint=gpu, without spaces or quotes",
     # Patterns the layers declare inline, in the words of the error contract (a test holds every
