@@ -119,6 +119,9 @@ class Memory:
     last_claimed: dict[str, float] = field(default_factory=dict)
     """Per worker: when it was last seen claimed."""
     load: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    wanting_since: dict[str, float] = field(default_factory=dict)
+    """Per group: since when its idle jobs have needed one new worker (they wait a while for room
+    in the group's busy workers first)."""
     """Per group: (time, load in workers' worth) over the last scale-down delay, the latest last."""
 
 

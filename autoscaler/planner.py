@@ -3,31 +3,45 @@ size of each group. Pure: the same inputs and memory give the same plan.
 
 Demand is matched to groups with real ClassAd matchmaking, one match per autocluster and
 group (never per job). Capacity already there or coming (free slot resources, pending pods)
-is used first, worker by worker in the order the negotiator fills them (the packing policy
-rendered for the central manager); then new workers, within each group's maximum and the
-site budget, in the order of preference (operator triggers first), so demand a group cannot
-take overflows to the next matching one (offload groups come last). Scale-up is immediate,
-and a group taking a burst (its load grew by more than a worker since the last cycle) gets
-as many workers again for the jobs still arriving.
+in every group the jobs match is used first, worker by worker in the order the negotiator
+fills them (the packing policy rendered for the central manager), as the negotiator puts
+jobs on any matching slot with room rather than wait for new ones; then new workers, within
+each group's maximum and the site budget, in the order of preference (operator triggers
+first), so demand a group cannot take overflows to the next matching one (offload groups
+come last). A group whose START reads the slot's free room (its Cpus, Memory, GPUs or Disk,
+as a GPU group's reserve for GPU jobs does) is matched slot by slot and job by job against
+that room, as the startd checks each claim of a partitionable slot's leftovers.
+
+Scale-up is immediate for a burst, and a group taking one (its load grew by more than a worker
+since the last cycle) gets as many workers again for the jobs still arriving. Jobs that one
+new worker would take, in a group whose workers run jobs, first wait up to PATIENCE seconds
+for those jobs to end and free room (they would wait for a new worker's start-up anyway): a
+worker started for a few small jobs would stay mostly idle for as long as they run.
 
 Scale-in removes only unclaimed workers that none of this cycle's demand lands on, the
 newest first (packing leaves them to drain), never a claimed one:
 - at once when the group is draining: its load (what its jobs hold plus its queued jobs) has
   not grown for GROWTH_WINDOW seconds, so nothing new is coming;
 - otherwise once unclaimed for the scale-down delay, with the group in surplus for as long,
-  and only as many as its load has fallen below its peak of the last delay (at least
-  GROWTH_WINDOW): while the load holds near its peak an idle worker is kept for the next
-  jobs rather than removed and started again (less flapping)."""
+  and only those beyond what its load needed at its peak of the last delay (at least
+  GROWTH_WINDOW), or as many as the load has fallen below that peak: while the load holds near
+  its peak an idle worker it needed is kept for the next jobs rather than removed and started
+  again (less flapping), but one it never needed in that time goes."""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+
+import classad2
 
 from .model import Autocluster, Decision, Group, Memory, Plan, Resources, Settings, Trigger, Worker
 
+PATIENCE = 300.0
+"""Seconds idle jobs that one new worker would take wait for room to come free in the group's
+busy workers before that worker is started."""
 GROWTH_WINDOW = 600.0
 """Seconds without any growth of a group's load after which the group is draining."""
 
@@ -35,12 +49,52 @@ Load = tuple[tuple[float, float], ...]
 """(time, load in workers' worth) samples of a group, oldest first."""
 
 
-def candidates(ac: Autocluster, groups: Sequence[Group], triggers: Sequence[Trigger]) -> list[Group]:
-    """Groups whose slots the jobs match (both ways: the job's Requirements, the group's
-    START), triggered groups first, then by preference."""
+ROOM = frozenset({"cpus", "memory", "gpus", "disk"})
+"""Attributes of a partitionable slot that hold its free room (what is left unclaimed)."""
+
+
+def room_sensitive(g: Group) -> bool:
+    """The group's START reads the slot's own free room (`MY.Cpus`, `GPUs`, ...): whether a job
+    may start depends on what the slot has left, not only on the job."""
+    start = g.machine_ad.lookup("Requirements")
+    return any(ref.lower() in ROOM for ref in g.machine_ad.internalRefs(start))
+
+
+def _order(groups: Iterable[Group], ac: Autocluster, triggers: Sequence[Trigger]) -> list[Group]:
     triggered = {t.group for t in triggers if t.constraint.eval(ac.ad) is True}
-    matching = [g for g in groups if ac.ad.symmetricMatch(g.machine_ad)]
-    return sorted(matching, key=lambda g: (g.name not in triggered, g.preference, g.name))
+    return sorted(groups, key=lambda g: (g.name not in triggered, g.preference, g.name))
+
+
+def candidates(ac: Autocluster, groups: Sequence[Group], triggers: Sequence[Trigger]) -> list[Group]:
+    """Groups whose fresh slots the jobs match (both ways: the job's Requirements, the group's
+    START): where new workers may be added for them; triggered groups first, then by preference."""
+    return _order((g for g in groups if ac.ad.symmetricMatch(g.machine_ad)), ac, triggers)
+
+
+class _Matcher:
+    """Matchmaking of an autocluster with a slot of a room-sensitive group in a given state (its
+    free room as Cpus, Memory and GPUs), cached per state: what the negotiator and the startd
+    evaluate for each claim of the slot's leftovers."""
+
+    def __init__(self) -> None:
+        self._ads: dict[tuple[str, Resources], classad2.ClassAd] = {}
+        self._matches: dict[tuple[int, str, Resources], bool] = {}
+
+    def check(self, ac: Autocluster, g: Group) -> Callable[[Resources], bool]:
+        """Whether a slot of `g` with this free room admits one more job of `ac`."""
+        return lambda free: self.admits(ac, g, free)
+
+    def admits(self, ac: Autocluster, g: Group, free: Resources) -> bool:
+        key = (ac.id, g.name, free)
+        found = self._matches.get(key)
+        if found is None:
+            ad = self._ads.get((g.name, free))
+            if ad is None:
+                ad = classad2.ClassAd(str(g.machine_ad))
+                ad.update({"Cpus": int(free.cpus), "Memory": int(free.memory_mb), "GPUs": int(free.gpus)})
+                self._ads[g.name, free] = ad
+            found = self._matches[key] = bool(ac.ad.symmetricMatch(ad))
+        return found
 
 
 def packing_order(w: Worker) -> tuple[bool, bool, int, float, str]:
@@ -72,8 +126,11 @@ def _clip(resources: Resources) -> Resources:
     return Resources(max(0.0, resources.cpus), max(0.0, resources.memory_mb), max(0.0, resources.gpus))
 
 
-def _place(bins: list[_Bin], request: Resources, jobs: int) -> int:
-    """Put up to `jobs` of `request` into `bins` in order; how many were placed."""
+def _place(bins: list[_Bin], request: Resources, jobs: int, admits: Callable[[Resources], bool] | None = None) -> int:
+    """Put up to `jobs` of `request` into `bins` in order; how many were placed. With `admits`
+    (a room-sensitive START), each job is checked against the room its bin has left."""
+    if admits is not None:
+        return _place_checked(bins, request, jobs, admits)
     placed = 0
     # A bin without room for one job is skipped before counting copies (most are, once full).
     least = Resources(request.cpus, request.memory_mb, request.gpus).times(1 - 1e-9)
@@ -88,6 +145,18 @@ def _place(bins: list[_Bin], request: Resources, jobs: int) -> int:
             placed += n
             if placed == jobs:
                 break
+    return placed
+
+
+def _place_checked(bins: list[_Bin], request: Resources, jobs: int, admits: Callable[[Resources], bool]) -> int:
+    placed = 0
+    for b in bins:
+        while placed < jobs and b.free.copies_of(request) and admits(b.free):
+            b.free -= request
+            b.used = True
+            placed += 1
+        if placed == jobs:
+            break
     return placed
 
 
@@ -145,27 +214,41 @@ def plan(
     }
     unmatched: list[tuple[int, int]] = []
     unserved: list[tuple[int, int]] = []
+    sensitive = {g.name for g in groups if room_sensitive(g)}
+    matcher = _Matcher()
     for ac in sorted(demand, key=lambda a: a.id):
         options = candidates(ac, groups, triggers)
-        if not options:
-            unmatched.append((ac.id, ac.idle))
-            continue
+        # Room there or coming in every group the jobs may land on (a room-sensitive group's
+        # slots are matched in their own state), then new workers where fresh slots match.
+        landing = _order([*options, *(g for g in groups if g.name in sensitive and g not in options)], ac, triggers)
         remaining = ac.idle
-        for g in options:
-            taken = _place(bins[g.name], ac.request, remaining)
-            per_worker = g.worker.copies_of(ac.request)
-            if taken < remaining and per_worker:
-                count = min(room_for(g), math.ceil((remaining - taken) / per_worker))
-                planned = [_Bin(g.worker) for _ in range(count)]
-                taken += _place(planned, ac.request, remaining - taken)
-                bins[g.name] += planned
-                add(g, count)
+        for g in landing:
+            check = matcher.check(ac, g) if g.name in sensitive else None
+            taken = _place(bins[g.name], ac.request, remaining, check)
             assigned[g.name] += taken
             load[g.name] += ac.request.times(taken)
             remaining -= taken
             if not remaining:
                 break
-        if remaining:
+        for g in options if remaining else ():
+            check = matcher.check(ac, g) if g.name in sensitive else None
+            per_worker = _place([_Bin(g.worker)], ac.request, remaining, check)  # what one fresh worker takes
+            if not per_worker:
+                continue
+            count = min(room_for(g), math.ceil(remaining / per_worker))
+            planned = [_Bin(g.worker) for _ in range(count)]
+            taken = _place(planned, ac.request, remaining, check)
+            planned = [b for b in planned if b.used]
+            bins[g.name] += planned
+            add(g, len(planned))
+            assigned[g.name] += taken
+            load[g.name] += ac.request.times(taken)
+            remaining -= taken
+            if not remaining:
+                break
+        if remaining == ac.idle and not options:
+            unmatched.append((ac.id, ac.idle))
+        elif remaining:
             unserved.append((ac.id, remaining))
 
     history: dict[str, Load] = {}
@@ -182,6 +265,18 @@ def plan(
         if new[g.name] > 1 and growth > 1 + 1e-9:
             add(g, min(room_for(g), math.floor(growth + 1e-9)))
 
+    # Patience: a group whose workers run jobs, short of room for no more than one new worker's
+    # worth of jobs, waits for its jobs to end and free room before starting one (the jobs would
+    # wait for its start-up anyway); a burst, or a group with nothing running, scales at once.
+    wanting_since = {}
+    waiting: dict[str, int] = {}
+    for g in groups:
+        busy = any(w.claimed and w.phase == "running" for w in by_group[g.name])
+        if new[g.name] == 1 and current[g.name] >= g.min_workers and busy:
+            wanting_since[g.name] = since = memory.wanting_since.get(g.name, now)
+            if now - since < PATIENCE:
+                waiting[g.name], new[g.name] = new[g.name], 0
+
     live = {w.name for ws in by_group.values() for w in ws}
     last_claimed = {name: t for name, t in memory.last_claimed.items() if name in live}
     for ws in by_group.values():
@@ -192,6 +287,13 @@ def plan(
     decisions = {}
     for g in groups:
         hosting = {b.worker for b in bins[g.name] if b.used and b.worker is not None and not b.claimed}
+        if g.name in waiting:
+            surplus_since.pop(g.name, None)
+            since = wanting_since[g.name]
+            waited = f"{now - since:.0f}s of {PATIENCE:.0f}s"
+            why = f"{assigned[g.name]} idle jobs wait for room ({waited}), then get a new worker"
+            decisions[g.name] = Decision(g.name, current[g.name], current[g.name], (), why)
+            continue
         decisions[g.name] = _decide(
             g,
             by_group[g.name],
@@ -209,7 +311,9 @@ def plan(
         assigned=assigned,
         unmatched=tuple(unmatched),
         unserved=tuple(unserved),
-        memory=Memory(surplus_since=surplus_since, last_claimed=last_claimed, load=history),
+        memory=Memory(
+            surplus_since=surplus_since, last_claimed=last_claimed, load=history, wanting_since=wanting_since
+        ),
     )
 
 
@@ -266,9 +370,11 @@ def _decide(
     else:
         delay = settings.scale_down_delay
         ready = [w.name for w in spare if now - last_claimed.get(w.name, w.started) >= delay]
-        fallen = math.floor(decline(history) + 1e-9)
+        # Kept: the workers the load's recent peak needed (for the next jobs of a load that holds).
+        peak = math.ceil(max(x for _, x in history) - 1e-9)
+        fallen = max(math.floor(decline(history) + 1e-9), current - peak)
         remove = tuple(ready[: min(surplus, fallen)])
-        why = f"unclaimed for the delay, the load {fallen} workers below its peak"
+        why = f"unclaimed for the delay, more than the load's recent peak of {peak} workers needs"
         if ready and not remove:
             return Decision(g.name, current, current, (), f"{len(ready)} idle for the delay, kept: the load holds")
     if not remove:

@@ -56,7 +56,7 @@ def test_settings_describe_the_worker_groups_the_pool_deploys(result):
     assert gpu.gpus == 1 and settings.triggers[0].group == "gpu-a100"
     assert settings.schedds and settings.collector.endswith(":9618")
     # The runtime has no defaults of its own: what the stack's config says (here, the model's defaults).
-    assert settings.scale_down_delay_seconds == cfg.autoscaler.scale_down_delay_seconds == 600
+    assert settings.scale_down_delay_seconds == cfg.autoscaler.scale_down_delay_seconds == 300
     assert (settings.interval_seconds, settings.metrics_port) == (cfg.autoscaler.interval_seconds, 9100)
 
 

@@ -7,6 +7,7 @@ import typing
 from typing import Any
 from unittest import mock
 
+import classad2
 import kubernetes_validate
 import pytest
 from conftest import SHIPPED_STACKS, by_name, local_values, of_type, preview_values
@@ -144,9 +145,22 @@ def test_gpu_workers_ask_for_their_gpus_and_tolerate_the_taint_cpu_workers_do_no
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in gpu["tolerations"]
     cpu = _pod(result, "af-condor-worker-cpu")
     assert "tolerations" not in cpu and "nvidia.com/gpu" not in _container(cpu)["resources"]["limits"]
-    # The GPU group's config advertises GPUs and starts only jobs asking for them.
-    assert "use FEATURE : GPUs" in result.files["condor/execute-gpu-a100.conf"]
-    assert "START = TARGET.RequestGpus > 0" in result.files["condor/execute-gpu-a100.conf"]
+    # The GPU group's config advertises GPUs; its START keeps the worker's share (15 cores, 57,958 MiB for its
+    # one GPU) while the GPU is free, and lends what a GPU job leaves to other jobs.
+    conf = result.files["condor/execute-gpu-a100.conf"]
+    assert "use FEATURE : GPUs" in conf
+    (start,) = [line.split("=", 1)[1] for line in conf.splitlines() if line.startswith("START =")]
+
+    def starts(free: tuple[int, int, int], job: dict[str, int]) -> bool:
+        slot = classad2.ClassAd({"Cpus": free[0], "Memory": free[1], "GPUs": free[2]})
+        return classad2.ExprTree(start).eval(slot, classad2.ClassAd(job)) is True
+
+    cpu_job, gpu_job = (
+        {"RequestCpus": 1, "RequestMemory": 2000},
+        {"RequestCpus": 4, "RequestMemory": 16000, "RequestGpus": 1},
+    )
+    assert starts((15, 57958, 1), gpu_job) and not starts((15, 57958, 1), cpu_job)
+    assert starts((11, 41958, 0), cpu_job) and not starts((11, 41958, 1), cpu_job)
     assert "GPUs" not in result.files["condor/execute-cpu.conf"]
 
 

@@ -235,7 +235,7 @@ def test_layer_models_good() -> None:
     cache = Cache.model_validate({"enabled": True, "ram": "1g", "blockSize": "64k", "origin": "xrootd.example.org"})
     assert size_bytes(cache.ram) == 1 << 30 and size_bytes(cache.block_size) == 64 << 10
     assert Condor.model_validate({"enabled": True, "imageTag": "25.0.1-el9"}).idle_shutdown_minutes == 20
-    assert Autoscaler.model_validate({"scaleDownDelaySeconds": 0}).interval_seconds == 30
+    assert Autoscaler.model_validate({"scaleDownDelaySeconds": 0}).interval_seconds == 10
     gateway = Gateway.model_validate(leonardo())
     assert gateway.kind == "interlink-slurm" and gateway.auth.kind == "iam-client"
     # 4 jobs at once; 256 cores / 32, 1024 GiB / 120 and 24 GPUs / 4 would allow more.

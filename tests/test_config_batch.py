@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import classad2
 import pytest
 from test_config import DELETE, base, edit, only_problem, problems_of
 
@@ -37,10 +38,48 @@ def test_defaults_and_worker_groups_from_the_batch_node_groups() -> None:
     assert (cpu.pod_cpus, cpu.pod_memory_mib, cpu.slot_cpus) == (7.5, int(32 * 0.9 * 1024), 7)
     assert cpu.slot_memory_mib == cpu.pod_memory_mib - DAEMON_MEMORY_MIB
     assert (cpu.gpus, cpu.start, cpu.preference, cpu.min_workers, cpu.max_workers) == (0, "True", 0, 0, 2)
-    assert (gpu.gpus, gpu.start, gpu.preference, gpu.max_workers) == (2, GPU_START, 10, 1)
+    assert (gpu.gpus, gpu.preference, gpu.max_workers) == (2, 10, 1)
+    # 15.5 cores and 57.6 GiB: a slot of 15 cores and 57,958 MiB, 7.5 cores and 28,979 MiB per GPU.
+    assert (gpu.slot_cpus, gpu.slot_memory_mib) == (15, 57958)
+    assert admits(gpu.start, free=(15, 57958, 2), job=(1, 2000, 0)) is False  # both GPUs free: all kept
+    assert admits(gpu.start, free=(15, 57958, 2), job=(4, 16000, 1)) is True
+    assert admits(gpu.start, free=(11, 41958, 1), job=(3, 12979, 0)) is True  # one GPU taken: its share is free
+    assert admits(gpu.start, free=(11, 41958, 1), job=(4, 12979, 0)) is False
+    assert admits(gpu.start, free=(11, 41958, 1), job=(3, 12980, 0)) is False
+    assert admits(gpu.start, free=(3, 9000, 0), job=(3, 9000, 0)) is True  # every GPU taken: the rest is free
     # Node groups without the batch role are not worker groups.
     only_cpu = edit(condor_base(), "cluster.nodeGroups.gpu.roles", ["interactive"])
     assert list(groups(only_cpu)) == ["cpu"]
+
+
+def admits(start: str, free: tuple[int, int, int], job: tuple[int, int, int]) -> bool | None:
+    """The START on a partitionable slot whose unclaimed cores, memory and GPUs are `free`, for a
+    job requesting `job` (condor_submit leaves RequestGPUs out of a job that asks for none)."""
+    slot = classad2.ClassAd({"Cpus": free[0], "Memory": free[1], "GPUs": free[2]})
+    request = classad2.ClassAd({"RequestCpus": job[0], "RequestMemory": job[1]})
+    if job[2]:
+        request["RequestGpus"] = job[2]
+    value = classad2.ExprTree(start).eval(slot, request)
+    return value if isinstance(value, bool) else None
+
+
+def test_gpu_groups_keep_a_reserve_for_gpu_jobs_and_lend_the_rest() -> None:
+    reserve = {"cpus": 4, "memoryGib": 16}
+    gpu = groups(edit(condor_base(), "condor.groups", {"gpu": {"gpuReserve": reserve}}))["gpu"]
+    assert admits(gpu.start, free=(15, 57958, 2), job=(7, 25190, 0)) is True  # 8 cores and 32 GiB kept
+    assert admits(gpu.start, free=(15, 57958, 2), job=(8, 1000, 0)) is False
+    assert admits(gpu.start, free=(15, 57958, 2), job=(7, 25191, 0)) is False
+    # A dynamic slot carved for a CPU job has no GPU: the startd's check of its START passes.
+    assert admits(gpu.start, free=(7, 25190, 0), job=(7, 25190, 0)) is True
+    # Own START: no default to keep a reserve in; a reserve on a CPU group means nothing.
+    own = {"gpu": {"gpuReserve": reserve, "start": GPU_START}}
+    assert [p.path for p in problems_of(edit(condor_base(), "condor.groups", own), {"condor"})] == [
+        "af:condor.groups.gpu.gpuReserve"
+    ]
+    cpu = {"cpu": {"gpuReserve": reserve}}
+    assert [p.path for p in problems_of(edit(condor_base(), "condor.groups", cpu), {"condor"})] == [
+        "af:condor.groups.cpu.gpuReserve"
+    ]
 
 
 def test_group_settings_override_the_defaults() -> None:
@@ -87,7 +126,7 @@ def test_existing_clusters_need_declared_worker_sizes() -> None:
         ("condor.groups.cpu.memoryGib", 30, "af:condor.groups.cpu", "90% of its RAM"),
         ("condor.groups.cpu.cpus", 0.5, "af:condor.groups.cpu.cpus", "a number of at least 1"),
         ("condor.groups.cpu.preference", -2, "af:condor.groups.cpu.preference", "a number of at least 0"),
-        ("condor.groups.cpu.colour", "red", "af:condor.groups.cpu.colour", "one of the keys cpus, maxWorkers"),
+        ("condor.groups.cpu.colour", "red", "af:condor.groups.cpu.colour", "keys cpus, gpuReserve, maxWorkers"),
         ("condor.images.execute", "htcondor/execute:latest", "af:condor.images.execute", "never `latest`"),
         ("condor.images.cm", "htcondor/cm", "af:condor.images.cm", "pinned by tag"),
         ("condor.imageTag", "24.0.7", "af:condor.imageTag", "such as"),

@@ -14,9 +14,9 @@ import pytest
 
 from autoscaler.condor import autoclusters, machine_ad, parse_ads, slot_worker
 from autoscaler.model import Autocluster, Group, Memory, Resources, Settings, Trigger, Worker
-from autoscaler.planner import GROWTH_WINDOW, candidates, packing_order
+from autoscaler.planner import GROWTH_WINDOW, PATIENCE, candidates, packing_order
 from autoscaler.planner import plan as plan_with
-from components.batch.config import Autoscaler
+from components.batch.config import Autoscaler, gpu_start
 from components.batch.htcondor import PACKING_RANK
 from components.names import PREFERENCE_ATTRIBUTE
 
@@ -246,10 +246,14 @@ BIG = group("cpu", 16, 60000, max_workers=10)
 EIGHT_CORE = Autocluster(1, 1, Resources(8, 16000), by_id(queue("queue_mixed.txt"))[1].ad)
 
 
+WAITED = Memory(wanting_since={"cpu": NOW - PATIENCE})
+"""The group's jobs have waited for room as long as the planner lets them."""
+
+
 def test_room_spread_over_workers_is_not_room_for_a_job():
     """Two workers with 4 free cores each cannot run an 8-core job: one more worker is needed."""
     workers = [Worker(f"w{i}", "cpu", "running", NOW - 3600, claimed=True, free=Resources(4, 40000)) for i in range(2)]
-    decision = plan([BIG], workers, [EIGHT_CORE], NOW).decisions["cpu"]
+    decision = plan([BIG], workers, [EIGHT_CORE], NOW, memory=WAITED).decisions["cpu"]
     assert (decision.current, decision.desired) == (2, 3)
 
 
@@ -258,7 +262,25 @@ def test_cores_of_one_worker_and_memory_of_another_do_not_add_up():
         Worker("cores", "cpu", "running", NOW - 3600, claimed=True, free=Resources(8, 1000)),
         Worker("memory", "cpu", "running", NOW - 3600, claimed=True, free=Resources(1, 50000)),
     ]
-    assert plan([BIG], workers, [EIGHT_CORE], NOW).decisions["cpu"].desired == 3
+    assert plan([BIG], workers, [EIGHT_CORE], NOW, memory=WAITED).decisions["cpu"].desired == 3
+
+
+def test_jobs_one_worker_would_take_wait_for_room_in_busy_workers_first():
+    busy = [Worker(f"w{i}", "cpu", "running", NOW - 3600, claimed=True, free=Resources(4, 40000)) for i in range(2)]
+    first = plan([BIG], busy, [EIGHT_CORE], NOW)
+    assert first.decisions["cpu"].desired == 2 and "wait for room" in first.decisions["cpu"].reason
+    assert first.memory.wanting_since == {"cpu": NOW}
+    # Still short of room PATIENCE seconds later: the worker is started.
+    later = plan([BIG], busy, [EIGHT_CORE], NOW + PATIENCE, memory=first.memory)
+    assert later.decisions["cpu"].desired == 3
+    # Room came free meanwhile: nothing to wait for, and the wait starts afresh next time.
+    freed = [replace(busy[0], free=Resources(8, 40000)), busy[1]]
+    room = plan([BIG], freed, [EIGHT_CORE], NOW + 60, memory=first.memory)
+    assert room.decisions["cpu"].desired == 2 and room.memory.wanting_since == {}
+    # Nothing running in the group (no room will come free), or more than a worker's worth: at once.
+    idle_group = plan([BIG], [], [EIGHT_CORE], NOW)
+    assert idle_group.decisions["cpu"].desired == 1
+    assert plan([BIG], busy, [replace(EIGHT_CORE, idle=3)], NOW).decisions["cpu"].desired == 4
 
 
 def test_the_idle_worker_a_job_fits_on_is_kept():
@@ -295,17 +317,22 @@ def test_a_draining_group_lets_idle_workers_go_at_once_whatever_the_delay():
 def test_an_idle_worker_is_kept_while_the_load_holds_and_goes_when_it_falls():
     workers = [
         Worker("busy", "cpu", "running", NOW - 7200, claimed=True, free=Resources(1, 5000), jobs=7),
+        Worker("busy2", "cpu", "running", NOW - 7200, claimed=True, free=Resources(2, 10000), jobs=6),
         Worker("idle", "cpu", "running", NOW - 7200, free=Resources(8, 30000)),
     ]
     last_claimed = {"idle": NOW - 2 * DELAY}
-    # Busy 7 of 8 cores now; the load grew a little in the last minutes and never went higher: kept.
-    holding = replace(rising([0.5] * 40 + [0.8, 0.875]), last_claimed=last_claimed)
+    # Busy 13 of 16 cores now; the load grew a little in the last minutes, 2.4 workers at its peak: kept.
+    holding = replace(rising([1.5] * 40 + [2.4, 1.6, 1.625]), last_claimed=last_claimed)
     kept = plan([CPU], workers, [], NOW, memory=holding).decisions["cpu"]
     assert kept.remove == () and "kept: the load holds" in kept.reason
-    # Same worker, but the load was two workers higher within the delay and only creeps up now: it goes.
-    fallen = replace(rising([3.0] * 5 + [0.8] * 12 + [0.85, 0.86]), last_claimed=last_claimed)
+    # The load's recent peak needed only the two busy workers: the idle one goes.
+    low = replace(rising([1.5] * 40 + [1.6, 1.625]), last_claimed=last_claimed)
+    low_decision = plan([CPU], workers, [], NOW, memory=low).decisions["cpu"]
+    assert low_decision.remove == ("idle",) and low_decision.desired == 2
+    # The load was two workers higher within the delay and only creeps up now: it goes.
+    fallen = replace(rising([4.0] * 5 + [1.6] * 12 + [1.61, 1.62]), last_claimed=last_claimed)
     gone = plan([CPU], workers, [], NOW, memory=fallen).decisions["cpu"]
-    assert gone.remove == ("idle",) and gone.desired == 1
+    assert gone.remove == ("idle",) and gone.desired == 2
 
 
 def test_workers_packing_leaves_to_drain_go_first_newest_first():
@@ -370,3 +397,48 @@ def test_draining_is_seen_whatever_the_interval(interval):
         memory, now = plan_with([CPU], [busy, idle], [], now, memory, years).memory, now + interval
     assert decision.remove == ("idle",)
     assert GROWTH_WINDOW <= now - NOW < GROWTH_WINDOW + interval
+
+
+# --- a GPU group's START that reads the slot's free room -----------------------------------------
+
+SHARED_GPU = group("gpu", 16, 60000, 1, start=gpu_start(4, 16000), max_workers=4, preference=10)
+"""A GPU group whose START keeps 4 cores and 16,000 MiB next to a free GPU and lends the rest."""
+
+
+def start_admits(start: str, free: Resources, ac: Autocluster) -> bool:
+    """The oracle: the START alone, evaluated by classad2 on a slot ad holding `free` as its unclaimed room."""
+    slot = classad2.ClassAd({"Cpus": int(free.cpus), "Memory": int(free.memory_mb), "GPUs": int(free.gpus)})
+    return classad2.ExprTree(start).eval(slot, ac.ad) is True
+
+
+@pytest.mark.parametrize(
+    "free",
+    [Resources(16, 60000, 1), Resources(12, 44000, 0), Resources(11, 30000, 1), Resources(6, 21000, 1)],
+)
+def test_a_room_reading_start_is_matched_job_by_job_against_each_workers_room(free):
+    one_core = by_id(queue("queue_mixed.txt"))[1]  # 1 core, 2,000 MiB, RequestGPUs = 0
+    worker = Worker("gpu-0", "gpu", "running", NOW - 3600, claimed=True, free=free, jobs=1)
+    alone = replace(SHARED_GPU, max_workers=1)  # no new worker: what this one takes
+    taken = plan([alone], [worker], [replace(one_core, idle=40)], NOW).assigned["gpu"]
+    # What the startd lets in, claim by claim: each job's START on the room the earlier ones left.
+    expected, room = 0, free
+    while room.copies_of(one_core.request) and start_admits(gpu_start(4, 16000), room, one_core):
+        expected, room = expected + 1, room - one_core.request
+    assert taken == expected
+    assert taken == {16: 12, 12: 12, 11: 7, 6: 2}[int(free.cpus)]
+
+
+def test_cpu_jobs_take_the_cores_gpu_jobs_leave_before_new_cpu_workers():
+    one_core = replace(by_id(queue("queue_mixed.txt"))[1], idle=12)
+    gpu_busy = Worker("gpu-0", "gpu", "running", NOW - 3600, claimed=True, free=Resources(12, 44000, 0), jobs=1)
+    gpu_free = Worker("gpu-1", "gpu", "running", NOW - 3600, free=Resources(16, 60000, 1))
+    result = plan([BIG, SHARED_GPU], [gpu_busy, gpu_free], [one_core], NOW)
+    # The 12 cores next to the running GPU job take them all; the idle GPU worker keeps its share and no
+    # CPU worker is started, though the CPU group comes first for a new worker.
+    assert result.assigned == {"cpu": 0, "gpu": 12}
+    assert result.decisions["cpu"].desired == 0 and "1 workers in surplus" in result.decisions["gpu"].reason
+    # A fresh GPU slot keeps 4 cores for a GPU job and lends 12: new GPU workers could take CPU jobs, after
+    # the CPU group. With the whole worker kept per free GPU, a CPU job never starts a GPU worker.
+    assert [g.name for g in candidates(one_core, [BIG, SHARED_GPU], ())] == ["cpu", "gpu"]
+    whole = group("gpu", 16, 60000, 1, start=gpu_start(16, 60000), max_workers=4, preference=10)
+    assert [g.name for g in candidates(one_core, [BIG, whole], ())] == ["cpu"]

@@ -54,6 +54,7 @@ class Static:
 
 def test_negotiator_respects_resources_and_gpu_rules():
     pool = pool_with([ONE_CORE, GPU_JOB, BIG_MEMORY], cpu=1, gpu=1)
+    # Fresh slots: CPU jobs match the CPU group only (a GPU worker keeps its whole share for a free GPU).
     assert pool.eligible == (frozenset({"cpu"}), frozenset({"gpu"}), frozenset({"cpu"}))
     gpu_jobs = submit(pool, 1, 2)
     big = submit(pool, 2, 2)
@@ -62,20 +63,32 @@ def test_negotiator_respects_resources_and_gpu_rules():
     pool.negotiate()
     cpu_pod, gpu_pod, pending = pool.group_pods("cpu")[0], pool.group_pods("gpu")[0], pool.group_pods("cpu")[1]
     # One match per slot and cycle. The GPU slot's match takes jobsInSlot = min(16/4 cores, 60/16 GB) = 3 requests
-    # of its autocluster, but one GPU fits one job: the second GPU job is skipped until the next cycle. CPU jobs
-    # never land on the GPU group (START = RequestGPUs > 0).
+    # of its autocluster, but one GPU fits one job: the second GPU job is skipped until the next cycle.
     assert list(gpu_pod.jobs) == [gpu_jobs[0].id] and gpu_pod.free_gpus == 0
-    # The first 50 GB job takes the CPU slot (jobsInSlot 1); the slot has left the cycle, so the rest wait.
+    # The first 50 GB job takes the CPU slot (jobsInSlot 1); the slots have left the cycle, so the rest wait.
     assert list(cpu_pod.jobs) == [big[0].id] and not pending.jobs
     assert pool.idle_count == [20, 1, 1]
     pool.negotiate()
-    # Next cycle: the second 50 GB job no longer fits (10 GB left); 5 one-core 2 GB jobs take the 10 GB, not the
-    # 15 cores.
+    # Next cycle: the second 50 GB job fits nowhere (10 GB left, 44 GB on the GPU worker); 5 one-core 2 GB jobs
+    # take the CPU slot's 10 GB, not its 15 cores. Then, the CPU slot matched, the GPU worker's START lets CPU jobs
+    # into the 12 cores its GPU job leaves (no GPU is free, so none is kept): jobsInSlot = 12.
     assert sorted(j.id for j in cpu_pod.jobs.values()) == sorted([big[0].id] + [j.id for j in small[:5]])
     assert (cpu_pod.free_cpus, cpu_pod.free_memory) == (10, 0)
-    assert not pending.jobs and list(gpu_pod.jobs) == [gpu_jobs[0].id]
-    assert pool.idle_count == [15, 1, 1]
-    assert pool.cores_in["cpu"]["busy"] == 6 and pool.cores_in["gpu"]["busy"] == 4
+    assert sorted(gpu_pod.jobs) == sorted([gpu_jobs[0].id] + [j.id for j in small[5:17]])
+    assert (gpu_pod.free_cpus, gpu_pod.free_gpus) == (0, 0) and not pending.jobs
+    assert pool.idle_count == [3, 1, 1]
+    assert pool.cores_in["cpu"]["busy"] == 6 and pool.cores_in["gpu"]["busy"] == 16
+
+
+def test_a_gpu_worker_with_a_free_gpu_keeps_its_share_for_gpu_jobs():
+    pool = pool_with([ONE_CORE, GPU_JOB], groups=(GPU,), gpu=1)
+    small = submit(pool, 0, 5)
+    pool.negotiate()
+    assert not any(j.pod for j in small) and pool.idle_count == [5, 0]
+    (gpu_job,) = submit(pool, 1, 1)
+    pool.negotiate()  # the GPU job takes its share; the rest of the worker is lent to the waiting CPU jobs
+    pool.negotiate()
+    assert gpu_job.pod is not None and all(j.pod is gpu_job.pod for j in small)
 
 
 def _rendered_central_manager(tmp_path: Path) -> dict[str, str]:
@@ -330,3 +343,27 @@ def test_clairvoyant_placement_puts_a_job_where_it_extends_no_worker():
     (job,) = submit(pool, 0, 1, duration=500.0)
     pool.negotiate()
     assert job.pod is long_ and not idle.jobs
+
+
+def test_turn_pairs_and_holding_through_one():
+    """The figure behind an unmet direction goal: each scale-in that a scale-up follows, and ours kept from it."""
+    pool = pool_with([ONE_CORE], groups=(CPU,), cpu=1)
+    for t, step in ((10.0, +2), (20.0, +1), (100.0, -1), (110.0, -2), (200.0, +1), (210.0, +1), (300.0, -1)):
+        pool.now = t
+        if step > 0:
+            pool.grow("cpu", step)
+        else:
+            pool.shrink("cpu", pool.group_pods("cpu")[step:])
+    outcome = sim.Outcome(
+        "x", [], 0, {}, 0.0, 0.0, 0, dict(pool.changes), 0.0, {}, 0.0, True, {}, 0.0, 0.0, steps=pool.steps
+    )
+    assert pool.changes == {"cpu": 3}
+    assert sim.turn_pairs(outcome) == [sim.Hold("cpu", 100.0, 210.0)]
+    # Kept through the gap of each of its turn pairs, ours never scales in there, and kills nothing.
+    trace = sim.waves(count=3, jobs=40, gap=20 * sim.MINUTE)
+    settings = Settings(scale_down_delay=60.0)
+    ours = sim.simulate(trace, sim.Ours([CPU, GPU], 30.0, settings), [CPU, GPU])
+    (first, *_) = sim.turn_pairs(ours)
+    held = sim.simulate(trace, sim.Holding([CPU, GPU], 30.0, settings, first), [CPU, GPU])
+    assert not [t for t, g, s in held.steps if g == "cpu" and s < 0 and first.start <= t <= first.end]
+    assert held.kills == 0 and sum(held.changes.values()) < sum(ours.changes.values())

@@ -119,6 +119,13 @@ def _condor_problems(cfg: FacilityConfig) -> list[Problem]:
                     f"at most maxWorkers ({group.max_workers})",
                 )
             )
+        if settings is not None and settings.gpu_reserve is not None:
+            if not group.gpus or group.gateway is not None:
+                why = "unset: only a local GPU group keeps room for GPU jobs"
+                found.append(problem(("condor", "groups", name, "gpuReserve"), settings.gpu_reserve, why))
+            elif settings.start is not None:
+                why = "unset, or no start: the default START is the one that keeps it"
+                found.append(problem(("condor", "groups", name, "gpuReserve"), settings.gpu_reserve, why))
         if group.gateway is not None:
             found += _offload_group_problems(name, group, settings)
         else:

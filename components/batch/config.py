@@ -21,7 +21,22 @@ from ..offload.config import OFFLOAD_PREFERENCE, Gateway, Offload
 DAEMON_MEMORY_MIB = 1024
 """Memory of a worker pod kept for HTCondor's own daemons (master, startd, starters)."""
 GPU_START = "TARGET.RequestGpus > 0"
-"""Default START of GPU groups: only jobs that ask for GPUs use them."""
+"""Jobs that ask for GPUs: the only ones a GPU group's START admits on a free GPU's share."""
+
+
+def gpu_start(cpus_per_gpu: float, memory_mib_per_gpu: float) -> str:
+    """Default START of a GPU group: jobs that ask for GPUs, and other jobs only in the room a
+    worker has beyond what it keeps for each of its unclaimed GPUs (`cpus_per_gpu` cores and
+    `memory_mib_per_gpu` MiB each). In a partitionable slot's ad Cpus, Memory and GPUs are what
+    is left unclaimed; the negotiator matches that ad and the startd checks the slot's START
+    again for every claim of its leftovers, so a GPU job always finds its share next to a free
+    GPU, and the cores GPU jobs leave idle take CPU work (after the CPU groups, by preference)."""
+    return (
+        f"(TARGET.RequestGpus ?: 0) > 0 || (MY.Cpus - TARGET.RequestCpus >= {cpus_per_gpu:g} * MY.GPUs && "
+        f"MY.Memory - TARGET.RequestMemory >= {memory_mib_per_gpu:g} * MY.GPUs)"
+    )
+
+
 CPU_PREFERENCE, GPU_PREFERENCE = 0, 10
 """Default preferences: CPU groups are tried before GPU groups (offload groups come last)."""
 RETIRE_MARGIN_MINUTES = 10
@@ -53,6 +68,15 @@ def classad_expression(text: str) -> str:
     return text
 
 
+class GpuReserve(StrictModel):
+    """Room of a GPU worker kept for GPU jobs next to each of its unclaimed GPUs."""
+
+    cpus: float = Field(ge=0)
+    """Cores kept for each unclaimed GPU."""
+    memory_gib: float = Field(ge=0)
+    """Memory kept for each unclaimed GPU, in GiB."""
+
+
 class WorkerGroupConfig(StrictModel):
     """Settings of one worker group, by the name of its node group (a group with role `batch`)
     or of its offload gateway."""
@@ -63,9 +87,15 @@ class WorkerGroupConfig(StrictModel):
     """Most workers the group may have; by default one per node of the node group, or what the
     gateway's limits and resources allow."""
     start: str | None = None
-    """START expression of the group's slots (ClassAd). Default: `TARGET.RequestGpus > 0` on GPU
-    groups, so CPU-only jobs never hold a GPU node; `True` elsewhere. On an offload group it
-    narrows the gateway's own START (opt-in, allowed groups, wall time)."""
+    """START expression of the group's slots (ClassAd). Default: `True`; on GPU groups, jobs
+    that request GPUs, and other jobs only in the room beyond `gpuReserve` for each unclaimed
+    GPU (the cores GPU jobs leave idle run CPU work; a GPU job always finds its share). On an
+    offload group it narrows the gateway's own START (opt-in, allowed groups, wall time)."""
+    gpu_reserve: GpuReserve | None = None
+    """On a GPU group with the default START: the cores and memory kept free for each unclaimed
+    GPU. Default: the worker's share per GPU (its cores and memory divided by its GPUs), so jobs
+    that request no GPU only use what running GPU jobs leave. A smaller reserve lets them use
+    more of an idle GPU worker, and GPU jobs larger than it wait for them to end."""
     preference: NonNegativeInt | None = None
     """Order in which groups are tried for a job both can run: lower first. Default: 0 for CPU
     groups, 10 for GPU groups (CPU jobs prefer CPU groups), 100 for offload groups."""
@@ -196,16 +226,20 @@ def worker_groups(
         if memory_gib is None and flavor is not None:
             memory_gib = flavor.ram_gib * NODE_MEMORY_FRACTION - keep_gib
         gpu = group.gpu is not None
+        gpus = group.gpu.schedulable if group.gpu else 0
+        start = settings.start or "True"
+        if gpu and settings.start is None:
+            start = _default_gpu_start(settings.gpu_reserve, cpus, memory_gib, gpus)
         found[name] = WorkerGroup(
             name=name,
             node_group=group,
             pod_cpus=cpus,
             pod_memory_mib=None if memory_gib is None else math.floor(memory_gib * 1024),
             # Schedulable GPUs: time-slicing replicas and MIG instances each count as one.
-            gpus=group.gpu.schedulable if group.gpu else 0,
+            gpus=gpus,
             min_workers=settings.min_workers,
             max_workers=group.count if settings.max_workers is None else settings.max_workers,
-            start=settings.start or (GPU_START if gpu else "True"),
+            start=start,
             preference=settings.preference
             if settings.preference is not None
             else (GPU_PREFERENCE if gpu else CPU_PREFERENCE),
@@ -226,6 +260,19 @@ def worker_groups(
             gateway=gateway,
         )
     return found
+
+
+def _default_gpu_start(reserve: GpuReserve | None, cpus: float | None, memory_gib: float | None, gpus: int) -> str:
+    """A GPU group's START with its reserve per unclaimed GPU: the one configured, else the
+    slot's share per GPU (whole cores, memory less the daemons'); only jobs that request GPUs
+    when the slot's size is unknown (mode existing without sizes, which the checks refuse)."""
+    if reserve is not None:
+        return gpu_start(reserve.cpus, math.floor(reserve.memory_gib * 1024))
+    if cpus is None or memory_gib is None or not gpus:
+        return GPU_START
+    slot_cpus = max(1, math.floor(cpus))
+    slot_memory = math.floor(memory_gib * 1024) - DAEMON_MEMORY_MIB
+    return gpu_start(slot_cpus / gpus, math.floor(slot_memory / gpus))
 
 
 def offload_start(gateway: Gateway) -> str:
@@ -267,12 +314,12 @@ class Autoscaler(StrictModel):
     """An image of your own for the controller (`make autoscaler-image IMAGE=…` builds one from
     `autoscaler/Dockerfile`). Unset: it runs from the pool's central-manager image, which has
     Python and HTCondor's bindings, with its code (`autoscaler/`) from a ConfigMap."""
-    interval_seconds: PositiveInt = 30
+    interval_seconds: PositiveInt = 10
     """Seconds between planning cycles."""
-    scale_down_delay_seconds: NonNegativeInt = 600
+    scale_down_delay_seconds: NonNegativeInt = 300
     """How long a worker must have been unclaimed, and its group in surplus, before it is
-    removed while work keeps coming; then only as many go as the group's load has fallen
-    below its recent peak. A group whose load has not grown for 10 minutes is draining: its
+    removed while work keeps coming; then only those beyond what the group's load needed at its
+    peak of the last delay (at least 10 minutes) go. A group whose load has not grown for 10 minutes is draining: its
     idle workers go at once. Shorter delays idle fewer cores and flap more (the simulator in
     `benchmarks/` prints both); 0 removes idle workers as soon as the load falls."""
     triggers: list[Trigger] = Field(default_factory=list)
