@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,15 @@ from policy.rules import RULES
 
 from . import diff, documents, graph, plan, progress, reference, report
 from .runner import RunResult, run_program
-from .stackfile import available_stacks, read_stack, stack_file
+from .stackfile import SHIPPED_STACKS, available_stacks, profiles_dir, read_stack, stack_file
 
-EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_POLICY, EXIT_CONFIG, EXIT_TOOL = 0, 1, 2, 3
 POLICY_CONFIG = "policy-config.json"
+EXIT_CODES = """exit codes:
+  0  ok
+  1  a mandatory policy violation (preview, policy); the reference is out of date (reference --check)
+  2  a config error, or no such stack or plan: one line per problem on stderr
+  3  a tool afctl needs is missing (graph: Graphviz)"""
 
 
 def _fail_config(error: ConfigError, args: argparse.Namespace) -> int:
@@ -34,12 +41,40 @@ def _fail_config(error: ConfigError, args: argparse.Namespace) -> int:
     return EXIT_CONFIG
 
 
-def _load(args: argparse.Namespace, stack: str | None = None) -> tuple[dict, set[str], FacilityConfig, list[str]]:
-    """The stack's values, offline: secrets only an operator can set are stood in for, with a note."""
+def _project(args: argparse.Namespace) -> Path:
+    return Path(args.project_dir) if args.project_dir else PROJECT_ROOT
+
+
+def _build(args: argparse.Namespace, stack: str) -> Path:
+    """Where a stack's preview goes: `build/STACK` under `--project-dir`, or in the current
+    directory (the project itself, following the README)."""
+    return (Path(args.project_dir) if args.project_dir else Path()) / "build" / stack
+
+
+def _out(args: argparse.Namespace, stack: str) -> Path:
+    """The output directory (`--out`, or `build/STACK`), made and checked before anything runs."""
+    out = Path(args.out) if getattr(args, "out", None) else _build(args, stack)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        writable = os.access(out, os.W_OK)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    else:
+        reason = "" if writable else "not writable"
+    if reason:
+        raise ConfigError([Problem("out", show_value(str(out)), f"a directory afctl can create and write ({reason})")])
+    return out
+
+
+def _load(
+    args: argparse.Namespace, stack: str | None = None, previews: bool = True
+) -> tuple[dict, set[str], FacilityConfig, list[str]]:
+    """The stack's values, offline: secrets only an operator can set are stood in for; a command
+    that runs the program (`previews`) says so."""
     filled: list[str] = []
-    values, secret = read_stack(stack or args.stack, Path(args.project_dir), filled)
-    cfg = build_config(values, secret)
-    for path in filled:
+    values, secret = read_stack(stack or args.stack, _project(args), filled)
+    cfg = build_config(values, secret, profiles_dir(_project(args)))
+    for path in filled if previews else ():
         print(
             f"note: {path} is not set; the offline preview uses a placeholder (set it before pulumi up)",
             file=sys.stderr,
@@ -49,10 +84,11 @@ def _load(args: argparse.Namespace, stack: str | None = None) -> tuple[dict, set
 
 def _run(args: argparse.Namespace, stack: str, values: dict[str, Any], secret: set[str]) -> RunResult:
     """The program under mocks, with progress on stderr for a terminal or `--progress`."""
+    profiles = profiles_dir(_project(args))
     if not progress.wanted(args.progress, sys.stderr):
-        return run_program(stack, values, secret)
+        return run_program(stack, values, secret, profiles_dir=profiles)
     meter = progress.Progress(stack, sys.stderr)
-    result = run_program(stack, values, secret, on_register=meter)
+    result = run_program(stack, values, secret, on_register=meter, profiles_dir=profiles)
     meter.done()
     return result
 
@@ -62,11 +98,13 @@ def _emit(args: argparse.Namespace, document: dict[str, Any], human: str) -> Non
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    _, _, cfg, filled = _load(args)
+    _, _, cfg, filled = _load(args, previews=False)
     pack_config(cfg)  # rule names in af:policy.enforcement
-    groups = ", ".join(f"{n} x{g.count}" for n, g in sorted(cfg.cluster.node_groups.items()))
-    human = f"{args.stack}: valid ({cfg.cluster.mode} cluster at {cfg.site.name}; node groups {groups})"
-    _emit(args, documents.validate(args.stack, cfg, filled), human)
+    cp = cfg.cluster.control_plane
+    nodes = [f"control plane x{cp.count}" + (f" ({', '.join(cp.roles)})" if cp.roles else "")]
+    nodes += [f"{n} x{g.count}" for n, g in sorted(cfg.cluster.node_groups.items())]
+    human = f"{args.stack}: valid ({cfg.cluster.mode} cluster at {cfg.site.name}; {', '.join(nodes)})"
+    _emit(args, documents.validate(args.stack, cfg, filled), f"{human}\n\n{report.quota_table(cfg)}")
     return EXIT_OK
 
 
@@ -77,8 +115,8 @@ def _verdict(violations: list[Violation]) -> int:
 def cmd_preview(args: argparse.Namespace) -> int:
     values, secret, cfg, filled = _load(args)
     config = pack_config(cfg)
+    out = _out(args, args.stack)
     result = _run(args, args.stack, values, secret)
-    out = Path(args.out) if args.out else Path("build") / args.stack
     plan.write_plan(result, out)
     # The same pack config serves `pulumi preview --policy-pack policy --policy-pack-config …`.
     (out / POLICY_CONFIG).write_text(pack_config_json(cfg), encoding="utf-8")
@@ -99,7 +137,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
     print(report.quota_table(cfg))
     print()
     kinds = Counter(r.type for r in custom)
-    print(f"{len(custom)} resources ({len(kinds)} types), {len(result.files)} rendered files -> {out}")
+    components = len(result.registrations) - len(custom)
+    print(
+        f"{len(custom)} resources ({len(kinds)} types; {report.COUNTED}) in {components} components, "
+        f"{len(result.files)} rendered files -> {out}"
+    )
     print()
     print(report_text(violations, len(RULES)))
     return _verdict(violations)
@@ -113,12 +155,18 @@ def cmd_policy(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not args.stack:
         raise ConfigError([Problem("stack", "nothing", "a STACK to judge, or --list")])
-    _, _, cfg, _ = _load(args)
+    _, _, cfg, _ = _load(args, previews=False)
     config = pack_config(cfg)
-    path = Path(args.plan) if args.plan else Path("build") / args.stack / "plan.json"
+    path = Path(args.plan) if args.plan else _build(args, args.stack) / "plan.json"
     if not path.is_file():
         raise ConfigError([Problem("plan", f"no file at {path}", f"a plan written by afctl preview {args.stack}")])
-    violations = evaluate(json.loads(path.read_text(encoding="utf-8")), config)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        document = None
+    if not isinstance(document, dict) or not set(document) >= _PLAN_KEYS:
+        raise ConfigError([Problem("plan", show_value(str(path)), f"a plan written by afctl preview {args.stack}")])
+    violations = evaluate(document, config)
     document = {"command": "policy", "stack": args.stack, "plan": str(path), "ok": not mandatory(violations)}
     _emit(args, document | documents.policy(violations, len(RULES)), report_text(violations, len(RULES)))
     return _verdict(violations)
@@ -130,7 +178,7 @@ _PLAN_KEYS = {"project", "stack", "resources", "outputs"}
 def _locate(args: argparse.Namespace, which: str, plans: dict[str, dict[str, Any]]) -> Problem | None:
     """Check a diff end before anything runs: a readable plan.json (kept in `plans`) or a stack."""
     given = getattr(args, which)
-    project = Path(args.project_dir)
+    project = _project(args)
     if Path(given).is_file():
         try:
             document = json.loads(Path(given).read_text(encoding="utf-8"))
@@ -157,7 +205,7 @@ def _side(
         values, secret, _, _ = _load(args, given)
         result = _run(args, given, values, secret)
         if args.save:
-            plan.write_plan(result, Path("build") / given)
+            plan.write_plan(result, _out(argparse.Namespace(**{**vars(args), "out": None}), given))
         previews[given] = diff.Side.of_run(given, result)
     return previews[given], {"label": given, "stack": given}
 
@@ -177,13 +225,17 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_graph(args: argparse.Namespace) -> int:
     values, secret, cfg, _ = _load(args)
+    out = _out(args, args.stack)
     document = plan.plan_document(_run(args, args.stack, values, secret))
     text = graph.dot(graph.picture(document, cfg))
-    out = Path(args.out) if args.out else Path("build") / args.stack
-    out.mkdir(parents=True, exist_ok=True)
     (out / "graph.dot").write_text(text, encoding="utf-8")
-    for fmt in ("svg", "png"):
-        (out / f"graph.{fmt}").write_bytes(graph.render(text, fmt))
+    try:
+        for fmt in ("svg", "png"):
+            (out / f"graph.{fmt}").write_bytes(graph.render(text, fmt))
+    except graph.GraphvizMissing as exc:
+        print(f"{args.stack}: graph.dot -> {out}", file=sys.stderr)
+        print(f"afctl graph: {exc}", file=sys.stderr)
+        return EXIT_TOOL
     print(f"{args.stack}: graph.dot, graph.svg, graph.png -> {out}")
     return EXIT_OK
 
@@ -209,14 +261,31 @@ def cmd_reference(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _version() -> str:
+    try:
+        return metadata.version("analysis-facility")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
+STACK_HELP = (
+    "a stack: the name in its Pulumi.<STACK>.yaml (shipped: " + ", ".join(SHIPPED_STACKS) + "; your own next to them)"
+)
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="afctl", description=__doc__)
+    top = argparse.ArgumentParser(
+        prog="afctl", description=__doc__, epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    top.add_argument("--version", action="version", version=f"afctl {_version()}")
     top.add_argument(
         "--project-dir",
-        default=str(PROJECT_ROOT),
-        help="where the Pulumi.<stack>.yaml files are (default: this project)",
+        default=None,
+        help="a project directory: its Pulumi.<stack>.yaml files, its profiles in stacks/ (this program's "
+        "when it has none) and build/ under it (default: this project's stacks and profiles, build/ in the "
+        "current directory)",
     )
-    sub = top.add_subparsers(dest="command", required=True)
+    sub = top.add_subparsers(dest="command", metavar="COMMAND")
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print one JSON document on stdout (for CI)")
     runs = argparse.ArgumentParser(add_help=False)
@@ -226,23 +295,23 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="count registrations on stderr while the program runs (default: when stderr is a terminal)",
     )
-    preview = sub.add_parser(
-        "preview", parents=[as_json, runs], help="run the program offline under mocks and write the plan"
-    )
-    preview.add_argument("stack")
+
+    def command(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
+
+    preview = command("preview", parents=[as_json, runs], help="run the program offline under mocks and write the plan")
+    preview.add_argument("stack", metavar="STACK", help=STACK_HELP)
     preview.add_argument("--out", help="output directory (default build/STACK)")
     preview.set_defaults(func=cmd_preview)
-    validate = sub.add_parser("validate", parents=[as_json], help="check a stack's config only")
-    validate.add_argument("stack")
+    validate = command("validate", parents=[as_json], help="check a stack's config and show its quota table")
+    validate.add_argument("stack", metavar="STACK", help=STACK_HELP)
     validate.set_defaults(func=cmd_validate)
-    policy = sub.add_parser(
-        "policy", parents=[as_json], help="evaluate the policy pack on the plan afctl preview recorded"
-    )
-    policy.add_argument("stack", nargs="?")
+    policy = command("policy", parents=[as_json], help="evaluate the policy pack on the plan afctl preview recorded")
+    policy.add_argument("stack", nargs="?", metavar="STACK", help=STACK_HELP)
     policy.add_argument("--plan", help="plan.json to judge (default build/STACK/plan.json)")
     policy.add_argument("--list", action="store_true", help="list the rules and their default levels")
     policy.set_defaults(func=cmd_policy)
-    changes = sub.add_parser(
+    changes = command(
         "diff",
         parents=[as_json, runs],
         help="what changing from plan BEFORE to plan AFTER creates, updates, replaces and deletes",
@@ -251,26 +320,41 @@ def parser() -> argparse.ArgumentParser:
     changes.add_argument("after", help="a stack (previewed here) or a plan.json")
     changes.add_argument("--save", action="store_true", help="also write each previewed stack's plan to build/STACK")
     changes.set_defaults(func=cmd_diff)
-    schema = sub.add_parser("schema", help="print the JSON Schema of the config")
+    schema = command("schema", help="print the JSON Schema of the config")
     schema.set_defaults(func=cmd_schema)
-    picture = sub.add_parser("graph", parents=[runs], help="draw what a stack builds (SVG and PNG, with Graphviz)")
-    picture.add_argument("stack")
+    picture = command("graph", parents=[runs], help="draw what a stack builds (SVG and PNG, with Graphviz)")
+    picture.add_argument("stack", metavar="STACK", help=STACK_HELP)
     picture.add_argument("--out", help="output directory (default build/STACK)")
     picture.set_defaults(func=cmd_graph)
-    ref = sub.add_parser("reference", help="write docs/config-reference.md from the config models")
+    ref = command("reference", help="write docs/config-reference.md from the config models")
     ref.add_argument("--check", action="store_true", help="exit 1 if the committed reference is out of date")
     ref.set_defaults(func=cmd_reference)
     return top
 
 
+def _closed_stdout() -> int:
+    """The reader went away (`afctl schema | head -1`): what it wanted it has; stop quietly,
+    with nothing left for Python to flush into the closed pipe at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    top = parser()
+    args = top.parse_args(argv)
     try:
+        if args.command is None:  # bare `afctl`: what it can do
+            top.print_help()
+            return EXIT_OK
         return args.func(args)
     except ConfigError as exc:
         return _fail_config(exc, args)
     except StackConfigError as exc:
         return _fail_config(exc.config_error, args)
+    except BrokenPipeError:
+        return _closed_stdout()
 
 
 if __name__ == "__main__":

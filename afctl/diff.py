@@ -323,7 +323,9 @@ def diff(a: Side, b: Side) -> PlanDiff:
     same_stack = stack_a == stack_b
     doc_a = a.document if same_stack else _restack(a.document, stack_a, stack_b)
     original = {moved["urn"]: r["urn"] for moved, r in zip(doc_a["resources"], a.document["resources"], strict=True)}
-    olds, news = _keys(doc_a["resources"], same_stack), _keys(b.document["resources"], same_stack)
+    # Resources as afctl counts them everywhere: custom ones; components only group them.
+    olds = _keys([r for r in doc_a["resources"] if r["custom"]], same_stack)
+    news = _keys([r for r in b.document["resources"] if r["custom"]], same_stack)
     by_urn_b = {r["urn"]: r for r in b.document["resources"]}
     uncompared = 0
 

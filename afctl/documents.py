@@ -27,7 +27,10 @@ def config_error(command: str, error: ConfigError) -> dict[str, Any]:
         "command": command,
         "ok": False,
         "error": "config",
-        "problems": [{"path": p.path, "value": p.value, "allowed": p.allowed} for p in error.problems],
+        "problems": [
+            {"path": p.path, "value": p.value, "allowed": p.allowed, **({"source": p.source} if p.source else {})}
+            for p in error.problems
+        ],
     }
 
 
@@ -36,7 +39,7 @@ def quota(cfg: FacilityConfig) -> list[dict[str, Any]]:
     rows = []
     for q in QUOTAS:
         need, limit = getattr(used, q.field), getattr(cfg.site.quotas, q.field)
-        rows.append({"quota": q.field, "label": q.column, "planned": need, "allowed": limit, "free": limit - need})
+        rows.append({"quota": q.key, "label": q.column, "planned": need, "allowed": limit, "free": limit - need})
     return rows
 
 

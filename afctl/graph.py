@@ -14,7 +14,10 @@ from typing import Any
 
 from components.config.facility import FacilityConfig
 from components.flows.declaration import Peer, facility_flows
-from components.names import CONDOR_WORKER, WORKER_GROUP_LABEL
+from components.names import CONDOR_WORKER, CONTROL_PLANE_GROUP, WORKER_GROUP_LABEL
+
+MINTER = "af-condor-token-minter"
+"""The Job that mints the offloaded workers' IDTOKEN (components/batch/pods.py)."""
 
 WORKLOAD_TYPES = {
     "kubernetes:apps/v1:Deployment": "Deployment",
@@ -90,6 +93,14 @@ def node_group_label(name: str, cfg: FacilityConfig) -> str:
     return "\\n".join(lines)
 
 
+def control_plane_label(cfg: FacilityConfig) -> str:
+    cp = cfg.cluster.control_plane
+    lines = ["control plane", f"{cp.count} x {cp.flavor}"]
+    if cp.roles:
+        lines.append("roles: " + ", ".join(cp.roles))
+    return "\\n".join(lines)
+
+
 def picture(plan: Mapping[str, Any], cfg: FacilityConfig) -> Picture:
     """The stack's picture: nodes from the plan, sizes and connections from the config."""
     resources = plan["resources"]
@@ -97,18 +108,48 @@ def picture(plan: Mapping[str, Any], cfg: FacilityConfig) -> Picture:
     for r in resources:
         if r["type"] == NODE_POOL:
             group = r["name"].removeprefix("af-cluster-")
-            if group == "control-plane":
-                cp = cfg.cluster.control_plane
-                pic.node_groups[group] = f"control plane\\n{cp.count} x {cp.flavor}"
-            else:
-                pic.node_groups[group] = node_group_label(group, cfg)
+            pic.node_groups[group] = (
+                control_plane_label(cfg) if group == CONTROL_PLANE_GROUP else node_group_label(group, cfg)
+            )
     if cfg.cluster.mode != "openstack":
         for group in cfg.cluster.node_groups:
             pic.node_groups.setdefault(group, node_group_label(group, cfg) + f"\\n({cfg.cluster.mode})")
-    pic.workloads = workloads(resources)
+    pic.workloads = [_placed(w, cfg) for w in workloads(resources)]
     names = {w.name for w in pic.workloads}
     _connect(pic, cfg, names)
     return pic
+
+
+def _runs_on(cfg: FacilityConfig, role: str, gpu: bool | None = None) -> list[str]:
+    """The node groups (and the control plane) with `role`; only GPU groups, or none, if `gpu` says so."""
+    cp = cfg.cluster.control_plane
+    found = ["control plane"] if role in cp.roles and not gpu else []
+    for name, group in sorted(cfg.cluster.node_groups.items()):
+        if role in group.roles and (gpu is None or gpu == (group.gpu is not None)):
+            found.append(name)
+    return found
+
+
+def _placed(w: Workload, cfg: FacilityConfig) -> Workload:
+    """Where a workload runs, written under it instead of drawn: lines from every workload to its
+    nodes crossed the whole picture."""
+    where: list[str] = []
+    if w.name.startswith(f"{CONDOR_WORKER}-"):
+        group = w.name.removeprefix(f"{CONDOR_WORKER}-")
+        if group in cfg.offload.gateways:
+            where = [f"af-vk-{group}'s virtual node"]
+        else:
+            where = ["control plane" if group == CONTROL_PLANE_GROUP else group]
+    elif w.namespace == "jupyterhub" and w.kind == "Helm chart":
+        where = [f"notebooks on {', '.join(_runs_on(cfg, 'interactive'))}"]
+    elif w.namespace == "xcache":
+        where = _runs_on(cfg, "cache") or _runs_on(cfg, "system")
+    elif w.namespace == "nvidia-device-plugin" or w.name == "dcgm-exporter":
+        where = [g for g in _runs_on(cfg, "batch", gpu=True) + _runs_on(cfg, "interactive", gpu=True)]
+    if not where:
+        return w
+    shown = where[0] if where[0].startswith("notebooks") else "on " + ", ".join(dict.fromkeys(where))
+    return Workload(w.name, w.kind, w.namespace, f"{w.label}\\n({shown})")
 
 
 def _node_of(peer: Peer, pic: Picture, names: set[str]) -> str | None:
@@ -134,9 +175,9 @@ def _node_of(peer: Peer, pic: Picture, names: set[str]) -> str | None:
 
 
 def _connect(pic: Picture, cfg: FacilityConfig, names: set[str]) -> None:
-    """Services outside, the declared flows (components/flows: the same the network policies
-    allow), and where workloads run."""
-    edge = pic.edges.append
+    """Services outside, and the declared flows (components/flows: the same the network policies
+    allow), one edge per pair of nodes: flows both ways between two nodes share one two-headed
+    edge, its label saying which way each goes."""
     pic.external["users"] = "physicists\\n(browser)"
     if cfg.identity:
         pic.external["iam"] = f"INDIGO-IAM\\n{cfg.identity.issuer}"
@@ -149,38 +190,39 @@ def _connect(pic: Picture, cfg: FacilityConfig, names: set[str]) -> None:
 
     drawn: dict[tuple[str, str], list[str]] = {}
     for flow in facility_flows(cfg):
-        source, target = _node_of(flow.source, pic, names), _node_of(flow.target, pic, names)
-        if source and target and source != target:
-            whats = drawn.setdefault((source, target), [])
-            if flow.what not in whats:
-                whats.append(flow.what)
+        # Offloaded workers come from their centres (through the published load balancer, which
+        # the picture leaves out with the nodes it runs on).
+        sources = (
+            [_id("x", f"hpc_{gw}") for gw in sorted(cfg.offload.gateways)]
+            if flow.source.name == "HPC centres"
+            else [_node_of(flow.source, pic, names)]
+        )
+        target = _node_of(flow.target, pic, names)
+        for source in sources:
+            if source and target and source != target:
+                whats = drawn.setdefault((source, target), [])
+                if flow.what not in whats:
+                    whats.append(flow.what)
+    done: set[tuple[str, str]] = set()
+    said: set[tuple[str, str]] = set()
     for (source, target), whats in drawn.items():
+        if (source, target) in done:
+            continue
+        done |= {(source, target), (target, source)}
         style = "dashed" if source.startswith("x_") or target.startswith("x_") else "solid"
-        edge((source, target, "; ".join(whats), style))
-
-    def w(name: str) -> str | None:
-        return _id("w", name) if name in names else None
-
-    def in_namespace(namespace: str) -> str | None:
-        return next((_id("w", x.name) for x in pic.workloads if x.namespace == namespace), None)
-
-    hub, gpu = in_namespace("jupyterhub"), in_namespace("nvidia-device-plugin")
-    workers = {g: w(f"{CONDOR_WORKER}-{g}") for g in [*cfg.cluster.node_groups, *cfg.offload.gateways]}
-    for gw in cfg.offload.gateways:
-        if (worker := workers[gw]) and (vk := w(f"af-vk-{gw}")):
-            edge((worker, vk, "runs on its virtual node", "place"))
-    # Where things run, in grey: each batch group's workers, notebooks, caches, GPU agents.
-    cache = w("af-xcache")
-    for group, spec in cfg.cluster.node_groups.items():
-        target = _id("ng", group)
-        if worker := workers.get(group):
-            edge((worker, target, "runs on", "place"))
-        if hub and "interactive" in spec.roles:
-            edge((hub, target, "notebooks", "place"))
-        if cache and "cache" in spec.roles:
-            edge((cache, target, "runs on", "place"))
-        if gpu and spec.gpu is not None:
-            edge((gpu, target, "GPU nodes", "place"))
+        back = drawn.get((target, source))
+        # One reason a line, so a pair with many flows makes a tall label rather than a wide picture.
+        label = "\\n".join([*(f"{w} ▸" for w in whats), *(f"◂ {w}" for w in back)]) if back else "\\n".join(whats)
+        # The same flow from several worker groups: said once per source and per target.
+        repeated = (source, label) in said or (target, label) in said
+        said |= {(source, label), (target, label)}
+        pic.edges.append((source, target, "" if repeated else label, f"{style}+both" if back else style))
+    # Not a network flow: the minter Job writes the offloaded workers' IDTOKEN into their Secret.
+    minter = _id("w", MINTER)
+    if MINTER in names:
+        for gw in sorted(cfg.offload.gateways):
+            if f"{CONDOR_WORKER}-{gw}" in names:
+                pic.edges.append((minter, _id("w", f"{CONDOR_WORKER}-{gw}"), "mints its pool token", "token"))
 
 
 def _quote(text: str) -> str:
@@ -191,10 +233,12 @@ def dot(pic: Picture) -> str:
     """The DOT text: infrastructure at the bottom, namespaces above, the outside world around."""
     out = [
         f"digraph {_quote('af-' + pic.stack)} {{",
-        "  graph [rankdir=LR, fontname=Helvetica, fontsize=12, newrank=true, compound=true, ranksep=0.9,"
+        "  graph [rankdir=LR, fontname=Helvetica, fontsize=12, newrank=true, compound=true, ranksep=1.4,"
+        " nodesep=0.9, forcelabels=true,"
         f" label={_quote(f'Analysis facility {pic.stack} at {pic.site}')}, labelloc=t];",
         '  node [fontname=Helvetica, fontsize=10, shape=box, style="rounded,filled", fillcolor=white];',
-        "  edge [fontname=Helvetica, fontsize=9];",
+        # decorate: each label underlined and tied to its own edge, so two labels side by side are not confused.
+        "  edge [fontname=Helvetica, fontsize=9, decorate=true];",
         '  subgraph cluster_outside { label="outside the facility"; style=dashed;',
     ]
     for key, label in pic.external.items():
@@ -214,20 +258,32 @@ def dot(pic: Picture) -> str:
         out.append("    }")
     out.append("  }")
     for source, target, label, style in pic.edges:
-        if style == "place":
-            grey = '"#999999"'
+        if style == "token":
+            grey = '"#777777"'
             out.append(f"  {source} -> {target} [label={_quote(label)}, style=dotted, color={grey}, fontcolor={grey}];")
-        else:
-            out.append(f"  {source} -> {target} [label={_quote(label)}, style={style}];")
+            continue
+        line, _, both = style.partition("+")
+        extra = ", dir=both" if both else ""
+        out.append(f"  {source} -> {target} [label={_quote(label)}, style={line}{extra}];")
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+class GraphvizMissing(RuntimeError):
+    """No `dot` on the PATH."""
+
+
+INSTALL_GRAPHVIZ = "sudo apt-get install graphviz (Debian, Ubuntu), dnf install graphviz, or brew install graphviz"
 
 
 def render(text: str, fmt: str) -> bytes:
     """`dot -T<fmt>` of the DOT text."""
     binary = shutil.which("dot")
     if binary is None:
-        raise RuntimeError("Graphviz's dot is not installed (Debian package graphviz; `make test` installs it)")
+        raise GraphvizMissing(
+            f"Graphviz's dot is not installed; install it ({INSTALL_GRAPHVIZ}; `make test` installs it) "
+            "and run afctl graph again"
+        )
     done = subprocess.run([binary, f"-T{fmt}"], input=text.encode(), capture_output=True, timeout=120, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"dot failed: {done.stderr.decode(errors='replace')}")

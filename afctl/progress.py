@@ -24,7 +24,8 @@ def wanted(flag: bool | None, stream: TextIO) -> bool:
 
 class Progress:
     """Counts registrations; prints `stack: registered N resources…` every `every` of them or
-    every `interval` seconds, whichever comes first, and a closing line from `done()`."""
+    every `interval` seconds, whichever comes first, and a closing line from `done()`. Resources
+    are counted as the preview's summary counts them: custom resources, components apart."""
 
     def __init__(
         self,
@@ -35,10 +36,13 @@ class Progress:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.label, self.stream, self.every, self.interval, self.clock = label, stream, every, interval, clock
-        self.count = 0
+        self.count = self.components = 0
         self.started = self.last = clock()
 
-    def __call__(self, _: Registration) -> None:
+    def __call__(self, registration: Registration) -> None:
+        if not registration.custom:
+            self.components += 1
+            return
         self.count += 1
         now = self.clock()
         if self.count % self.every == 0 or now - self.last >= self.interval:
@@ -47,4 +51,8 @@ class Progress:
 
     def done(self) -> None:
         seconds = self.clock() - self.started
-        print(f"{self.label}: registered {self.count} resources in {seconds:.1f}s", file=self.stream, flush=True)
+        print(
+            f"{self.label}: registered {self.count} resources (and {self.components} components) in {seconds:.1f}s",
+            file=self.stream,
+            flush=True,
+        )

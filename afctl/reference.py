@@ -13,7 +13,9 @@ from typing import Any
 
 from components.config.errors import NAMESPACE
 from components.config.facility import FacilityConfig
-from components.config.loader import PROFILES_DIR, PROJECT_ROOT, load_yaml
+from components.config.loader import PROJECT_ROOT, load_yaml
+
+from .stackfile import SHIPPED_STACKS, shipped_profiles, stack_file
 
 REFERENCE = PROJECT_ROOT / "docs" / "config-reference.md"
 Schema = Mapping[str, Any]
@@ -167,12 +169,14 @@ def _flatten(value: Any, path: str, into: dict[str, Any], maps: Mapping[str, boo
 
 
 def examples(keys: list[Key], project: Path = PROJECT_ROOT) -> dict[str, Any]:
-    """Values the shipped stacks and profiles give each key (first in file order), secrets left out."""
+    """Values the shipped stacks and the profiles they name give each key (first in file order),
+    secrets left out. An operator's own stacks and profiles never change the reference."""
     maps = {k.path.removesuffix(".<name>"): True for k in keys if k.path.endswith(".<name>")}
     found: dict[str, Any] = {}
-    sources = sorted(project.glob("Pulumi.*.yaml")) + sorted(PROFILES_DIR.glob("*/*.yaml"))
+    sources = [stack_file(s, project) for s in sorted(SHIPPED_STACKS)]
+    sources += sorted(project / "stacks" / f"{name}.yaml" for name in shipped_profiles(project))
     for source in sources:
-        doc = load_yaml(source)
+        doc = load_yaml(source) or {}
         values = (
             doc.get("config", {})
             if source.name.startswith("Pulumi.")

@@ -12,6 +12,10 @@ from components.infra.quota import QUOTAS, usage
 from .diff import Change, Kind, PlanDiff
 from .mocks import Registration
 
+COUNTED = "cloud and Kubernetes objects and providers, as pulumi up creates them"
+"""What afctl counts as a resource everywhere (preview, progress, diff): custom resources; the
+program's components, which only group them, and the stack are not counted."""
+
 
 def tree(registrations: list[Registration]) -> str:
     children: dict[str, list[Registration]] = defaultdict(list)
@@ -78,7 +82,7 @@ def diff_text(result: PlanDiff) -> str:
     """Counts per kind of change, then each resource by URN with its changed input paths."""
     counts = result.counts()
     match = "by URN" if result.match == "urn" else "by type and name: the stacks differ"
-    lines = [f"diff {result.before} -> {result.after} (resources matched {match})"]
+    lines = [f"diff {result.before} -> {result.after} (resources matched {match}; components not counted)"]
     lines += [f"  {_SYMBOL[kind]:2} {counts[kind.value]} to {kind.value}" for kind in Kind]
     lines += [f"     {counts['unchanged']} unchanged"]
     kind = None

@@ -19,7 +19,8 @@ from pulumi.runtime.sync_await import _sync_await
 
 from components.common import rendered
 from components.config.errors import NAMESPACE
-from components.config.loader import PROJECT_ROOT
+from components.config.loader import PROFILES_DIR, PROJECT_ROOT
+from components.config.pulumi_source import profiles_from
 
 from .mocks import RecordingMonitor, Registration
 
@@ -75,13 +76,16 @@ def run_program(
     secret_keys: set[str],
     program: Path = PROJECT_ROOT / "__main__.py",
     on_register: Callable[[Registration], None] | None = None,
+    profiles_dir: Path = PROFILES_DIR,
 ) -> RunResult:
     """Register every resource the program declares for `stack`; return what was recorded.
-    `on_register` sees each registration as it happens (progress output).
-    Raises whatever the program raises (a `StackConfigError` for bad config)."""
+    `on_register` sees each registration as it happens (progress output); the program merges
+    profiles from `profiles_dir`. Raises whatever the program raises (a `StackConfigError` for
+    bad config)."""
     runtime_config.set_all_config(config_strings(values), [f"{NAMESPACE}:{k}" for k in sorted(secret_keys)])
     rendered.reset()
-    monitor = run_mocked(stack, lambda: runpy.run_path(str(program), run_name="__main__"), on_register)
+    with profiles_from(profiles_dir):
+        monitor = run_mocked(stack, lambda: runpy.run_path(str(program), run_name="__main__"), on_register)
 
     async def resolve() -> dict[str, str]:
         texts = {}

@@ -34,17 +34,31 @@ TREE = "Events"
 # name: (mean multiplicity, "field:kind ..."); kind f<bits> (float keeping that many mantissa bits), i (int32),
 # b (bool), u (uint32), l (int64).
 _COLLECTIONS = {
-    "Jet": (5.0, "pt:f12 eta:f12 phi:f12 mass:f10 btagDeepFlavB:f10 btagDeepFlavCvL:f10 chEmEF:f10 chHEF:f10 "
-                 "neEmEF:f10 neHEF:f10 area:f10 rawFactor:f10 jetId:i puId:i nConstituents:i hadronFlavour:i "
-                 "partonFlavour:i genJetIdx:i"),
-    "Electron": (1.2, "pt:f12 eta:f12 phi:f12 mass:f10 charge:i dxy:f10 dz:f10 pfRelIso03_all:f10 sip3d:f10 "
-                      "mvaFall17V2Iso:f10 cutBased:i deltaEtaSC:f10 hoe:f10 r9:f10 sieie:f10 mvaFall17V2Iso_WP90:b"),
-    "Muon": (1.5, "pt:f12 eta:f12 phi:f12 mass:f10 charge:i dxy:f10 dz:f10 pfRelIso04_all:f10 sip3d:f10 tightId:b "
-                  "mediumId:b looseId:b nStations:i nTrackerLayers:i segmentComp:f10 ptErr:f10"),
-    "Photon": (0.8, "pt:f12 eta:f12 phi:f12 hoe:f10 r9:f10 sieie:f10 pfRelIso03_all:f10 cutBased:i mvaID:f10 "
-                    "electronVeto:b"),
-    "Tau": (0.7, "pt:f12 eta:f12 phi:f12 mass:f10 charge:i decayMode:i idDeepTau2017v2p1VSjet:i "
-                 "idDeepTau2017v2p1VSe:i idDeepTau2017v2p1VSmu:i dz:f10"),
+    "Jet": (
+        5.0,
+        "pt:f12 eta:f12 phi:f12 mass:f10 btagDeepFlavB:f10 btagDeepFlavCvL:f10 chEmEF:f10 chHEF:f10 "
+        "neEmEF:f10 neHEF:f10 area:f10 rawFactor:f10 jetId:i puId:i nConstituents:i hadronFlavour:i "
+        "partonFlavour:i genJetIdx:i",
+    ),
+    "Electron": (
+        1.2,
+        "pt:f12 eta:f12 phi:f12 mass:f10 charge:i dxy:f10 dz:f10 pfRelIso03_all:f10 sip3d:f10 "
+        "mvaFall17V2Iso:f10 cutBased:i deltaEtaSC:f10 hoe:f10 r9:f10 sieie:f10 mvaFall17V2Iso_WP90:b",
+    ),
+    "Muon": (
+        1.5,
+        "pt:f12 eta:f12 phi:f12 mass:f10 charge:i dxy:f10 dz:f10 pfRelIso04_all:f10 sip3d:f10 tightId:b "
+        "mediumId:b looseId:b nStations:i nTrackerLayers:i segmentComp:f10 ptErr:f10",
+    ),
+    "Photon": (
+        0.8,
+        "pt:f12 eta:f12 phi:f12 hoe:f10 r9:f10 sieie:f10 pfRelIso03_all:f10 cutBased:i mvaID:f10 electronVeto:b",
+    ),
+    "Tau": (
+        0.7,
+        "pt:f12 eta:f12 phi:f12 mass:f10 charge:i decayMode:i idDeepTau2017v2p1VSjet:i "
+        "idDeepTau2017v2p1VSe:i idDeepTau2017v2p1VSmu:i dz:f10",
+    ),
 }
 _SCALARS = (
     "run:u luminosityBlock:u event:l MET_pt:f12 MET_phi:f12 MET_sumEt:f12 MET_significance:f10 PuppiMET_pt:f12 "

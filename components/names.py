@@ -61,6 +61,9 @@ SYSTEM_NODES = role_nodes("system")
 INTERACTIVE_NODES = role_nodes("interactive")
 """Where notebooks run."""
 CONTROL_PLANE_TAINT = "node-role.kubernetes.io/control-plane:NoSchedule"
+CONTROL_PLANE_GROUP = "control-plane"
+"""The control plane's group name: its VMs', its nodes' `af.infn.it/node-group` label when it hosts
+workloads, and its worker group's when it has role `batch`. No node group may take it."""
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
 """GPU nodes are tainted `nvidia.com/gpu=present:NoSchedule`: only pods asking for GPUs go there."""

@@ -12,9 +12,9 @@ from support.kube import ControlPlane, Kube, ToolsMissing, control_plane, find_t
 
 from afctl.mocks import Registration
 from afctl.runner import RunResult, run_program
-from afctl.stackfile import available_stacks, read_stack
+from afctl.stackfile import SHIPPED_STACKS, read_stack
 
-SHIPPED_STACKS = available_stacks()
+__all__ = ["SHIPPED_STACKS"]
 IN_CI = os.environ.get("CI") == "true"
 
 
@@ -41,6 +41,31 @@ def shipped() -> Callable[[str], RunResult]:
 def stack_values(stack: str) -> tuple[dict[str, Any], set[str]]:
     values, secret = read_stack(stack)
     return copy.deepcopy(values), set(secret)
+
+
+def local_values(stack: str) -> tuple[dict[str, Any], set[str]]:
+    """A shipped stack without its HPC gateways: what runs in its own cluster. Tests of the pool's
+    local groups use it; tests/test_offload.py covers the gateways."""
+    values, secret = stack_values(stack)
+    if values.pop("offload", None) is not None:
+        secret.discard("offload")
+    return values, secret
+
+
+@pytest.fixture(scope="session")
+def local(shipped: Callable[[str], RunResult]) -> Callable[[str], RunResult]:
+    """`shipped`, for `local_values`: the same preview where a stack has no gateway."""
+    cache: dict[str, RunResult] = {}
+
+    def get(stack: str) -> RunResult:
+        values, secret = local_values(stack)
+        if values == stack_values(stack)[0]:
+            return shipped(stack)
+        if stack not in cache:
+            cache[stack] = preview_values(stack, values, secret)
+        return cache[stack]
+
+    return get
 
 
 def of_type(result: RunResult, type_: str) -> list[Registration]:

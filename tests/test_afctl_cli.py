@@ -8,6 +8,7 @@ import io
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 from conftest import secret_leaves
 
@@ -15,7 +16,7 @@ from afctl import plan, progress
 from afctl.cli import main
 from policy.rules import RULES
 
-_PROGRESS = re.compile(r"^dev: registered (\d+) resources(…| in \d+\.\ds)$")
+_PROGRESS = re.compile(r"^dev: registered (\d+) resources(…| \(and \d+ components\) in \d+\.\ds)$")
 
 
 def _stack(directory: Path, name: str, extra: str = "") -> None:
@@ -45,12 +46,25 @@ def test_preview_json_carries_the_plan_facts_and_progress_goes_to_stderr(tmp_pat
     assert document["files"]["rendered"] and (out / "policy-config.json").is_file()
     vcpus = next(row for row in document["quota"] if row["quota"] == "vcpus")
     assert vcpus["label"] == "vCPUs" and vcpus["planned"] + vcpus["free"] == vcpus["allowed"]
+    # Quota keys as the config spells them (af:site.quotas.ramGib).
+    assert [row["quota"] for row in document["quota"]] == [
+        "vcpus",
+        "ramGib",
+        "instances",
+        "volumes",
+        "volumeGib",
+        "floatingIps",
+        "gpus",
+    ]
     assert document["policy"] == {"rules": len(RULES), "mandatory": 0, "violations": []}
     assert document["placeholders"] == ["af:identity.clientSecret"]
     # Progress: counted lines on stderr, the last one with the total and the time taken.
     counted = [m for m in map(_PROGRESS.match, captured.err.splitlines()) if m]
-    assert counted and counted[-1].group(2).startswith(" in ")
-    assert int(counted[-1].group(1)) == len(plan["resources"])
+    assert counted and counted[-1].group(2).startswith(" (and ")
+    # Counted as the summary counts: resources, not the components that group them.
+    assert int(counted[-1].group(1)) == len(custom) == document["resources"]["custom"]
+    components = len(plan["resources"]) - len(custom)
+    assert f"(and {components} components)" in captured.err
     assert "registered" not in captured.out
 
     assert main(["preview", "dev", "--out", str(out)]) == 0
@@ -108,16 +122,18 @@ def test_validate_and_policy_json(tmp_path, capsys):
 def test_progress_counts_every_n_or_every_interval():
     stream, now = io.StringIO(), [0.0]
     meter = progress.Progress("s", stream, every=3, interval=10.0, clock=lambda: now[0])
+    resource, component = SimpleNamespace(custom=True), SimpleNamespace(custom=False)
     for _ in range(7):
-        meter(None)
+        meter(resource)
+        meter(component)  # components group resources: not counted as resources
     now[0] = 11.0
-    meter(None)  # the interval passed: a line although 8 is no multiple of 3
+    meter(resource)  # the interval passed: a line although 8 is no multiple of 3
     meter.done()
     assert stream.getvalue().splitlines() == [
         "s: registered 3 resources…",
         "s: registered 6 resources…",
         "s: registered 8 resources…",
-        "s: registered 8 resources in 11.0s",
+        "s: registered 8 resources (and 7 components) in 11.0s",
     ]
     assert progress.wanted(None, io.StringIO()) is False
     assert progress.wanted(True, io.StringIO()) is True
@@ -144,11 +160,12 @@ def _plans(shipped, tmp_path: Path) -> tuple[Path, Path, str]:
 def test_diff_of_two_plan_files_human_and_json(shipped, tmp_path, capsys):
     old, new, urn = _plans(shipped, tmp_path)
     resources = json.loads(old.read_text())["resources"]
-    unchanged, secrets = len(resources) - 1, secret_leaves(resources)
+    custom = [r for r in resources if r["custom"]]
+    unchanged, secrets = len(custom) - 1, secret_leaves(custom)
     assert main(["diff", str(old), str(new)]) == 0
     text = capsys.readouterr().out
     assert text.splitlines()[:7] == [
-        f"diff {old} -> {new} (resources matched by URN)",
+        f"diff {old} -> {new} (resources matched by URN; components not counted)",
         "  +  0 to create",
         "  +- 0 to replace",
         "  ~  1 to update",
@@ -182,8 +199,9 @@ def test_diff_reads_stacks_and_plan_files_and_refuses_anything_else(tmp_path, ca
     assert main(["diff", "dev", "dev", "--save"]) == 0  # one preview serves both ends
     saved = tmp_path / "build" / "dev" / "plan.json"
     assert saved.is_file()
-    every = len(json.loads(saved.read_text())["resources"])
-    assert f"     {every} unchanged" in capsys.readouterr().out
+    every = len([r for r in json.loads(saved.read_text())["resources"] if r["custom"]])
+    out = capsys.readouterr().out
+    assert f"     {every} unchanged" in out and "components not counted" in out
     assert main(["diff", "build/dev/plan.json", "dev", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["summary"]["unchanged"] == every and document["resources"] == []
@@ -226,7 +244,9 @@ def test_an_http_issuer_stops_preview_with_one_config_line_not_a_traceback(tmp_p
         assert main(["--project-dir", str(tmp_path), *args]) == 2, args
         err = capsys.readouterr().err
         lines = [line for line in err.splitlines() if not line.startswith("note:")]
-        # The value shows as [secret]: the section holds the IAM client secret.
+        # The section holds the IAM client secret, but the issuer is no secret: it is shown.
         assert len(lines) == 1 and "Traceback" not in err, err
-        assert lines[0].startswith("af:identity.issuer: got ")
-        assert lines[0].endswith("allowed: URL scheme should be 'https'")
+        assert lines[0] == (
+            'af:identity.issuer: got "http://cms-auth.cern.ch/"; '
+            "allowed: an https:// URL such as https://iam.example.org/ (no other scheme)"
+        )

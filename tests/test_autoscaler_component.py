@@ -10,7 +10,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from conftest import SHIPPED_STACKS, by_name, of_type, preview_values, stack_values
+from conftest import SHIPPED_STACKS, by_name, local_values, of_type, preview_values, stack_values
 from test_config import HUB_SECRET, edit, hub_base, only_problem
 from test_hub import manifest
 
@@ -23,7 +23,7 @@ IMAGE = "registry.example.org/af/af-autoscaler:0.1.0"
 
 
 def with_autoscaler(**extra: Any) -> tuple[dict[str, Any], set[str]]:
-    values, secret = stack_values("cms-bari")
+    values, secret = local_values("cms-bari")  # its own groups; the gateway's in tests/test_offload.py
     values["autoscaler"] = {"enabled": True, "image": IMAGE, **extra}
     return values, secret
 

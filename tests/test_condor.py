@@ -1,4 +1,4 @@
-"""The HTCondor pool in the plan of every shipped stack: what runs where, with which secret,
+"""The HTCondor pool in the plan of every local stack: what runs where, with which secret,
 config and volumes; the worker groups the autoscaler will scale; the notebooks' client config."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from unittest import mock
 import classad2
 import kubernetes_validate
 import pytest
-from conftest import SHIPPED_STACKS, by_name, of_type, preview_values, stack_values
+from conftest import SHIPPED_STACKS, by_name, local_values, of_type, preview_values
 from test_hub import hub_values, manifest
 
 import afctl.runner
@@ -34,11 +34,11 @@ from components.names import CA_CERT_DIR, COLLECTOR_PORT, CONDOR_NAMESPACE, CVMF
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 CONDOR_TYPE = "af:index:Condor"
-POOL = ["cms-bari", "atlas-cnaf"]
+POOL = ["atlas-cnaf", "cms-bari", "dev", "single"]
 
 
 def _cfg(stack: str):
-    return build_config(*stack_values(stack))
+    return build_config(*local_values(stack))
 
 
 def _groups(stack: str):
@@ -59,16 +59,23 @@ def _container(pod: dict[str, Any]) -> dict[str, Any]:
     return container
 
 
-def test_stacks_enable_the_pool_through_their_experiment_profile(shipped):
+def test_stacks_enable_the_pool_through_their_experiment_profile(local):
+    """CMS's and ATLAS's profiles turn the pool on; dev and single, of the generic community whose
+    profile leaves it off, turn it on themselves. Off, nothing of it is deployed."""
     assert [s for s in SHIPPED_STACKS if _cfg(s).condor.enabled] == sorted(POOL)
-    dev = shipped("dev")
-    assert _condor(dev) == [] and not any(f.startswith("condor/") for f in dev.files)
-    assert "CONDOR_CONFIG" not in hub_values(dev)["singleuser"]["extraEnv"]
+    for stack in ("cms-bari", "atlas-cnaf"):
+        assert "condor" not in local_values(stack)[0]
+    values, secret = local_values("dev")
+    assert values["condor"] == {"enabled": True}
+    values["condor"] = {"enabled": False}
+    off = preview_values("dev", values, secret)
+    assert _condor(off) == [] and not any(f.startswith("condor/") for f in off.files)
+    assert "CONDOR_CONFIG" not in hub_values(off)["singleuser"]["extraEnv"]
 
 
 @pytest.mark.parametrize("stack", POOL)
-def test_the_component_and_its_children_use_the_cluster_provider(shipped, stack):
-    result = shipped(stack)
+def test_the_component_and_its_children_use_the_cluster_provider(local, stack):
+    result = local(stack)
     (component,) = [r for r in result.registrations if r.type == CONDOR_TYPE]
     assert component.parent.endswith("af:index:Facility::af")
     (provider,) = of_type(result, "pulumi:providers:kubernetes")
@@ -81,10 +88,12 @@ def test_the_component_and_its_children_use_the_cluster_provider(shipped, stack)
 
 
 @pytest.mark.parametrize("stack", POOL)
-def test_one_worker_deployment_per_batch_node_group(shipped, stack):
-    result = shipped(stack)
+def test_one_worker_deployment_per_batch_node_group(local, stack):
+    result = local(stack)
     groups = _groups(stack)
-    assert list(groups) == sorted(n for n, g in _cfg(stack).cluster.node_groups.items() if "batch" in g.roles)
+    cluster = _cfg(stack).cluster
+    control_plane = ["control-plane"] if "batch" in cluster.control_plane.roles else []
+    assert list(groups) == control_plane + sorted(n for n, g in cluster.node_groups.items() if "batch" in g.roles)
     workers = [r for r in of_type(result, DEPLOYMENT) if r.name.startswith("af-condor-worker-")]
     assert sorted(r.inputs["metadata"]["name"] for r in workers) == sorted(worker_name(g) for g in groups)
     for name, group in groups.items():
@@ -120,7 +129,7 @@ class OptionsMonitor(afctl.runner.RecordingMonitor):
 def test_the_autoscaler_owns_the_workers_replicas():
     OptionsMonitor.ignored.clear()
     with mock.patch.object(afctl.runner, "RecordingMonitor", OptionsMonitor):
-        preview_values("cms-bari", *stack_values("cms-bari"))
+        preview_values("cms-bari", *local_values("cms-bari"))
     ignored = OptionsMonitor.ignored
     for name in _groups("cms-bari"):
         assert ignored[f"af-condor-worker-{name}"] == ["spec.replicas"], name
@@ -129,8 +138,8 @@ def test_the_autoscaler_owns_the_workers_replicas():
     assert exempt == {f"af-condor-worker-{n}" for n in _groups("cms-bari")}
 
 
-def test_gpu_workers_ask_for_their_gpus_and_tolerate_the_taint_cpu_workers_do_not(shipped):
-    result = shipped("cms-bari")
+def test_gpu_workers_ask_for_their_gpus_and_tolerate_the_taint_cpu_workers_do_not(local):
+    result = local("cms-bari")
     gpu = _pod(result, "af-condor-worker-gpu-a100")
     assert _container(gpu)["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in gpu["tolerations"]
@@ -156,21 +165,21 @@ def test_gpu_workers_ask_for_their_gpus_and_tolerate_the_taint_cpu_workers_do_no
 
 
 @pytest.mark.parametrize("stack", POOL)
-def test_workers_retire_their_jobs_before_they_go(shipped, stack):
+def test_workers_retire_their_jobs_before_they_go(local, stack):
     cfg = _cfg(stack)
     for name in _groups(stack):
-        pod = _pod(shipped(stack), f"af-condor-worker-{name}")
+        pod = _pod(local(stack), f"af-condor-worker-{name}")
         grace = cfg.condor.retire_grace_minutes * 60
         assert pod["terminationGracePeriodSeconds"] == grace + RETIRE_MARGIN_SECONDS
         assert _container(pod)["lifecycle"]["preStop"]["exec"]["command"] == ["/bin/sh", "-c", PRESTOP]
         assert "condor_off -graceful -daemon startd" in PRESTOP
         assert pod["shareProcessNamespace"] is True  # condor_master is not PID 1; preStop sees the startd
-        assert f"MAXJOBRETIREMENTTIME = {grace}" in shipped(stack).files[f"condor/execute-{name}.conf"]
+        assert f"MAXJOBRETIREMENTTIME = {grace}" in local(stack).files[f"condor/execute-{name}.conf"]
 
 
 @pytest.mark.parametrize("stack", POOL)
-def test_daemons_mint_their_token_from_the_signing_key_secret(shipped, stack):
-    result = shipped(stack)
+def test_daemons_mint_their_token_from_the_signing_key_secret(local, stack):
+    result = local(stack)
     key = by_name(result, "af-condor-pool-key")
     assert key.type == "kubernetes:core/v1:Secret" and key.inputs["stringData"] == "[secret]"
     assert key.inputs["metadata"]["name"] == KEY_SECRET
@@ -193,8 +202,8 @@ def test_daemons_mint_their_token_from_the_signing_key_secret(shipped, stack):
 
 
 @pytest.mark.parametrize("stack", POOL)
-def test_no_secret_in_config_maps_or_rendered_files(shipped, stack):
-    result = shipped(stack)
+def test_no_secret_in_config_maps_or_rendered_files(local, stack):
+    result = local(stack)
     password = next(r for r in result.registrations if r.type == "random:index/randomPassword:RandomPassword")
     key = _computed(password.type, password.name, password.inputs)["result"]
     maps = [r for r in _condor(result) if r.type == "kubernetes:core/v1:ConfigMap"]
@@ -205,8 +214,8 @@ def test_no_secret_in_config_maps_or_rendered_files(shipped, stack):
 
 
 @pytest.mark.parametrize("stack", POOL)
-def test_central_manager_and_schedd_services_certificates_and_budgets(shipped, stack):
-    result = shipped(stack)
+def test_central_manager_and_schedd_services_certificates_and_budgets(local, stack):
+    result = local(stack)
     cfg = _cfg(stack)
     for short, role_file, port in (
         ("cm", "central-manager.conf", COLLECTOR_PORT),
@@ -241,8 +250,8 @@ def test_central_manager_and_schedd_services_certificates_and_budgets(shipped, s
 
 
 @pytest.mark.parametrize("stack", POOL)
-def test_the_config_map_holds_every_rendered_fragment(shipped, stack):
-    result = shipped(stack)
+def test_the_config_map_holds_every_rendered_fragment(local, stack):
+    result = local(stack)
     data = by_name(result, "af-condor-config").inputs["data"]
     for key, text in data.items():
         if f"condor/{key}" in result.files:
@@ -254,11 +263,11 @@ def test_the_config_map_holds_every_rendered_fragment(shipped, stack):
 
 
 @pytest.mark.parametrize("stack", POOL)
-def test_config_changes_roll_the_pods(shipped, stack):
-    values, secret = stack_values(stack)
+def test_config_changes_roll_the_pods(local, stack):
+    values, secret = local_values(stack)
     values.setdefault("condor", {})["idleShutdownMinutes"] = 45
     after = preview_values(stack, values, secret)
-    before = shipped(stack)
+    before = local(stack)
     for name in ["af-condor-cm", "af-condor-schedd", *(f"af-condor-worker-{g}" for g in _groups(stack))]:
         old = by_name(before, name).inputs["spec"]["template"]["metadata"]["annotations"]
         new = by_name(after, name).inputs["spec"]["template"]["metadata"]["annotations"]
@@ -267,18 +276,18 @@ def test_config_changes_roll_the_pods(shipped, stack):
 
 
 @pytest.mark.parametrize("stack", POOL)
-def test_notebooks_get_the_client_config_and_trust_the_internal_ca(shipped, stack):
-    single = hub_values(shipped(stack))["singleuser"]
+def test_notebooks_get_the_client_config_and_trust_the_internal_ca(local, stack):
+    single = hub_values(local(stack))["singleuser"]
     assert single["extraEnv"]["CONDOR_CONFIG"] == CLIENT_CONFIG
     (client,) = [f for f in single["extraFiles"].values() if f["mountPath"] == CLIENT_CONFIG]
-    assert client["stringData"] == shipped(stack).files["condor/client.conf"]
+    assert client["stringData"] == local(stack).files["condor/client.conf"]
     assert "SEC_CLIENT_AUTHENTICATION_METHODS = SCITOKENS" in client["stringData"]
     mounts = {m["mountPath"] for m in single["storage"]["extraVolumeMounts"]}
     assert CA_CERT_DIR in mounts
 
 
-def test_without_the_cache_the_pool_still_gets_tls_and_notebooks_the_ca(shipped):
-    values, secret = stack_values("cms-bari")
+def test_without_the_cache_the_pool_still_gets_tls_and_notebooks_the_ca(local):
+    values, secret = local_values("cms-bari")
     values["cache"]["enabled"] = False
     result = preview_values("cms-bari", values, secret)
     assert by_name(result, "af-condor-cm-tls").inputs["spec"]["issuerRef"]["name"] == "af-internal-ca"
@@ -289,9 +298,9 @@ def test_without_the_cache_the_pool_still_gets_tls_and_notebooks_the_ca(shipped)
 
 
 @pytest.mark.parametrize("stack", POOL)
-def test_condor_manifests_pass_kubernetes_validate(shipped, stack):
+def test_condor_manifests_pass_kubernetes_validate(local, stack):
     kinds = set()
-    for r in _condor(shipped(stack)):
+    for r in _condor(local(stack)):
         if not r.custom or not r.type.startswith("kubernetes:") or r.inputs["apiVersion"].startswith("cert-manager"):
             continue
         kubernetes_validate.validate(manifest(r), "1.36.2", strict=True)
@@ -309,8 +318,8 @@ def test_condor_manifests_pass_kubernetes_validate(shipped, stack):
 
 
 @pytest.mark.parametrize("stack", POOL)
-def test_every_mount_has_its_volume(shipped, stack):
-    result = shipped(stack)
+def test_every_mount_has_its_volume(local, stack):
+    result = local(stack)
     for name in ["af-condor-cm", "af-condor-schedd", *(f"af-condor-worker-{g}" for g in _groups(stack))]:
         spec = by_name(result, name).inputs["spec"]
         pod = spec["template"]["spec"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import classad2
 import pytest
-from conftest import stack_values
+from conftest import local_values as stack_values  # the pool's own groups: gateways left out
 
 from components.batch.config import worker_groups
 from components.batch.files import HERE as CONDORFILES

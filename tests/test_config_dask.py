@@ -30,9 +30,9 @@ def test_dask_base_is_valid_with_documented_defaults() -> None:
 @pytest.mark.parametrize(
     ("path", "value", "reported", "allowed"),
     [
-        ("dask.limits./users.cores", -4, "af:dask.limits./users.cores", "greater than 0"),
-        ("dask.limits./users.workersPerCluster", 0, "af:dask.limits./users.workersPerCluster", "greater than 0"),
-        ("dask.limits./users.clustersPerUser", -1, "af:dask.limits./users.clustersPerUser", "greater than 0"),
+        ("dask.limits./users.cores", -4, "af:dask.limits./users.cores", "above 0"),
+        ("dask.limits./users.workersPerCluster", 0, "af:dask.limits./users.workersPerCluster", "above 0"),
+        ("dask.limits./users.clustersPerUser", -1, "af:dask.limits./users.clustersPerUser", "above 0"),
         ("dask.limits./users.gpus", 2, "af:dask.limits./users.gpus", "one of the keys clustersPerUser, cores"),
         ("dask.limits./nobody", dict(LIMITS), "af:dask.limits./nobody", "a group declared in af:identity.roles"),
         ("dask.limits", {}, "af:dask.limits", "limits for at least one IAM group"),
@@ -43,8 +43,8 @@ def test_dask_base_is_valid_with_documented_defaults() -> None:
         ("dask.scheduler", {"cores": 10, "memoryGib": 2}, "af:dask.scheduler", "a pod that fits a node of cpu"),
         ("dask.placement.workers", "cache", "af:dask.placement.workers", "add 'cache' to a group's roles"),
         ("dask.placement.schedulers", "gpu", "af:dask.placement.schedulers", "'system', 'interactive'"),
-        ("dask.idleTimeoutMinutes", 0, "af:dask.idleTimeoutMinutes", "greater than 0"),
-        ("dask.chartVersion", "latest", "af:dask.chartVersion", "text matching"),
+        ("dask.idleTimeoutMinutes", 0, "af:dask.idleTimeoutMinutes", "above 0"),
+        ("dask.chartVersion", "latest", "af:dask.chartVersion", "a dask-gateway chart version"),
     ],
 )
 def test_bad_dask_config(path: str, value: Any, reported: str, allowed: str) -> None:

@@ -55,7 +55,7 @@ def test_a_group_start_override_narrows_the_gateways_own() -> None:
         ("offload.gateways.leonardo.groups", ["/cms"], "af:offload.gateways.leonardo.groups[0]", "declared in af"),
         # A gateway with no resources.
         ("offload.gateways.leonardo.resources", DELETE, "af:offload.gateways.leonardo.resources", REQUIRED),
-        ("offload.gateways.leonardo.resources.cpus", 0, "af:offload.gateways.leonardo.resources.cpus", "greater"),
+        ("offload.gateways.leonardo.resources.cpus", 0, "af:offload.gateways.leonardo.resources.cpus", "above 0"),
         (
             "offload.gateways.leonardo.worker",
             {"cpus": 512, "memoryGib": 8},

@@ -352,6 +352,7 @@ def test_existing_clusters_get_the_device_plugin_only_when_asked():
     values, secret = stack_values("dev")
     values["cluster"]["mode"] = "existing"
     values["cluster"]["existing"] = {"kubeconfig": "apiVersion: v1"}
+    values["condor"] = {"enabled": True, "groups": {"cpu": {"cpus": 7, "memoryGib": 14}}}  # sizes unknown
     values["cluster"]["nodeGroups"]["gpu"] = {
         "flavor": "any",
         "count": 1,

@@ -33,7 +33,16 @@ def k3s_config(files: dict[str, str], role: str) -> dict[str, Any]:
 def test_openstack_nodes_are_the_vms_with_the_labels_and_taints_their_k3s_registers() -> None:
     stack = preview("cms-bari")
     nodes = by_name(stack_nodes(stack.plan, stack.files, stack.flavors))
-    assert len(nodes) == 3 + 2 + 10 + 1 + 2  # control plane, system, cpu, cache, gpu-a100
+    # control plane, system, cpu, cache, gpu-a100; and the Leonardo gateway's virtual node
+    assert len(nodes) == 3 + 2 + 10 + 1 + 2 + 1
+    leonardo = nodes.pop("af-vk-leonardo")
+    assert leonardo.labels["af.infn.it/offload-gateway"] == "leonardo" and leonardo.gpus == 24
+    assert leonardo.capacity | {"pods": "50"} == {
+        "cpu": "256",
+        "memory": "1024Gi",
+        "pods": "50",
+        "nvidia.com/gpu": "24",
+    }
     for group in ("system", "cpu", "cache", "gpu-a100"):
         config = k3s_config(stack.files, group)  # the VM's own k3s config: an independent source
         node = nodes[f"af-cms-bari-{group}-0"]
@@ -56,7 +65,7 @@ def test_gpu_nodes_advertise_what_the_device_plugin_would(variant: str, gpus: in
     flavors = {"g1-a100": Flavor(16, 64, 1), "2xlarge": Flavor(16, 32), "xlarge": Flavor(8, 16), "large": Flavor(4, 8)}
     nodes = stack_nodes(plan_document(result), result.files, flavors)
     assert {n.gpus for n in nodes if n.group == GROUP} == {gpus}
-    assert {n.gpus for n in nodes if n.group != GROUP} == {0}
+    assert {n.gpus for n in nodes if n.group != GROUP and not n.name.startswith("af-vk-")} == {0}
 
 
 def test_magnum_nodes_register_with_only_the_labels_magnums_driver_gives() -> None:
@@ -84,11 +93,15 @@ def test_a_stack_without_a_node_for_a_role_fails_naming_the_workload_and_the_lab
         ours = [o.manifest for o in workloads(deployed.deployed.applied)]
         _, failures = run_workloads(kube, ours, nodes)
     missing = "no node has the label af.infn.it/role-system=true (nodeSelector)"
-    for workload in (
+    system = [
         "Deployment condor/af-condor-cm",
         "StatefulSet condor/af-condor-schedd",
         "Deployment condor/af-autoscaler",
-    ):
+        "Deployment interlink/af-vk-leonardo",  # the gateway's virtual kubelet runs with the services
+        "Job condor/af-condor-token-minter",  # and the Job minting its workers' token
+    ]
+    for workload in system:
         (failure,) = [f for f in failures if f.startswith(workload + ":")]
         assert missing in failure and "didn't match Pod's node affinity/selector" in failure, failure
-    assert len(failures) == 3, failures
+    # The gateway's workers still find its virtual node: the node is interLink's, not the Deployment's pod.
+    assert sorted(f.split(":")[0] for f in failures) == sorted(system)

@@ -53,6 +53,8 @@ PLACEMENT = {
     "af-autoscaler": {f"{LABEL}/role-system": "true"},
     "af-xcache": {f"{LABEL}/role-cache": "true"},
     "af-node-labeller": {},  # mode magnum: on any node that takes it, before nodes carry the facility's labels
+    "af-vk-leonardo": {f"{LABEL}/role-system": "true"},  # a gateway's virtual kubelet: with the services
+    "af-condor-token-minter": {f"{LABEL}/role-system": "true"},  # mints the offloaded workers' token
 }
 """Where each workload of ours belongs (the intent, stated independently of the selectors the program renders):
 on a node of its role, or with the system services when no node has that role; worker groups
@@ -83,7 +85,10 @@ GPUs)."""
 
 def expected_labels(name: str, nodes: list[NodeSpec]) -> dict[str, str]:
     if name.startswith("af-condor-worker-"):
-        return {f"{LABEL}/node-group": name.removeprefix("af-condor-worker-")}
+        group = name.removeprefix("af-condor-worker-")
+        if any(n.labels.get(f"{LABEL}/offload-gateway") == group for n in nodes):
+            return {f"{LABEL}/offload-gateway": group}  # an offload group: its gateway's virtual node
+        return {f"{LABEL}/node-group": group}
     assert name in PLACEMENT, f"{name}: a workload the tests do not know where it belongs; add it to PLACEMENT"
     want = PLACEMENT[name]
     if not any(all(n.labels.get(k) == v for k, v in want.items()) for n in nodes):
@@ -393,10 +398,21 @@ def unschedulable(pod: dict[str, Any]) -> bool:
     )
 
 
-@POOL
+def _room_for_workers(stack: str, workers: int) -> bool:
+    """A local CPU worker group of the stack has nodes for `workers` workers (one per node)."""
+    from afctl.stackfile import read_stack
+    from components.batch.config import worker_groups
+    from components.config.loader import build_config
+
+    cfg = build_config(*read_stack(stack))
+    groups = worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors, cfg.offload).values()
+    return any(g.local and not g.gpus and g.max_workers >= workers for g in groups)
+
+
+@pytest.mark.parametrize("on_cluster", [s for s in POOL_STACKS if _room_for_workers(s, WORKERS)], indirect=True)
 def test_scale_in_removes_exactly_the_pods_the_controller_chose(on_cluster: OnCluster, kube: Kube) -> None:
     settings = settings_of(on_cluster.stack)
-    group = next(g for g in settings.groups if g.local and g.gpus == 0)
+    group = next(g for g in settings.groups if g.local and g.gpus == 0 and g.max_workers >= WORKERS)
     api, _ = autoscaler_api(kube, on_cluster.stack)
     namespace = settings.namespace
     rng = random.Random(f"{on_cluster.stack.stack}-scale-in")

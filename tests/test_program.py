@@ -8,7 +8,7 @@ import pytest
 from conftest import SHIPPED_STACKS, by_name, of_type, preview_values, stack_values
 
 from afctl.stackfile import PLACEHOLDER
-from components.config.loader import build_config
+from components.config.loader import PROJECT_ROOT, build_config
 from components.infra.network import API_PORT, HTTP_PORT, HTTPS_PORT, SSH_PORT
 
 INSTANCE = "openstack:compute/instance:Instance"
@@ -19,8 +19,9 @@ OPENSTACK_PROVIDER = "pulumi:providers:openstack"
 WORLD = {"0.0.0.0/0", "::/0"}
 
 
-def test_at_least_three_stacks_are_shipped():
-    assert {"dev", "cms-bari", "atlas-cnaf"} <= set(SHIPPED_STACKS)
+def test_the_shipped_stacks_are_there():
+    assert set(SHIPPED_STACKS) == {"dev", "cms-bari", "atlas-cnaf", "single"}
+    assert all((PROJECT_ROOT / f"Pulumi.{stack}.yaml").is_file() for stack in SHIPPED_STACKS)
 
 
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
@@ -211,6 +212,8 @@ def test_existing_mode_builds_no_cloud_resources():
     values, secret = stack_values("dev")
     values["cluster"]["mode"] = "existing"
     values["cluster"]["existing"] = {"kubeconfig": PLACEHOLDER}
+    # Node sizes are unknown on a cluster that exists: the pool's workers are sized explicitly.
+    values["condor"] = {"enabled": True, "groups": {"cpu": {"cpus": 7, "memoryGib": 14}}}
     result = preview_values("existing", values, secret | {"cluster"})
     assert [r for r in result.registrations if r.type.startswith(("openstack:", "pulumi:providers:openstack"))] == []
     (provider,) = of_type(result, K8S_PROVIDER)

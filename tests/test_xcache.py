@@ -152,8 +152,11 @@ def test_notebooks_read_root_urls_through_the_cache(shipped):
     assert env["XROOT_PROXY"] == env["AF_XCACHE_URL"] + "/"
     (plugin,) = [f for f in single["extraFiles"].values() if f["mountPath"].startswith(env["XRD_PLUGINCONFDIR"] + "/")]
     assert "lib = libXrdClProxyPlugin-5.so" in plugin["stringData"] and "url = root://*" in plugin["stringData"]
-    assert "XROOT_PROXY" not in hub_values(shipped("dev"))["singleuser"]["extraEnv"]
-    assert of_type(shipped("dev"), STS) == []
+    values, secret = stack_values("dev")
+    values["cache"] = {"enabled": False}
+    without = preview_values("dev", values, secret)
+    assert "XROOT_PROXY" not in hub_values(without)["singleuser"]["extraEnv"]
+    assert [r.name for r in of_type(without, STS)] == ["af-condor-schedd"]  # the pool's, no cache
 
 
 def test_notebooks_trust_the_internal_ca_that_signs_the_cache(shipped):

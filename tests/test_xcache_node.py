@@ -350,7 +350,7 @@ def test_node_caches_are_off_by_default_and_their_defaults_follow_the_site_cache
         ("cache.nodeLocal.filesMax", "512m", "af:cache.nodeLocal.filesMax", "at least 1g"),
         ("cache.nodeLocal.ram", "512m", "af:cache.nodeLocal.ram", "at least 1g"),
         ("cache.nodeLocal.blockSize", "6k", "af:cache.nodeLocal.blockSize", "a multiple of 4k"),
-        ("cache.nodeLocal.prefetch", -1, "af:cache.nodeLocal.prefetch", "greater than or equal to 0"),
+        ("cache.nodeLocal.prefetch", -1, "af:cache.nodeLocal.prefetch", "at least 0"),
         ("cache.nodeLocal.client", DELETE, "af:cache.nodeLocal.client", "the node caches' IAM client"),
         ("cache.nodeLocal.client.clientSecret", DELETE, "af:cache.nodeLocal.client.clientSecret", "pulumi config set"),
         ("cache.nodeLocal.client.tokenUrl", "http://iam/token", "af:cache.nodeLocal.client.tokenUrl", "https://"),

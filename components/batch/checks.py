@@ -8,7 +8,7 @@ from __future__ import annotations
 from ..config.errors import Problem, problem
 from ..config.facility import FacilityConfig
 from ..infra.config import FIT_RULE, fits
-from .config import WorkerGroup, WorkerGroupConfig, worker_groups
+from .config import CONTROL_PLANE_GROUP, WorkerGroup, WorkerGroupConfig, control_plane_reserve, worker_groups
 
 
 def _local_group_problems(
@@ -17,13 +17,15 @@ def _local_group_problems(
     """A local group has at most one worker per node, and its workers fit the nodes."""
     assert group.node_group is not None
     loc = ("condor", "groups", name)
+    on_control_plane = name == CONTROL_PLANE_GROUP
+    nodes = "the control plane" if on_control_plane else f"node group {name}"
     found: list[Problem] = []
     if group.max_workers > group.node_group.count:
         found.append(
             problem(
                 (*loc, "maxWorkers"),
                 group.max_workers,
-                f"at most {group.node_group.count}, one worker per node of node group {name}",
+                f"at most {group.node_group.count}, one worker per node of {nodes}",
             )
         )
     if cfg.cluster.mode == "existing":
@@ -37,22 +39,32 @@ def _local_group_problems(
     if flavor is None:
         return found  # reported with the infrastructure's checks
     assert group.pod_cpus is not None and group.pod_memory_mib is not None
+    flavor_loc = (
+        ("cluster", "controlPlane", "flavor") if on_control_plane else ("cluster", "nodeGroups", name, "flavor")
+    )
+    keep_cores, keep_gib = control_plane_reserve(group.node_group.roles) if on_control_plane else (0.0, 0.0)
     if group.pod_cpus < 1 or group.pod_memory_mib < 2048:
+        beside = (
+            f"next to k3s's server and the control plane's other roles ({keep_cores:g} cores, {keep_gib:g} GiB)"
+            if on_control_plane
+            else "next to the system pods"
+        )
         found.append(
             problem(
-                ("cluster", "nodeGroups", name, "flavor"),
+                flavor_loc,
                 group.node_group.flavor,
-                "a flavor with room for a worker of at least 1 core and 2 GiB next to the system pods",
+                f"a flavor with room for a worker of at least 1 core and 2 GiB {beside}",
             )
         )
     if settings is None or (settings.cpus is None and settings.memory_gib is None):
         return found  # default sizes fit by construction
-    if not fits(group.pod_cpus, group.pod_memory_mib / 1024, flavor):
+    kept = f", less {keep_cores:g} cores and {keep_gib:g} GiB for k3s and the other roles" if on_control_plane else ""
+    if not fits(group.pod_cpus + keep_cores, group.pod_memory_mib / 1024 + keep_gib, flavor):
         found.append(
             problem(
                 loc,
                 f"{group.pod_cpus:g} cores, {group.pod_memory_mib / 1024:g} GiB",
-                f"a worker that fits a node of flavor {flavor.vcpus} vCPUs, {flavor.ram_gib} GiB ({FIT_RULE})",
+                f"a worker that fits a node of flavor {flavor.vcpus} vCPUs, {flavor.ram_gib} GiB ({FIT_RULE}{kept})",
             )
         )
     return found
@@ -88,7 +100,8 @@ def _condor_problems(cfg: FacilityConfig) -> list[Problem]:
             problem(
                 ("cluster", "nodeGroups"),
                 sorted(cfg.cluster.node_groups),
-                "at least one node group with role batch: HTCondor's workers run there",
+                "at least one node group with role batch, or af:cluster.controlPlane.roles with batch: "
+                "HTCondor's workers run there",
             )
         ]
     batch = ", ".join(groups)
@@ -133,7 +146,7 @@ def _autoscaler_problems(cfg: FacilityConfig) -> list[Problem]:
                 problem(
                     ("autoscaler", "triggers", index, "group"),
                     trigger.group,
-                    f"a worker group: {', '.join(groups) or 'none (no node group has role batch)'}",
+                    f"a worker group: {', '.join(groups) or 'none (nothing has role batch)'}",
                 )
             )
     return found

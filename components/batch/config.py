@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import classad2
-from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, StrictBool, field_validator
 
 from ..config.base import DnsLabel, PinnedImage, StrictModel
 from ..config.identity import WLCG_ANY_AUDIENCE
 from ..infra.config import NODE_MEMORY_FRACTION, SYSTEM_RESERVE_CORES, Cluster, Flavor, NodeGroup
-from ..names import WANT_OFFLOAD
+from ..names import CONTROL_PLANE_GROUP, WANT_OFFLOAD
 from ..offload.config import OFFLOAD_PREFERENCE, Gateway, Offload
 
 DAEMON_MEMORY_MIB = 1024
@@ -41,6 +41,21 @@ CPU_PREFERENCE, GPU_PREFERENCE = 0, 10
 """Default preferences: CPU groups are tried before GPU groups (offload groups come last)."""
 RETIRE_MARGIN_MINUTES = 10
 """An offloaded worker stops taking jobs this long before its Slurm job's wall time ends."""
+CONTROL_PLANE_RESERVE: dict[str, tuple[float, float]] = {
+    "server": (1.5, 3.0),
+    "system": (2.5, 8.0),
+    "interactive": (2.0, 12.0),
+    "cache": (1.0, 6.0),
+}
+"""Cores and GiB a worker on the control plane leaves, besides the half core and 10% of RAM every
+node keeps: to k3s's server (API server, controllers, scheduler, its datastore, traefik, CoreDNS,
+metrics-server, local-path; k3s asks 2 cores and 2 GB for a server that also runs workloads) and to
+what the control plane's other roles run there, by their requests in the shipped `single` stack:
+`system` the facility's services (hub, proxy, Prometheus and Grafana, cert-manager, the pool's
+central manager, schedd and autoscaler, CVMFS: 2.5 cores and 6.3 GiB), `interactive` a notebook
+of the hub's largest default profile (1.5 cores and 11.2 GiB), `cache` the cache server and its
+sidecars (0.5 cores and 5 GiB with the default 4g `ram`). The worker takes what is left;
+`af:condor.groups.control-plane.cpus`/`memoryGib` size it otherwise."""
 Role = Literal["cm", "submit", "execute"]
 
 
@@ -115,7 +130,7 @@ class Condor(StrictModel):
     authenticate each other with IDTOKENS from a generated pool signing key; users submit
     with their IAM token (SciTokens), if they are in a group of `af:identity.roles.batch`."""
 
-    enabled: bool = False
+    enabled: StrictBool = False
     """Deploy the pool."""
     image_tag: str = Field(default="24.0.7-el9", pattern=r"^\d+\.\d+\.\d+-el\d+$")
     """Tag of the official htcondor/cm, htcondor/submit and htcondor/execute images (an LTS
@@ -179,20 +194,40 @@ class WorkerGroup:
         return None if self.pod_memory_mib is None else self.pod_memory_mib - DAEMON_MEMORY_MIB
 
 
+def control_plane_reserve(roles: list[str]) -> tuple[float, float]:
+    """Cores and GiB a worker on the control plane leaves to k3s and the control plane's other roles."""
+    kept = ["server", *(r for r in roles if r != "batch" and r in CONTROL_PLANE_RESERVE)]
+    return sum(CONTROL_PLANE_RESERVE[k][0] for k in kept), sum(CONTROL_PLANE_RESERVE[k][1] for k in kept)
+
+
+def control_plane_nodes(cluster: Cluster) -> NodeGroup | None:
+    """The control plane as a group of nodes when it runs batch workers (mode `openstack` only:
+    elsewhere it hosts nothing of the facility). It is untainted, so its workers tolerate nothing."""
+    cp = cluster.control_plane
+    if cluster.mode != "openstack" or "batch" not in cp.roles:
+        return None
+    return NodeGroup.model_validate({"flavor": cp.flavor, "count": cp.count, "roles": list(cp.roles)})
+
+
 def worker_groups(
     condor: Condor, cluster: Cluster, flavors: Mapping[str, Flavor], offload: Offload | None = None
 ) -> dict[str, WorkerGroup]:
-    """Every node group with role `batch`, in name order, then every offload gateway."""
+    """The control plane when it has role `batch`, every node group with role `batch` in name
+    order, then every offload gateway."""
     found: dict[str, WorkerGroup] = {}
-    for name, group in sorted(cluster.node_groups.items()):
-        if "batch" not in group.roles:
-            continue
+    local = sorted((n, g) for n, g in cluster.node_groups.items() if "batch" in g.roles)
+    if (control_plane := control_plane_nodes(cluster)) is not None:
+        local.insert(0, (CONTROL_PLANE_GROUP, control_plane))
+    for name, group in local:
         settings = condor.groups.get(name) or WorkerGroupConfig()
         flavor = flavors.get(group.flavor) if cluster.mode != "existing" else None
-        cpus = settings.cpus if settings.cpus is not None else (flavor.vcpus - SYSTEM_RESERVE_CORES if flavor else None)
+        keep_cores, keep_gib = control_plane_reserve(group.roles) if group is control_plane else (0.0, 0.0)
+        cpus = settings.cpus
+        if cpus is None and flavor is not None:
+            cpus = flavor.vcpus - SYSTEM_RESERVE_CORES - keep_cores
         memory_gib = settings.memory_gib
         if memory_gib is None and flavor is not None:
-            memory_gib = flavor.ram_gib * NODE_MEMORY_FRACTION
+            memory_gib = flavor.ram_gib * NODE_MEMORY_FRACTION - keep_gib
         gpu = group.gpu is not None
         gpus = group.gpu.schedulable if group.gpu else 0
         start = settings.start or "True"
@@ -275,7 +310,7 @@ class Trigger(StrictModel):
 class Autoscaler(StrictModel):
     """The queue-driven autoscaler of the worker groups (`autoscaler/` in this repository)."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     """Deploy the autoscaler with the pool (it is deployed only where `af:condor.enabled`); `false`
     keeps every worker group at its `minWorkers`."""
     image: PinnedImage | None = None

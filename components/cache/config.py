@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, PositiveInt, SecretStr, field_validator
+from pydantic import Field, PositiveInt, SecretStr, StrictBool, field_validator
 
 from ..config.base import HTTPS_URL_PATTERN, PinnedImage, StrictModel
 from ..config.identity import WLCG_ANY_AUDIENCE
@@ -137,7 +137,7 @@ class NodeLocal(StrictModel):
     user's token itself, with the site cache's rules, and reads the site cache with its own credential (`client`): a
     node cache is a trusted component of the facility."""
 
-    enabled: bool = False
+    enabled: StrictBool = False
     """Deploy node caches."""
     groups: list[str] | None = Field(default=None, min_length=1)
     """Node groups whose nodes each run one. Default: every group with role `interactive` or `batch`. Notebooks read
@@ -180,7 +180,7 @@ class Cache(StrictModel):
     """XCache in front of the experiment's data federation. Clients read through it with the
     same `root://` paths as on the grid; the cache reads upstream with its own credential."""
 
-    enabled: bool = False
+    enabled: StrictBool = False
     """Deploy the cache."""
     image: PinnedImage = "hub.opensciencegrid.org/opensciencegrid/xcache:23-release"
     """XCache container image (XRootD 5.5 or later), pinned by tag."""
@@ -242,7 +242,7 @@ class Cache(StrictModel):
     """Disk fraction purging brings usage down to (`pfc.diskusage` low)."""
     high_watermark: float = Field(default=0.95, gt=0, lt=1)
     """Disk fraction at which purging starts (`pfc.diskusage` high)."""
-    token_auth: bool = True
+    token_auth: StrictBool = True
     """Clients must present a token (SciTokens/WLCG) whose scopes cover the path."""
     issuers: list[CacheIssuer] = Field(default_factory=list)
     """Token issuers accepted from clients. Empty: `af:identity`'s issuer, for each export."""

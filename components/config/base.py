@@ -25,9 +25,38 @@ PATTERN_HELP = {
     FQDN_PATTERN: "a fully qualified lowercase DNS name such as af.example.org",
     SHA256_PATTERN: "64 lowercase hexadecimal digits (a SHA-256 digest)",
     IMAGE_PATTERN: "an image pinned by tag, name:tag or name:tag@sha256:<digest>",
-    HTTPS_URL_PATTERN: "an https:// URL (token issuers must use HTTPS)",
+    HTTPS_URL_PATTERN: "an https:// URL such as https://host.example.org:8443/ (tokens travel over HTTPS only)",
     SLURM_NAME_PATTERN: "a Slurm name: letters, digits, '_', '.', '-', at most 64 characters",
     SLURM_FLAG_PATTERN: "a long sbatch flag such as --constraint=gpu, without spaces or quotes",
+    # Patterns the layers declare inline, in the words of the error contract (a test holds every
+    # pattern of the schema to having one).
+    r"^\d+\.\d+\.\d+$": "a chart version such as 1.2.3",
+    r"^v\d+\.\d+\.\d+$": "a release tag such as v1.16.2",
+    r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$": (
+        "a Kubernetes name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
+    ),
+    r"^[a-z0-9]+(-[a-z0-9]+)*$": "a rule name from afctl policy --list, such as pinned-images",
+    r"^[^\s,]+$": "a group name without spaces or commas, such as /cms/ml",
+    r"^/([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$": "an absolute path such as /store, without spaces or '//'",
+    r"^[a-z0-9.-]+(:/[A-Za-z0-9/._=-]+)?$": "a VO name such as cms, optionally with a role: cms:/cms/Role=production",
+    r"^[a-z0-9.-]+(:\d{1,5})?$": (
+        "a host name with an optional port, such as cms-xrd-global.cern.ch:1094 (no root:// or other scheme)"
+    ),
+    r"^http://[a-z0-9.-]+:\d{1,5}(;http://[a-z0-9.-]+:\d{1,5})*$": (
+        "proxy URLs such as http://squid.example.org:3128, several separated by ';'"
+    ),
+    r"^[^@\s]+@[^@\s]+\.[^@\s]+$": "an e-mail address such as af-admins@example.org",
+    r"^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$": (
+        "a taint key such as nvidia.com/gpu: an optional DNS prefix and '/', then letters, digits, '-', '_', '.'"
+    ),
+    r"^[1-7]g\.\d{1,3}gb(\+me)?$": "a MIG profile such as 1g.10gb or 3g.40gb",
+    r"^\d{3}(-server)?$": "an NVIDIA driver branch such as 580-server or 580",
+    r"^\d+\.\d+\.\d+-\d+$": "a package version such as 1.17.8-1",
+    r"^v1\.\d+\.\d+\+k3s\d+$": "a k3s release such as v1.36.2+k3s1",
+    r"^v1\.\d+\.\d+$": "a Kubernetes version such as v1.30.4",
+    r"^\d+\.\d+\.\d+-el\d+$": "an HTCondor image tag such as 24.0.7-el9",
+    r"^\d{4}\.\d{1,2}\.\d+$": "a dask-gateway chart version such as 2024.1.0",
+    r"^[A-Za-z0-9_./+-]+$": "a command or path without spaces, such as python3 or /opt/conda/bin/python",
 }
 
 

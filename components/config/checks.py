@@ -101,6 +101,7 @@ def cross_checks(cfg: FacilityConfig) -> list[Problem]:
     quota = [] if flavors else infra_checks.quota_problems(cfg)
     return [
         *infra_checks.mode_problems(cfg),
+        *infra_checks.network_problems(cfg),
         *infra_checks.k3s_problems(cfg),
         *flavors,
         *infra_checks.gpu_problems(cfg),

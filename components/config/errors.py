@@ -51,9 +51,12 @@ class Problem:
     path: str
     value: str
     allowed: str
+    source: str = ""
+    """The profile file the value comes from (`stacks/experiments/cms.yaml`), when not the stack."""
 
     def line(self) -> str:
-        return f"{self.path}: got {self.value}; allowed: {self.allowed}"
+        where = f" (set in {self.source})" if self.source else ""
+        return f"{self.path}: got {self.value}{where}; allowed: {self.allowed}"
 
 
 class ConfigError(Exception):

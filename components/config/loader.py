@@ -5,6 +5,7 @@ Pure apart from reading profile files; the Pulumi runtime is read in `pulumi_sou
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import types
 import typing
@@ -64,7 +65,30 @@ def available_profiles(profiles_dir: Path = PROFILES_DIR) -> list[str]:
     return sorted(str(p.relative_to(profiles_dir).with_suffix("")) for p in profiles_dir.rglob("*.yaml"))
 
 
-def _load_profiles(names: Any, profiles_dir: Path) -> tuple[dict[str, Any], list[Problem]]:
+def _sources(value: Any, loc: tuple[str | int, ...], source: str, into: dict[str, str]) -> None:
+    """Record `source` for every value below `loc` that is not a mapping (lists are replaced whole
+    by a merge, so a list's items come from where the list does)."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _sources(item, (*loc, str(key)), source, into)
+    else:
+        into[key_path(loc)] = source
+
+
+def _with_sources(found: list[Problem], sources: Mapping[str, str]) -> list[Problem]:
+    """Each problem whose value (or the list holding it) a profile set, with that profile's file."""
+    out = []
+    for p in found:
+        owners = [k for k in sources if p.path == k or p.path.startswith((f"{k}.", f"{k}["))]
+        out.append(dataclasses.replace(p, source=sources[max(owners, key=len)]) if owners else p)
+    return out
+
+
+def _load_profiles(
+    names: Any, profiles_dir: Path, sources: dict[str, str] | None = None
+) -> tuple[dict[str, Any], list[Problem]]:
+    """The profiles merged in order; `sources` gets, per key path, the file of the last profile
+    that set it."""
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         return {}, [problem(("profiles",), names, "a list of profile names from stacks/")]
     merged: dict[str, Any] = {}
@@ -83,6 +107,8 @@ def _load_profiles(names: Any, profiles_dir: Path) -> tuple[dict[str, Any], list
         if not isinstance(data, dict):
             found.append(problem(("profiles", index), name, "a profile that is a mapping of af sections"))
             continue
+        if sources is not None:
+            _sources(data, (), f"{profiles_dir.name}/{name}.yaml", sources)
         merged = deep_merge(merged, data)
     return merged, found
 
@@ -149,6 +175,48 @@ def _without_tags(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     return tuple(kept)
 
 
+def _mapping_text(loc: tuple[str | int, ...]) -> str:
+    """What a mapping at `loc` holds: its model's keys, or names each mapped to such a model."""
+    model = _model_at(loc)
+    keys = ", ".join(sorted(f.alias or n for n, f in model.model_fields.items())) if model else ""
+    parent = _model_at(loc[:-1]) if loc else None
+    field = {(f.alias or n): f for n, f in parent.model_fields.items()}.get(str(loc[-1])) if parent else None
+    if field is not None and typing.get_origin(_unwrap(field.annotation)) is dict:
+        return f"a mapping of names, each to a mapping with the keys {keys}" if keys else "a mapping of names"
+    return f"a mapping with the keys {keys}" if keys else "a mapping (see afctl schema)"
+
+
+def _size(ctx: Mapping[str, Any], key: str) -> str:
+    value = ctx.get(key)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# pydantic's error types in plain words; `ctx` fills the bounds.
+_PLAIN: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "int_parsing": lambda ctx: "a whole number",
+    "int_type": lambda ctx: "a whole number",
+    "int_from_float": lambda ctx: "a whole number",
+    "float_parsing": lambda ctx: "a number",
+    "float_type": lambda ctx: "a number",
+    "bool_type": lambda ctx: "true or false (a YAML boolean, not text or a number)",
+    "bool_parsing": lambda ctx: "true or false (a YAML boolean, not text or a number)",
+    "string_type": lambda ctx: "text (quote it if YAML reads it as a number or a boolean)",
+    "list_type": lambda ctx: "a list, such as [a, b]",
+    "greater_than_equal": lambda ctx: f"a number of at least {_size(ctx, 'ge')}",
+    "greater_than": lambda ctx: f"a number above {_size(ctx, 'gt')}",
+    "less_than_equal": lambda ctx: f"a number of at most {_size(ctx, 'le')}",
+    "less_than": lambda ctx: f"a number below {_size(ctx, 'lt')}",
+    "too_short": lambda ctx: f"at least {_size(ctx, 'min_length')} item(s)",
+    "too_long": lambda ctx: f"at most {_size(ctx, 'max_length')} item(s)",
+    "string_too_short": lambda ctx: f"text of at least {_size(ctx, 'min_length')} character(s)",
+    "string_too_long": lambda ctx: f"text of at most {_size(ctx, 'max_length')} characters",
+    "literal_error": lambda ctx: f"one of {ctx.get('expected')}",
+    "url_parsing": lambda ctx: "an https:// URL such as https://iam.example.org/",
+    "url_type": lambda ctx: "an https:// URL such as https://iam.example.org/",
+    "url_scheme": lambda ctx: "an https:// URL such as https://iam.example.org/ (no other scheme)",
+}
+
+
 def _allowed_text(error: Mapping[str, Any]) -> str:
     kind, msg, ctx = error["type"], error["msg"], error.get("ctx") or {}
     if kind == "missing":
@@ -160,16 +228,67 @@ def _allowed_text(error: Mapping[str, Any]) -> str:
             return f"one of the keys {', '.join(keys)}"
         return "no such key (see `afctl schema`)"
     if kind == "string_pattern_mismatch":
-        return PATTERN_HELP.get(ctx.get("pattern", ""), f"text matching {ctx.get('pattern')}")
+        return PATTERN_HELP.get(ctx.get("pattern", ""), "text of the form afctl schema describes for this key")
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return _mapping_text(_without_tags(tuple(error["loc"])))
+    if kind in _PLAIN:
+        return _PLAIN[kind](ctx)
     for prefix in ("Value error, ", "Input should be ", "Assertion failed, "):
         if msg.startswith(prefix):
             msg = msg[len(prefix) :]
     return msg
 
 
+def _secret_names(model: type[BaseModel] = FacilityConfig, seen: set[type] | None = None) -> set[str]:
+    """The keys of every secret field of the config models (`clientSecret`, `kubeconfig`, …)."""
+    seen = set() if seen is None else seen
+    if model in seen:
+        return set()
+    seen.add(model)
+    names: set[str] = set()
+    for name, field in model.model_fields.items():
+        for inner in _leaf_types(field.annotation):
+            if inner is SecretStr:
+                names.add(field.alias or name)
+            elif isinstance(inner, type) and issubclass(inner, BaseModel):
+                names |= _secret_names(inner, seen)
+    return names
+
+
+def _leaf_types(annotation: Any) -> list[Any]:
+    """The types inside unions, lists, mappings and `Annotated`."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _leaf_types(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType, list, dict):
+        return [t for arg in typing.get_args(annotation) for t in _leaf_types(arg)]
+    return [annotation]
+
+
+SECRET_NAMES = frozenset(_secret_names())
+"""Keys whose values are never echoed in an error, whatever section they are in."""
+
+
+def _masked(value: Any) -> Any:
+    """`value` with what sits under a secret key replaced by `[secret]`."""
+    if isinstance(value, Mapping):
+        return {k: "[secret]" if str(k) in SECRET_NAMES else _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
+
+
+def _shown(error: Mapping[str, Any], loc: tuple[str | int, ...], secret_keys: Set[str]) -> str:
+    """The value of an error as the contract shows it: never the content of a secret key, nor an
+    unknown key's value in a section that holds secrets (it may be a misspelt secret)."""
+    if loc and (str(loc[-1]) in SECRET_NAMES or (error["type"] == "extra_forbidden" and loc[0] in secret_keys)):
+        return "[secret]"
+    return show_value(_masked(error["input"]))
+
+
 def translate(exc: ValidationError, secret_keys: Set[str] = frozenset()) -> list[Problem]:
-    """pydantic's errors in the contract's words. Values under a secret key are never echoed:
-    a kubeconfig set without `--path` must not end up in a CI log."""
+    """pydantic's errors in the contract's words. A secret's value is never echoed (a kubeconfig
+    set without `--path` must not end up in a CI log); the rest of a secret section is."""
     found = []
     for error in exc.errors(include_url=False):
         loc = _without_tags(tuple(error["loc"]))
@@ -186,12 +305,7 @@ def translate(exc: ValidationError, secret_keys: Set[str] = frozenset()) -> list
                 Problem(key_path((*loc, tag_key)), "nothing" if tag is None else show_value(tag), f"one of {expected}")
             )
             continue
-        if error["type"] == "missing":
-            value = "nothing"
-        elif loc and loc[0] in secret_keys:
-            value = "[secret]"
-        else:
-            value = show_value(error["input"])
+        value = "nothing" if error["type"] == "missing" else _shown(error, loc, secret_keys)
         found.append(Problem(key_path(loc), value, _allowed_text(error)))
     return found
 
@@ -305,17 +419,25 @@ def build_config(
 
     `stack_values` are the stack's `af:*` keys without the namespace; `secret_keys` the
     top-level ones Pulumi holds as secrets. Raises `ConfigError` listing every problem."""
-    base, found = _load_profiles(stack_values.get("profiles", []), profiles_dir)
+    sources: dict[str, str] = {}
+    base, found = _load_profiles(stack_values.get("profiles", []), profiles_dir, sources)
+    if found:
+        # Without a profile, most of the config is missing: every other problem would be a
+        # knock-on of this one (`af:identity: got nothing`), so the profiles are fixed first.
+        raise ConfigError(found)
+    for key in stack_values:
+        _sources(stack_values[key], (key,), "", sources)  # the stack's own values: no note
+    sources = {k: v for k, v in sources.items() if v}
     merged = deep_merge(base, stack_values)
     try:
         cfg = FacilityConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(found + translate(exc, secret_keys)) from None
+        raise ConfigError(_with_sources(translate(exc, secret_keys), sources)) from None
     found += cross_checks(cfg)
     for loc in _secret_fields(cfg):
         if loc[0] not in secret_keys:
             path = key_path(loc)
             found.append(Problem(path, "plaintext", f"a Pulumi secret: pulumi config set --secret --path '{path}' …"))
     if found:
-        raise ConfigError(found)
+        raise ConfigError(_with_sources(found, sources))
     return cfg

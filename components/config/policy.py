@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from ..names import (
     CACHE_NAMESPACE,
@@ -103,7 +103,7 @@ class PolicySettings(StrictModel):
     """Stack-specific inputs of the policy pack: checked by `afctl policy` and handed to
     `pulumi preview --policy-pack policy` through the config file `afctl preview` writes."""
 
-    production: bool = False
+    production: StrictBool = False
     """A production facility: the control plane must be three nodes kept on different
     hypervisors (an anti-affinity server group; with Magnum, three masters behind a load
     balancer)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -12,7 +13,9 @@ from pulumi.runtime import config as runtime_config
 
 from .errors import NAMESPACE, ConfigError
 from .facility import FacilityConfig
-from .loader import build_config
+from .loader import PROFILES_DIR, build_config
+
+_profiles_dir = [PROFILES_DIR]
 
 
 def _decode(raw: Any) -> Any:
@@ -39,10 +42,21 @@ def stack_values() -> tuple[dict[str, Any], set[str]]:
     return values, secret
 
 
+@contextmanager
+def profiles_from(profiles_dir: Path) -> Iterator[None]:
+    """Run the program with the profiles of another project (`afctl --project-dir`): the Pulumi
+    CLI runs it in its own project, whose `stacks/` is the default."""
+    _profiles_dir.append(profiles_dir)
+    try:
+        yield
+    finally:
+        _profiles_dir.pop()
+
+
 def load_stack_config() -> FacilityConfig:
     """Validated config of the running stack; raises `ConfigError` before any resource exists."""
     values, secret = stack_values()
-    return build_config(values, secret)
+    return build_config(values, secret, _profiles_dir[-1])
 
 
 class StackConfigError(pulumi.RunError):

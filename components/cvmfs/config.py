@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, StrictBool, field_validator
 
 from ..config.base import StrictModel
 
@@ -15,7 +15,7 @@ _REPO = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)+$")
 class Cvmfs(StrictModel):
     """CVMFS repositories mounted read-only at /cvmfs in notebooks (and batch workers)."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     """Deploy the CVMFS CSI driver."""
     chart_version: str = Field(default="2.3.2", pattern=r"^\d+\.\d+\.\d+$")
     """Pinned cvmfs-csi chart version."""
@@ -23,7 +23,7 @@ class Cvmfs(StrictModel):
     """Repositories users need, for example `cms.cern.ch`; the experiment profile sets them."""
     http_proxy: str | None = Field(default=None, pattern=r"^http://[a-z0-9.-]+:\d{1,5}(;http://[a-z0-9.-]+:\d{1,5})*$")
     """The site's squid(s) in front of the Stratum-1s, e.g. `http://squid.example.org:3128`."""
-    squid_proxy: bool = False
+    squid_proxy: StrictBool = False
     """Run a local squid in the cluster instead; clients use it, then the site's proxy or DIRECT."""
     cache_gib: PositiveInt = 20
     """Local CVMFS client cache per node, in GiB."""

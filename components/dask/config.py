@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, StrictBool, model_validator
 
 from ..config.base import PinnedImage, StrictModel
 from ..config.identity import GroupName
@@ -85,7 +85,7 @@ class Dask(StrictModel):
     authenticated through the hub: notebooks get clusters on the facility's nodes, in the
     notebook's image, within their IAM groups' limits."""
 
-    enabled: bool = False
+    enabled: StrictBool = False
     """Deploy the gateway."""
     chart_version: str = Field(default=CHART_VERSION, pattern=r"^\d{4}\.\d{1,2}\.\d+$")
     """Pinned `dask-gateway` chart version (https://helm.dask.org)."""
@@ -104,7 +104,7 @@ class Dask(StrictModel):
     limits: dict[GroupName, GroupLimits] = Field(default_factory=dict)
     """Limits per IAM group (a group of `af:identity.roles`); only members of these groups get
     clusters."""
-    jobqueue: bool = True
+    jobqueue: StrictBool = True
     """Give notebooks a `dask-jobqueue` configuration for `HTCondorCluster()` on the facility's
     pool (with `af:condor.enabled`)."""
     jobqueue_python: str = Field(default="python3", pattern=r"^[A-Za-z0-9_./+-]+$")

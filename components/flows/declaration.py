@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..batch.config import worker_groups
 from ..cache.config import node_cache_groups, notebooks_read_node_caches
 from ..config.facility import FacilityConfig
 from ..names import (
@@ -121,7 +122,10 @@ def _hub_flows(cfg: FacilityConfig) -> list[Flow]:
 
 
 def _local_groups(cfg: FacilityConfig) -> list[str]:
-    return sorted(name for name, group in cfg.cluster.node_groups.items() if "batch" in group.roles)
+    """The pool's worker groups in the cluster (node groups with role batch, the control plane
+    when it has that role), as the batch layer deploys them."""
+    groups = worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors, cfg.offload)
+    return sorted(name for name, group in groups.items() if group.local)
 
 
 def _batch_flows(cfg: FacilityConfig) -> list[Flow]:
@@ -257,7 +261,8 @@ def outward_flows(cfg: FacilityConfig) -> list[Flow]:
         flows.append(Flow(HUB, iam, (_port(str(cfg.identity.issuer), 443),), "OIDC login, token refresh"))
     if cfg.cache.enabled:
         federation = Peer("data federation", cidrs=internet)
-        flows.append(Flow(CACHE, federation, (_port(cfg.cache.origin, 1094),), "misses, with its own credential"))
+        misses = "misses, with its own credential" if cfg.cache.upstream is not None else "misses (no credential)"
+        flows.append(Flow(CACHE, federation, (_port(cfg.cache.origin, 1094),), misses))
     if cfg.cvmfs.enabled:
         stratum1 = Peer("CVMFS Stratum-1", cidrs=internet)
         source = SQUID if cfg.cvmfs.squid_proxy else CVMFS_CLIENTS

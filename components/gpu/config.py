@@ -3,7 +3,7 @@ group has (GPUs, driver, time-slicing or MIG) is declared on the group (`GpuSpec
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from ..config.base import PinnedImage, StrictModel
 from ..infra.config import Cluster
@@ -13,7 +13,7 @@ class Gpu(StrictModel):
     """The NVIDIA device plugin with GPU feature discovery: it advertises GPU nodes' GPUs as
     `nvidia.com/gpu`, with each group's time-slicing or MIG configuration."""
 
-    device_plugin: bool | None = None
+    device_plugin: StrictBool | None = None
     """Deploy the device plugin. By default it is deployed when a node group has GPUs, except in
     cluster mode `existing`, where the cluster usually runs its own (the NVIDIA GPU operator);
     set `true` there after labelling GPU nodes `nvidia.com/gpu.present=true` and

@@ -44,8 +44,17 @@ def _cpu_profile_problems(cfg: FacilityConfig) -> list[Problem]:
         if "interactive" in group.roles
     }
     cpu_flavors = [f for g, f in interactive.values() if g.gpu is None and f is not None]
+    control_plane = cfg.cluster.control_plane
+    if "interactive" in control_plane.roles and (flavor := cfg.site.flavors.get(control_plane.flavor)):
+        cpu_flavors.append(flavor)
     if not cpu_flavors:
-        return [problem(("cluster", "nodeGroups"), sorted(cfg.cluster.node_groups), "a CPU node group for notebooks")]
+        return [
+            problem(
+                ("cluster", "nodeGroups"),
+                sorted(cfg.cluster.node_groups),
+                "a CPU node group for notebooks (role interactive), or af:cluster.controlPlane.roles with interactive",
+            )
+        ]
     return [
         problem(
             ("hub", "profiles", index),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, HttpUrl, PositiveFloat, PositiveInt, SecretStr, field_validator
+from pydantic import Field, HttpUrl, PositiveFloat, PositiveInt, SecretStr, StrictBool, field_validator
 
 from ..config.base import DnsLabel, Fqdn, PinnedImage, StrictModel
 
@@ -25,7 +25,7 @@ class NotebookProfile(StrictModel):
     """CPU limit in cores."""
     memory_gib: PositiveFloat
     """Memory limit in GiB; also guaranteed, so the notebook is never evicted for memory."""
-    default: bool = False
+    default: StrictBool = False
     """Pre-selected in the list."""
 
 
@@ -83,7 +83,7 @@ def _default_profiles() -> list[NotebookProfile]:
 class Hub(StrictModel):
     """JupyterHub, the single entry point for physicists."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     """Deploy the hub."""
     chart_version: str = Field(default="4.2.0", pattern=r"^\d+\.\d+\.\d+$")
     """Pinned zero-to-jupyterhub chart version."""

@@ -4,9 +4,11 @@ project's quota."""
 
 from __future__ import annotations
 
+import ipaddress
+
 from ..config.errors import Problem, problem
 from ..config.facility import FacilityConfig
-from ..names import GPU_TAINT_KEY
+from ..names import CONTROL_PLANE_GROUP, GPU_TAINT_KEY
 from .config import K3s
 from .quota import QUOTAS, usage
 
@@ -14,6 +16,14 @@ from .quota import QUOTAS, usage
 def mode_problems(cfg: FacilityConfig) -> list[Problem]:
     cluster = cfg.cluster
     found: list[Problem] = []
+    if CONTROL_PLANE_GROUP in cluster.node_groups:
+        found.append(
+            problem(
+                ("cluster", "nodeGroups", CONTROL_PLANE_GROUP),
+                CONTROL_PLANE_GROUP,
+                "another name: the control plane's VMs, nodes and worker group are named control-plane",
+            )
+        )
     if cluster.mode == "existing" and cluster.existing is None:
         found.append(problem(("cluster", "existing"), None, "a kubeconfig secret when mode is existing"))
     if cluster.mode != "openstack" and cluster.control_plane.roles:
@@ -26,6 +36,33 @@ def mode_problems(cfg: FacilityConfig) -> list[Problem]:
         )
     if cluster.mode != "openstack" and not cluster.node_groups:
         found.append(problem(("cluster", "nodeGroups"), {}, f"at least one node group in cluster mode {cluster.mode}"))
+    return found
+
+
+def network_problems(cfg: FacilityConfig) -> list[Problem]:
+    """The VMs' subnet, the pod network and the service network are three separate ranges: k3s
+    routes the pod and service networks inside every node, so a VM address inside either is
+    unreachable from the pods, and the network policies' "nodes" peer would admit pods."""
+    if cfg.cluster.mode != "openstack":
+        return []  # Magnum and an existing cluster choose their own pod and service networks
+    site, cluster = cfg.site, cfg.cluster
+    # In this order, so the VMs' subnet (a site's choice) is the one reported against the
+    # cluster's defaults.
+    ranges = {
+        ("cluster", "podCidr"): cluster.pod_cidr,
+        ("cluster", "serviceCidr"): cluster.service_cidr,
+        ("site", "nodeCidr"): site.node_cidr,
+    }
+    found: list[Problem] = []
+    checked = list(ranges.items())
+    for index, (loc, cidr) in enumerate(checked):
+        clashes = [
+            f"af:{'.'.join(other)} ({other_cidr})"
+            for other, other_cidr in checked[:index]
+            if ipaddress.ip_network(cidr).overlaps(ipaddress.ip_network(other_cidr))
+        ]
+        if clashes:
+            found.append(problem(loc, cidr, f"a network that does not overlap {' or '.join(clashes)}"))
     return found
 
 
@@ -87,6 +124,16 @@ def gpu_problems(cfg: FacilityConfig) -> list[Problem]:
         if cfg.cluster.mode != "existing" and flavor is not None and flavor.gpus != group.gpu.count:
             found.append(
                 problem((*loc, "gpu", "count"), group.gpu.count, f"{flavor.gpus}, the GPUs of flavor {group.flavor}")
+            )
+        known_model = flavor.gpu_model if flavor is not None and cfg.cluster.mode != "existing" else None
+        if known_model and flavor_gpus and known_model.lower() != group.gpu.model:
+            found.append(
+                problem(
+                    (*loc, "gpu", "model"),
+                    group.gpu.model,
+                    f"{known_model.lower()}, the GPU model of flavor {group.flavor} (af:site.flavors.{group.flavor}"
+                    ".gpuModel): jobs and notebooks select GPUs by it",
+                )
             )
         if not any(t.key == GPU_TAINT_KEY and t.effect == "NoSchedule" for t in group.taints):
             found.append(

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import base64
+import binascii
+import struct
+from typing import Annotated, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, SecretStr, model_validator
+from pydantic import AfterValidator, Field, NonNegativeInt, PositiveInt, SecretStr, model_validator
 
 from ..config.base import Cidr, DnsLabel, Fqdn, NodeCidr, PinnedImage, RestrictedCidr, Sha256, StrictModel
 from ..names import NodeRole
@@ -54,6 +57,39 @@ class Quotas(StrictModel):
     """GPUs the project may use (sum over GPU flavors)."""
 
 
+SSH_KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+)
+"""Key types OpenSSH's sshd accepts in `authorized_keys` by default."""
+
+
+def _ssh_public_key(value: str) -> str:
+    """One `authorized_keys` line: a key type, the key in base64 (whose blob names the same
+    type), an optional comment. Anything else would lock the operator out at first boot."""
+    allowed = "an OpenSSH public key line such as 'ssh-ed25519 AAAAC3Nz… you@host' (the content of ~/.ssh/id_*.pub)"
+    parts = value.split()
+    if len(parts) < 2 or parts[0] not in SSH_KEY_TYPES:
+        raise ValueError(allowed)
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+        (length,) = struct.unpack(">I", blob[:4])
+        named = blob[4 : 4 + length].decode("ascii")
+    except (binascii.Error, struct.error, UnicodeDecodeError):
+        raise ValueError(allowed + ": its key is not valid base64") from None
+    if named != parts[0]:
+        raise ValueError(allowed + f": its key is of type {named or 'unknown'}, not {parts[0]}")
+    return value
+
+
+SshPublicKey = Annotated[str, AfterValidator(_ssh_public_key)]
+
+
 class Site(StrictModel):
     """An OpenStack project on a cloud site (INFN-Cloud first)."""
 
@@ -75,7 +111,7 @@ class Site(StrictModel):
     """Private subnet the VMs live on."""
     dns_nameservers: list[str] = Field(default_factory=lambda: ["131.154.1.1"])
     """Resolvers handed to VMs by DHCP."""
-    ssh_public_keys: list[str] = Field(default_factory=list)
+    ssh_public_keys: list[SshPublicKey] = Field(default_factory=list)
     """Operators' OpenSSH public keys installed on every VM in addition to the generated one."""
     flavors: dict[str, Flavor] = Field(min_length=1)
     """Flavors this site offers, by name; node groups must use one of them."""

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_openstack as openstack
 
 from ..common import rendered
-from ..names import CONTROL_PLANE_TAINT, role_nodes
+from ..names import CONTROL_PLANE_GROUP, CONTROL_PLANE_TAINT, group_nodes, role_nodes
 from .cloudinit import CaPair, NodeBootstrap, join_token, render_user_data
 from .config import Cluster, NodeGroup, Site
 from .kubeconfig import ClusterAccess, render_kubeconfig
@@ -118,8 +118,9 @@ def _control_plane(
                 service_account_key=sa_key if first else "",
             )
 
-        # One file per role: the node that initialises the cluster and one that joins it.
-        filename = f"cloud-init/control-plane-{index}.yaml" if index < 2 else None
+        # One file per control-plane node: each has its own name and address (the first
+        # initialises the cluster, the others join it).
+        filename = f"cloud-init/control-plane-{index}.yaml"
         return _user_data("cluster", filename, values, build)
 
     network = shared.network
@@ -143,7 +144,8 @@ def control_plane_placement(cluster: Cluster) -> tuple[dict[str, str], list[str]
     facility, labelled with its roles (and untainted) when it does."""
     if not cluster.control_plane.roles:
         return {}, [CONTROL_PLANE_TAINT]
-    labels: dict[str, str] = {}
+    # Named like a node group's nodes, so a worker group on the control plane selects them.
+    labels: dict[str, str] = group_nodes(CONTROL_PLANE_GROUP)
     for role in cluster.control_plane.roles:
         labels.update(role_nodes(role))
     return labels, []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, StrictBool
 
 from ..config.base import PinnedImage, StrictModel
 
@@ -12,7 +12,7 @@ class Monitoring(StrictModel):
     the facility's own exporters (autoscaler, cache, hub, GPUs), with the dashboards kept in
     `components/monitoring/files/dashboards/`."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     """Deploy the monitoring stack."""
     chart_version: str = Field(default="72.6.2", pattern=r"^\d+\.\d+\.\d+$")
     """Pinned `kube-prometheus-stack` chart version (https://prometheus-community.github.io/helm-charts)."""

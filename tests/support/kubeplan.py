@@ -190,10 +190,31 @@ def magnum_nodes(plan: Mapping[str, Any], flavors: Mapping[str, Flavor]) -> list
     return nodes
 
 
+def virtual_nodes(plan: Mapping[str, Any]) -> list[NodeSpec]:
+    """Each offload gateway's virtual node, as interLink's virtual kubelet registers it from its
+    `InterLinkConfig.yaml`: its node name, labels, taints and the resources it advertises."""
+    nodes = []
+    for config_map in resources_of(plan, "kubernetes:core/v1:ConfigMap"):
+        data = config_map["inputs"].get("data") or {}
+        if "InterLinkConfig.yaml" not in data:
+            continue
+        config = yaml.safe_load(data["InterLinkConfig.yaml"])
+        name = config_map["inputs"]["metadata"]["name"]
+        labels = _kubelet_labels(name) | dict(label.split("=", 1) for label in config["NodeLabels"])
+        taints = [{"key": t["Key"], "value": t["Value"], "effect": t["Effect"]} for t in config["NodeTaints"]]
+        resources = config["Resources"]
+        capacity = {"cpu": resources["CPU"], "memory": resources["Memory"], "pods": resources["Pods"]}
+        gpus = sum(a["Available"] for a in resources.get("Accelerators") or [] if a["ResourceType"] == GPU)
+        if gpus:
+            capacity[GPU] = str(gpus)
+        nodes.append(NodeSpec(name, name, labels, taints, capacity))
+    return nodes
+
+
 def stack_nodes(plan: Mapping[str, Any], files: Mapping[str, str], flavors: Mapping[str, Flavor]) -> list[NodeSpec]:
     if resources_of(plan, MAGNUM_CLUSTER):
-        return magnum_nodes(plan, flavors)
-    return openstack_nodes(plan, files, flavors)
+        return magnum_nodes(plan, flavors) + virtual_nodes(plan)
+    return openstack_nodes(plan, files, flavors) + virtual_nodes(plan)
 
 
 # -- objects ----------------------------------------------------------------------------------------------------------
