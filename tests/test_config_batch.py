@@ -34,8 +34,13 @@ def test_defaults_and_worker_groups_from_the_batch_node_groups() -> None:
     found = groups(condor_base())
     assert list(found) == ["cpu", "gpu"]
     cpu, gpu = found["cpu"], found["gpu"]
-    # Sized to the node by the hub's fit rule: vCPUs less half a core, 90% of the RAM.
-    assert (cpu.pod_cpus, cpu.pod_memory_mib, cpu.slot_cpus) == (7.5, int(32 * 0.9 * 1024), 7)
+    # Sized to the node by the hub's fit rule (vCPUs less half a core, 90% of the RAM), less the
+    # room of the services the group also runs (role system: 2.5 cores, 8 GiB).
+    assert cpu.node_group is not None and "system" in cpu.node_group.roles
+    assert (cpu.pod_cpus, cpu.pod_memory_mib, cpu.slot_cpus) == (5.0, int((32 * 0.9 - 8) * 1024), 5)
+    services_apart = edit(condor_base(), "cluster.nodeGroups.gpu.roles", ["system", "batch"])
+    batch_only = groups(edit(services_apart, "cluster.nodeGroups.cpu.roles", ["batch", "interactive", "dask"]))["cpu"]
+    assert (batch_only.pod_cpus, batch_only.pod_memory_mib) == (7.5, int(32 * 0.9 * 1024))
     assert cpu.slot_memory_mib == cpu.pod_memory_mib - DAEMON_MEMORY_MIB
     assert (cpu.gpus, cpu.start, cpu.preference, cpu.min_workers, cpu.max_workers) == (0, "True", 0, 0, 2)
     assert (gpu.gpus, gpu.preference, gpu.max_workers) == (2, 10, 1)
@@ -149,6 +154,8 @@ def test_bad_condor_config(path: str, value: Any, reported: str | None, allowed:
 def test_a_batch_flavor_must_leave_room_for_a_worker() -> None:
     cfg = edit(condor_base(), "site.flavors.tiny", {"vcpus": 1, "ramGib": 2})
     cfg = edit(cfg, "cluster.nodeGroups.cpu.flavor", "tiny")
+    only_problem(cfg, "af:cluster.nodeGroups.cpu.flavor", "next to the group's roles system (2.5 cores, 8 GiB)")
+    cfg = edit(edit(cfg, "cluster.nodeGroups.cpu.roles", ["batch"]), "cluster.nodeGroups.gpu.roles", ["system"])
     only_problem(cfg, "af:cluster.nodeGroups.cpu.flavor", "at least 1 core and 2 GiB next to the system pods")
 
 

@@ -10,7 +10,7 @@ from conftest import by_name, stack_values
 from support import placement
 
 from afctl.plan import plan_document
-from components.batch.config import CONTROL_PLANE_RESERVE, worker_groups
+from components.batch.config import ROLE_RESERVE, worker_groups
 from components.config.errors import ConfigError
 from components.config.loader import build_config
 
@@ -55,7 +55,7 @@ def test_one_vm_runs_every_role_and_is_a_worker_group(shipped):
     assert group.name == "control-plane" and group.max_workers == 1
     assert group.pod_cpus == FLAVOR_CORES - 0.5 - 7.0
     assert group.pod_memory_mib == int((FLAVOR_GIB * 0.9 - 29.0) * 1024)
-    assert sum(c for c, _ in CONTROL_PLANE_RESERVE.values()) == 7.0
+    assert sum(c for c, _ in ROLE_RESERVE.values()) == 7.0
 
     plan = plan_document(shipped("single"))
     (node,) = placement.nodes(plan)
@@ -110,7 +110,8 @@ def test_a_worker_sized_beyond_the_reserve_is_refused_and_a_node_group_may_not_t
     with pytest.raises(ConfigError) as info:
         build_config(values, secret)
     (problem,) = info.value.problems
-    assert problem.path == "af:condor.groups.control-plane" and "less 7 cores and 29 GiB" in problem.allowed
+    assert problem.path == "af:condor.groups.control-plane"
+    assert "the control plane's other roles (7 cores, 29 GiB)" in problem.allowed
     values["condor"] = {"enabled": True, "groups": {"control-plane": {"cpus": 20, "memoryGib": 64}}}
     assert build_config(values, secret).condor.groups["control-plane"].cpus == 20
     values = copy.deepcopy(stack_values("single")[0])

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ..config.errors import Problem, problem
 from ..config.facility import FacilityConfig
 from ..infra.config import FIT_RULE, fits
-from .config import CONTROL_PLANE_GROUP, WorkerGroup, WorkerGroupConfig, control_plane_reserve, worker_groups
+from .config import CONTROL_PLANE_GROUP, SERVICE_ROLES, WorkerGroup, WorkerGroupConfig, worker_groups, worker_reserve
 
 
 def _local_group_problems(
@@ -42,23 +42,20 @@ def _local_group_problems(
     flavor_loc = (
         ("cluster", "controlPlane", "flavor") if on_control_plane else ("cluster", "nodeGroups", name, "flavor")
     )
-    keep_cores, keep_gib = control_plane_reserve(group.node_group.roles) if on_control_plane else (0.0, 0.0)
+    keep_cores, keep_gib = worker_reserve(group.node_group.roles, on_control_plane)
     if group.pod_cpus < 1 or group.pod_memory_mib < 2048:
-        beside = (
-            f"next to k3s's server and the control plane's other roles ({keep_cores:g} cores, {keep_gib:g} GiB)"
-            if on_control_plane
-            else "next to the system pods"
-        )
+        room = _beside(group, on_control_plane)
         found.append(
             problem(
                 flavor_loc,
                 group.node_group.flavor,
-                f"a flavor with room for a worker of at least 1 core and 2 GiB {beside}",
+                f"a flavor with room for a worker of at least 1 core and 2 GiB next to {room}"
+                + (", or a node group with role batch alone" if _services(group) and not on_control_plane else ""),
             )
         )
     if settings is None or (settings.cpus is None and settings.memory_gib is None):
         return found  # default sizes fit by construction
-    kept = f", less {keep_cores:g} cores and {keep_gib:g} GiB for k3s and the other roles" if on_control_plane else ""
+    kept = f", less {_beside(group, on_control_plane)}" if keep_cores or keep_gib else ""
     if not fits(group.pod_cpus + keep_cores, group.pod_memory_mib / 1024 + keep_gib, flavor):
         found.append(
             problem(
@@ -68,6 +65,24 @@ def _local_group_problems(
             )
         )
     return found
+
+
+def _services(group: WorkerGroup) -> list[str]:
+    """The roles of a local worker's node group whose pods run all the time."""
+    assert group.node_group is not None
+    return [r for r in group.node_group.roles if r in SERVICE_ROLES]
+
+
+def _beside(group: WorkerGroup, on_control_plane: bool) -> str:
+    """What a local worker leaves room for on its node, in words."""
+    assert group.node_group is not None
+    keep_cores, keep_gib = worker_reserve(group.node_group.roles, on_control_plane)
+    if on_control_plane:
+        return f"k3s's server and the control plane's other roles ({keep_cores:g} cores, {keep_gib:g} GiB)"
+    services = _services(group)
+    if not services:
+        return "the system pods"
+    return f"the group's roles {', '.join(services)} ({keep_cores:g} cores, {keep_gib:g} GiB)"
 
 
 def _offload_group_problems(name: str, group: WorkerGroup, settings: WorkerGroupConfig | None) -> list[Problem]:

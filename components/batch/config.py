@@ -41,21 +41,27 @@ CPU_PREFERENCE, GPU_PREFERENCE = 0, 10
 """Default preferences: CPU groups are tried before GPU groups (offload groups come last)."""
 RETIRE_MARGIN_MINUTES = 10
 """An offloaded worker stops taking jobs this long before its Slurm job's wall time ends."""
-CONTROL_PLANE_RESERVE: dict[str, tuple[float, float]] = {
+ROLE_RESERVE: dict[str, tuple[float, float]] = {
     "server": (1.5, 3.0),
     "system": (2.5, 8.0),
     "interactive": (2.0, 12.0),
     "cache": (1.0, 6.0),
 }
-"""Cores and GiB a worker on the control plane leaves, besides the half core and 10% of RAM every
-node keeps: to k3s's server (API server, controllers, scheduler, its datastore, traefik, CoreDNS,
-metrics-server, local-path; k3s asks 2 cores and 2 GB for a server that also runs workloads) and to
-what the control plane's other roles run there, by their requests in the shipped `single` stack:
-`system` the facility's services (hub, proxy, Prometheus and Grafana, cert-manager, the pool's
-central manager, schedd and autoscaler, CVMFS: 2.5 cores and 6.3 GiB), `interactive` a notebook
-of the hub's largest default profile (1.5 cores and 11.2 GiB), `cache` the cache server and its
-sidecars (0.5 cores and 5 GiB with the default 4g `ram`). The worker takes what is left;
-`af:condor.groups.control-plane.cpus`/`memoryGib` size it otherwise."""
+"""Cores and GiB a worker leaves on its node, besides the half core and 10% of RAM every node keeps:
+to k3s's server on the control plane (API server, controllers, scheduler, its datastore, traefik,
+CoreDNS, metrics-server, local-path; k3s asks 2 cores and 2 GB for a server that also runs
+workloads) and to what the node's other roles run there, by their requests in the shipped `single`
+stack: `system` the facility's services (hub, proxy, Prometheus and Grafana, cert-manager, the
+pool's central manager, schedd and autoscaler, CVMFS: 2.5 cores and 6.3 GiB), `interactive` a
+notebook of the hub's largest default profile (1.5 cores and 11.2 GiB), `cache` the cache server
+and its sidecars (0.5 cores and 5 GiB with the default 4g `ram`). The worker takes what is left;
+`af:condor.groups.<group>.cpus`/`memoryGib` size it otherwise."""
+SERVICE_ROLES = ("system", "cache")
+"""Roles whose pods run all the time: a node group that also has one of them keeps their reserve on
+every node, since the scheduler spreads them over the group. Notebooks and Dask workers come and
+go: on a node group they take the nodes no worker holds, and idle workers make room (the
+autoscaler scales them in); on the one control plane there is no other node, so it keeps their
+room too."""
 Role = Literal["cm", "submit", "execute"]
 
 
@@ -100,11 +106,12 @@ class WorkerGroupConfig(StrictModel):
     """Order in which groups are tried for a job both can run: lower first. Default: 0 for CPU
     groups, 10 for GPU groups (CPU jobs prefer CPU groups), 100 for offload groups."""
     cpus: float | None = Field(default=None, ge=1)
-    """Cores of each worker pod; by default the node's vCPUs less half a core. Required in
-    cluster mode `existing`, where flavors are unknown."""
+    """Cores of each worker pod; by default the node's vCPUs less half a core and the room of
+    the services the node also runs (roles `system`, `cache`; on the control plane k3s and every
+    other role). Required in cluster mode `existing`, where flavors are unknown."""
     memory_gib: float | None = Field(default=None, ge=2)
-    """Memory of each worker pod, in GiB; by default 90% of the node's RAM. Required in
-    cluster mode `existing`."""
+    """Memory of each worker pod, in GiB; by default 90% of the node's RAM less the room of the
+    services the node also runs, as for `cpus`. Required in cluster mode `existing`."""
 
     @field_validator("start")
     @classmethod
@@ -194,10 +201,14 @@ class WorkerGroup:
         return None if self.pod_memory_mib is None else self.pod_memory_mib - DAEMON_MEMORY_MIB
 
 
-def control_plane_reserve(roles: list[str]) -> tuple[float, float]:
-    """Cores and GiB a worker on the control plane leaves to k3s and the control plane's other roles."""
-    kept = ["server", *(r for r in roles if r != "batch" and r in CONTROL_PLANE_RESERVE)]
-    return sum(CONTROL_PLANE_RESERVE[k][0] for k in kept), sum(CONTROL_PLANE_RESERVE[k][1] for k in kept)
+def worker_reserve(roles: list[str], control_plane: bool) -> tuple[float, float]:
+    """Cores and GiB a worker leaves on a node with `roles` to what else runs there: on the
+    control plane k3s's server and every other role, on a node group its services."""
+    if control_plane:
+        kept = ["server", *(r for r in roles if r != "batch" and r in ROLE_RESERVE)]
+    else:
+        kept = [r for r in roles if r in SERVICE_ROLES]
+    return sum(ROLE_RESERVE[k][0] for k in kept), sum(ROLE_RESERVE[k][1] for k in kept)
 
 
 def control_plane_nodes(cluster: Cluster) -> NodeGroup | None:
@@ -221,7 +232,7 @@ def worker_groups(
     for name, group in local:
         settings = condor.groups.get(name) or WorkerGroupConfig()
         flavor = flavors.get(group.flavor) if cluster.mode != "existing" else None
-        keep_cores, keep_gib = control_plane_reserve(group.roles) if group is control_plane else (0.0, 0.0)
+        keep_cores, keep_gib = worker_reserve(group.roles, group is control_plane)
         cpus = settings.cpus
         if cpus is None and flavor is not None:
             cpus = flavor.vcpus - SYSTEM_RESERVE_CORES - keep_cores

@@ -4,7 +4,7 @@ the node caches (`nodeLocal`) on known groups with a complete credential, beside
 
 from __future__ import annotations
 
-from ..batch.config import worker_groups
+from ..batch.config import CONTROL_PLANE_GROUP, worker_groups, worker_reserve
 from ..config.errors import Problem, problem
 from ..config.facility import FacilityConfig
 from .config import NODE_CACHE_ROLES, BearerToken, node_cache_groups, under
@@ -81,16 +81,18 @@ def _node_fit_problems(cfg: FacilityConfig) -> list[Problem]:
         flavor = cfg.site.flavors.get(group.node_group.flavor) if group.node_group else None
         if group.name not in groups or flavor is None or group.pod_cpus is None or group.pod_memory_mib is None:
             continue
-        room_cpu = flavor.vcpus * 1000 - round(group.pod_cpus * 1000)
-        room_memory = flavor.ram_gib * 1024 - group.pod_memory_mib
+        # The services of the group's other roles keep their room beside the worker too.
+        keep_cores, keep_gib = worker_reserve(group.node_group.roles, group.name == CONTROL_PLANE_GROUP)
+        room_cpu = flavor.vcpus * 1000 - round((group.pod_cpus + keep_cores) * 1000)
+        room_memory = flavor.ram_gib * 1024 - group.pod_memory_mib - round(keep_gib * 1024)
         if cpu > room_cpu or memory > room_memory:
             found.append(
                 problem(
                     ("cache", "nodeLocal", "ram"),
                     cfg.cache.node_local.ram,
-                    f"a node cache that fits beside the batch worker of {group.name}: the worker leaves "
-                    f"{room_memory} MiB and {room_cpu}m CPU of each node, a node cache asks {memory} MiB and {cpu}m "
-                    f"(or a smaller worker: af:condor.groups.{group.name})",
+                    f"a node cache that fits beside the batch worker of {group.name}: the worker and the "
+                    f"group's services leave {room_memory} MiB and {room_cpu}m CPU of each node, a node cache "
+                    f"asks {memory} MiB and {cpu}m (or a smaller worker: af:condor.groups.{group.name})",
                 )
             )
     return found

@@ -222,7 +222,7 @@ class Cache(StrictModel):
     above. Also with more than 2m, when `ram` is full the cache forwards a client's vector-read pieces
     to the origin as they are, and an origin keeping XRootD's 2m refuses pieces above it (XRootD
     issue 2308; uproot's pieces were at most 1.3 MB here)."""
-    network_checksums: bool = True
+    network_checksums: StrictBool = True
     """The cache reads from the origin with page checksums (`pfc.cschk net`, XRootD's default: kXR_pgread,
     a CRC32C per 4 KiB page that the origin computes and the cache checks before the block is stored
     and served to everyone); false reads plainly (`pfc.cschk off`) and trusts TCP's own checksum.

@@ -54,6 +54,7 @@ PATTERN_HELP = {
     r"^\d+\.\d+\.\d+-\d+$": "a package version such as 1.17.8-1",
     r"^v1\.\d+\.\d+\+k3s\d+$": "a k3s release such as v1.36.2+k3s1",
     r"^v1\.\d+\.\d+$": "a Kubernetes version such as v1.30.4",
+    r"^(v1\.\d+|latest)$": "a Pod Security Standards version: v1.<minor> such as v1.36, or latest",
     r"^\d+\.\d+\.\d+-el\d+$": "an HTCondor image tag such as 24.0.7-el9",
     r"^\d{4}\.\d{1,2}\.\d+$": "a dask-gateway chart version such as 2024.1.0",
     r"^[A-Za-z0-9_./+-]+$": "a command or path without spaces, such as python3 or /opt/conda/bin/python",
