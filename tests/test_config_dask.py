@@ -9,6 +9,7 @@ import pytest
 from test_config import HUB_SECRET, edit, hub_base, only_problem, problems_of
 
 from components.config.loader import build_config
+from components.dask.config import worker_groups
 
 LIMITS = {"cores": 16, "memoryGib": 64, "workersPerCluster": 8, "clustersPerUser": 2}
 
@@ -41,7 +42,7 @@ def test_dask_base_is_valid_with_documented_defaults() -> None:
         ("dask.worker.maxMemoryGib", 40, "af:dask.worker", "a pod that fits a node of cpu"),
         ("dask.worker.cores", 8, "af:dask.worker", "a default worker size within maxCores"),
         ("dask.scheduler", {"cores": 10, "memoryGib": 2}, "af:dask.scheduler", "a pod that fits a node of cpu"),
-        ("dask.placement.workers", "cache", "af:dask.placement.workers", "add 'cache' to a group's roles"),
+        ("dask.placement.workers", "cache", "af:dask.placement.workers", "add 'cache' to its roles"),
         ("dask.placement.schedulers", "gpu", "af:dask.placement.schedulers", "'system', 'interactive'"),
         ("dask.idleTimeoutMinutes", 0, "af:dask.idleTimeoutMinutes", "above 0"),
         ("dask.chartVersion", "latest", "af:dask.chartVersion", "a dask-gateway chart version"),
@@ -56,6 +57,16 @@ def test_gpu_only_worker_groups_leave_cpu_workers_nowhere() -> None:
     cfg = edit(dask_base(), "cluster.nodeGroups.cpu.roles", ["system", "batch", "interactive"])
     cfg = edit(cfg, "cluster.nodeGroups.gpu.roles", ["batch", "dask"])
     only_problem(cfg, "af:dask.placement.workers", "a role of a CPU node group", HUB_SECRET)
+
+
+def test_workers_may_run_on_the_control_plane_when_it_has_their_role() -> None:
+    cfg = edit(dask_base(), "cluster.nodeGroups.cpu.roles", ["system", "batch", "interactive"])
+    only_problem(cfg, "af:dask.placement.workers", "or of af:cluster.controlPlane.roles", HUB_SECRET)
+    on_control_plane = edit(edit(cfg, "cluster.controlPlane.roles", ["dask"]), "cluster.controlPlane.flavor", "big")
+    assert list(worker_groups(build_config(on_control_plane, HUB_SECRET), gpu=False)) == ["control-plane"]
+    # Its flavor (big: 8 vCPUs) bounds the workers as a node group's would.
+    too_big = edit(on_control_plane, "dask.worker.maxCores", 8)
+    only_problem(too_big, "af:dask.worker", "a pod that fits a node of control-plane", HUB_SECRET)
 
 
 def test_the_gateway_needs_the_hub() -> None:

@@ -49,13 +49,14 @@ def test_one_vm_runs_every_role_and_is_a_worker_group(shipped):
         "interactive",
         "cache",
         "batch",
+        "dask",
     }
     (group,) = worker_groups(cfg.condor, cfg.cluster, cfg.site.flavors).values()
-    # The README's table: 0.5 + 1.5 + 2.5 + 2 + 1 cores, 10% + 3 + 8 + 12 + 6 GiB.
+    # The README's table: 0.5 + 1.5 + 2.5 + 2 + 1 + 3.5 cores, 10% + 3 + 8 + 12 + 6 + 11 GiB.
     assert group.name == "control-plane" and group.max_workers == 1
-    assert group.pod_cpus == FLAVOR_CORES - 0.5 - 7.0
-    assert group.pod_memory_mib == int((FLAVOR_GIB * 0.9 - 29.0) * 1024)
-    assert sum(c for c, _ in ROLE_RESERVE.values()) == 7.0
+    assert group.pod_cpus == FLAVOR_CORES - 0.5 - 10.5
+    assert group.pod_memory_mib == int((FLAVOR_GIB * 0.9 - 40.0) * 1024)
+    assert sum(c for c, _ in ROLE_RESERVE.values()) == 10.5
 
     plan = plan_document(shipped("single"))
     (node,) = placement.nodes(plan)
@@ -69,7 +70,8 @@ def test_one_vm_runs_every_role_and_is_a_worker_group(shipped):
 
 def test_everything_the_plan_places_fits_the_one_vm(shipped):
     """Every pod may run on the VM (selectors, taints), and their requests, with the worker at
-    its one replica and one notebook of the largest profile, fit what the node offers pods."""
+    its one replica, one notebook of the largest profile and one Dask cluster of the gateway's
+    default sizes (a scheduler, two workers), fit what the node offers pods."""
     plan = plan_document(shipped("single"))
     (node,) = placement.nodes(plan)
     cores = gib = 0.0
@@ -82,7 +84,10 @@ def test_everything_the_plan_places_fits_the_one_vm(shipped):
             continue
         cores, gib = cores + c, gib + m
     largest = max(notebooks)
-    cores, gib = cores + largest[0], gib + largest[1]
+    dask = build_config(*stack_values("single")).dask
+    assert dask.enabled
+    cores += largest[0] + dask.scheduler.cores + 2 * dask.worker.cores
+    gib += largest[1] + dask.scheduler.memory_gib + 2 * dask.worker.memory_gib
     assert cores <= FLAVOR_CORES - 0.5, cores
     assert gib <= FLAVOR_GIB * 0.9, gib
     # Not vacuous: the worker takes most of the VM.
@@ -98,7 +103,7 @@ def test_a_control_plane_too_small_for_a_worker_is_refused():
     found = {p.path: p for p in info.value.problems}
     assert "af:cluster.controlPlane.flavor" in found
     assert (
-        "k3s's server and the control plane's other roles (7 cores, 29 GiB)"
+        "k3s's server and the control plane's other roles (10.5 cores, 40 GiB)"
         in found["af:cluster.controlPlane.flavor"].allowed
     )
 
@@ -111,7 +116,7 @@ def test_a_worker_sized_beyond_the_reserve_is_refused_and_a_node_group_may_not_t
         build_config(values, secret)
     (problem,) = info.value.problems
     assert problem.path == "af:condor.groups.control-plane"
-    assert "the control plane's other roles (7 cores, 29 GiB)" in problem.allowed
+    assert "the control plane's other roles (10.5 cores, 40 GiB)" in problem.allowed
     values["condor"] = {"enabled": True, "groups": {"control-plane": {"cpus": 20, "memoryGib": 64}}}
     assert build_config(values, secret).condor.groups["control-plane"].cpus == 20
     values = copy.deepcopy(stack_values("single")[0])

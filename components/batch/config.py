@@ -46,6 +46,7 @@ ROLE_RESERVE: dict[str, tuple[float, float]] = {
     "system": (2.5, 8.0),
     "interactive": (2.0, 12.0),
     "cache": (1.0, 6.0),
+    "dask": (3.5, 11.0),
 }
 """Cores and GiB a worker leaves on its node, besides the half core and 10% of RAM every node keeps:
 to k3s's server on the control plane (API server, controllers, scheduler, its datastore, traefik,
@@ -54,7 +55,9 @@ workloads) and to what the node's other roles run there, by their requests in th
 stack: `system` the facility's services (hub, proxy, Prometheus and Grafana, cert-manager, the
 pool's central manager, schedd and autoscaler, CVMFS: 2.5 cores and 6.3 GiB), `interactive` a
 notebook of the hub's largest default profile (1.5 cores and 11.2 GiB), `cache` the cache server
-and its sidecars (0.5 cores and 5 GiB with the default 4g `ram`). The worker takes what is left;
+and its sidecars (0.5 cores and 5 GiB with the default 4g `ram`), `dask` the gateway's API, controller
+and proxy (0.3 cores, 0.6 GiB) and one Dask cluster of its default sizes (a scheduler of 1 core
+and 2 GiB, two workers of 1 core and 4 GiB). The worker takes what is left;
 `af:condor.groups.<group>.cpus`/`memoryGib` size it otherwise."""
 SERVICE_ROLES = ("system", "cache")
 """Roles whose pods run all the time: a node group that also has one of them keeps their reserve on
@@ -211,28 +214,16 @@ def worker_reserve(roles: list[str], control_plane: bool) -> tuple[float, float]
     return sum(ROLE_RESERVE[k][0] for k in kept), sum(ROLE_RESERVE[k][1] for k in kept)
 
 
-def control_plane_nodes(cluster: Cluster) -> NodeGroup | None:
-    """The control plane as a group of nodes when it runs batch workers (mode `openstack` only:
-    elsewhere it hosts nothing of the facility). It is untainted, so its workers tolerate nothing."""
-    cp = cluster.control_plane
-    if cluster.mode != "openstack" or "batch" not in cp.roles:
-        return None
-    return NodeGroup.model_validate({"flavor": cp.flavor, "count": cp.count, "roles": list(cp.roles)})
-
-
 def worker_groups(
     condor: Condor, cluster: Cluster, flavors: Mapping[str, Flavor], offload: Offload | None = None
 ) -> dict[str, WorkerGroup]:
     """The control plane when it has role `batch`, every node group with role `batch` in name
     order, then every offload gateway."""
     found: dict[str, WorkerGroup] = {}
-    local = sorted((n, g) for n, g in cluster.node_groups.items() if "batch" in g.roles)
-    if (control_plane := control_plane_nodes(cluster)) is not None:
-        local.insert(0, (CONTROL_PLANE_GROUP, control_plane))
-    for name, group in local:
+    for name, group in cluster.groups_with("batch").items():
         settings = condor.groups.get(name) or WorkerGroupConfig()
         flavor = flavors.get(group.flavor) if cluster.mode != "existing" else None
-        keep_cores, keep_gib = worker_reserve(group.roles, group is control_plane)
+        keep_cores, keep_gib = worker_reserve(group.roles, name == CONTROL_PLANE_GROUP)
         cpus = settings.cpus
         if cpus is None and flavor is not None:
             cpus = flavor.vcpus - SYSTEM_RESERVE_CORES - keep_cores

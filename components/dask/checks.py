@@ -53,7 +53,7 @@ def problems(cfg: FacilityConfig) -> list[Problem]:
                     (*loc, "placement", key),
                     role,
                     f"a role of a {'CPU ' if key == 'workers' else ''}node group in af:cluster.nodeGroups "
-                    f"(add {role!r} to a group's roles)",
+                    f"or of af:cluster.controlPlane.roles (add {role!r} to its roles)",
                 )
             )
     if cfg.cluster.mode == "existing":

@@ -113,8 +113,8 @@ class Dask(StrictModel):
 
 
 def role_groups(cfg: FacilityConfig, role: NodeRole) -> dict[str, NodeGroup]:
-    """Node groups with `role`, by name, sorted."""
-    return {name: group for name, group in sorted(cfg.cluster.node_groups.items()) if role in group.roles}
+    """Node groups with `role` (the control plane first when it has it)."""
+    return cfg.cluster.groups_with(role)
 
 
 def worker_groups(cfg: FacilityConfig, gpu: bool) -> dict[str, NodeGroup]:

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, NonNegativeInt, PositiveInt, SecretStr, model_validator
 
 from ..config.base import Cidr, DnsLabel, Fqdn, NodeCidr, PinnedImage, RestrictedCidr, Sha256, StrictModel
-from ..names import NodeRole
+from ..names import CONTROL_PLANE_GROUP, NodeRole
 
 SYSTEM_RESERVE_CORES = 0.5
 """Cores of every node left to its system pods (kubelet, CNI, CSI node plugins)."""
@@ -307,3 +307,19 @@ class Cluster(StrictModel):
     """Pod network."""
     service_cidr: Cidr = "10.43.0.0/16"
     """Service network."""
+
+    def control_plane_group(self) -> NodeGroup | None:
+        """The control plane as a node group, when it hosts workloads of the facility (roles, mode
+        `openstack` only: elsewhere it hosts nothing of ours). It is untainted, so its pods
+        tolerate nothing."""
+        cp = self.control_plane
+        if self.mode != "openstack" or not cp.roles:
+            return None
+        return NodeGroup.model_validate({"flavor": cp.flavor, "count": cp.count, "roles": list(cp.roles)})
+
+    def groups_with(self, role: NodeRole) -> dict[str, NodeGroup]:
+        """The node groups with `role` by name, sorted, and the control plane (as `control-plane`)
+        first when it has the role."""
+        found = {name: group for name, group in sorted(self.node_groups.items()) if role in group.roles}
+        cp = self.control_plane_group()
+        return {CONTROL_PLANE_GROUP: cp, **found} if cp is not None and role in cp.roles else found
