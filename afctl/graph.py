@@ -14,7 +14,7 @@ from typing import Any
 
 from components.config.facility import FacilityConfig
 from components.flows.declaration import Peer, facility_flows
-from components.names import CONDOR_WORKER, CONTROL_PLANE_GROUP, WORKER_GROUP_LABEL
+from components.names import CONDOR_WORKER, CONTROL_PLANE_GROUP, DASK_NAMESPACE, WORKER_GROUP_LABEL
 
 MINTER = "af-condor-token-minter"
 """The Job that mints the offloaded workers' IDTOKEN (components/batch/pods.py)."""
@@ -142,13 +142,15 @@ def _placed(w: Workload, cfg: FacilityConfig) -> Workload:
             where = ["control plane" if group == CONTROL_PLANE_GROUP else group]
     elif w.namespace == "jupyterhub" and w.kind == "Helm chart":
         where = [f"notebooks on {', '.join(_runs_on(cfg, 'interactive'))}"]
+    elif w.namespace == DASK_NAMESPACE and w.kind == "Helm chart":
+        where = [f"clusters on {', '.join(_runs_on(cfg, cfg.dask.placement.workers))}"]
     elif w.namespace == "xcache":
         where = _runs_on(cfg, "cache") or _runs_on(cfg, "system")
     elif w.namespace == "nvidia-device-plugin" or w.name == "dcgm-exporter":
         where = [g for g in _runs_on(cfg, "batch", gpu=True) + _runs_on(cfg, "interactive", gpu=True)]
     if not where:
         return w
-    shown = where[0] if where[0].startswith("notebooks") else "on " + ", ".join(dict.fromkeys(where))
+    shown = where[0] if where[0].startswith(("notebooks", "clusters")) else "on " + ", ".join(dict.fromkeys(where))
     return Workload(w.name, w.kind, w.namespace, f"{w.label}\\n({shown})")
 
 

@@ -106,9 +106,10 @@ def test_the_single_machine_shows_everything_on_the_control_plane(shipped):
     cfg = build_config(*stack_values("single"))
     pic = graph.picture(document, cfg)
     assert list(pic.node_groups) == ["control-plane"]
-    assert "roles: system, interactive, cache, batch" in pic.node_groups["control-plane"]
+    assert "roles: system, interactive, cache, batch, dask" in pic.node_groups["control-plane"]
     shown = labels(graph.dot(pic))
     assert "(notebooks on control plane)" in shown and "af-xcache\\nStatefulSet\\n(on control plane)" in shown
+    assert f"dask-gateway {cfg.dask.chart_version}\\n(clusters on control plane)" in shown
 
 
 def test_the_offload_gateway_and_its_token_minter_are_connected(shipped):
