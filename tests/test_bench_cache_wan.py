@@ -23,10 +23,10 @@ FIGURES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def output() -> str:
+def _bench(*args: str) -> str:
+    """The benchmark's output, tiny (`--quick`), with `args`; it must succeed."""
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_cache_wan.py"), "--quick", "--skip-loopback"],
+        [sys.executable, str(ROOT / "benchmarks" / "bench_cache_wan.py"), "--quick", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -35,6 +35,11 @@ def output() -> str:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def output() -> str:
+    return _bench("--skip-loopback")
 
 
 def _run_mib(output: str, run: str, column: str) -> float:
@@ -70,16 +75,7 @@ def test_warm_reads_and_a_node_caches_second_pass_fetch_nothing_upstream(output:
 
 @pytest.fixture(scope="module")
 def traced() -> str:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_cache_wan.py"), "--quick", "--trace"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
+    return _bench("--trace")
 
 
 def _traced(output: str, mode: str) -> list[str]:

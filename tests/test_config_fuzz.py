@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from support.gateways import galileo
+from test_config import JARGON, LINE
 
 import afctl.runner
 from afctl import cli
@@ -38,7 +39,6 @@ from components.infra.quota import Usage, usage
 
 Loc = tuple[str | int, ...]
 
-LINE = re.compile(r"^af:(\S+)?: got .+; allowed: .+$")
 BASE_STACKS = ("dev", "cms-bari")
 MIN_EXAMPLES = 200
 FUZZ_SETTINGS = settings(
@@ -755,25 +755,6 @@ def invalid_configs(draw: Draw) -> Case:
 
 
 # --- the contract --------------------------------------------------------------------------------
-
-
-JARGON = (
-    "Input should",
-    "should have",
-    "valid dictionary",
-    "instance of",
-    "a valid ",
-    "relative URL",
-    "text matching",
-    "URL scheme",
-    "^",
-    "\\d",
-    "[a-z",
-    "(?",
-    "Field required",
-    "Extra inputs",
-)
-"""Words of pydantic's own messages and pieces of regexes: the allowed text is plain words."""
 
 
 def assert_line_contract(lines: list[str]) -> None:
