@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field, PositiveInt, SecretStr, StrictBool, field_validator
+from pydantic import AfterValidator, Field, PositiveInt, SecretStr, StrictBool, field_validator
 
 from ..config.base import HTTPS_URL_PATTERN, PinnedImage, StrictModel
 from ..config.identity import WLCG_ANY_AUDIENCE
@@ -44,8 +44,8 @@ TLS_BUFFER = "16m"
 """`af:cache.maxBufferSize` when unset and clients come over TLS."""
 
 
-def _buffer_size(value: str | None) -> str | None:
-    if value is not None and not size_bytes(XROOTD_BUFFER) <= size_bytes(value) <= size_bytes("1g"):
+def _buffer_size(value: str) -> str:
+    if not size_bytes(XROOTD_BUFFER) <= size_bytes(value) <= size_bytes("1g"):
         raise ValueError("from 2m (XRootD's default) to 1g, such as 16m")
     return value
 
@@ -56,6 +56,14 @@ def _block_size(value: str) -> str:
     if not size_bytes("4k") <= size_bytes(value) <= size_bytes("16m"):
         raise ValueError("between 4k and 16m (XRootD 5.5's pfc.blocksize range)")
     return value
+
+
+PfcRam = Annotated[str, AfterValidator(_ram)]
+"""`pfc.ram`: a size of at least 1g."""
+BlockSize = Annotated[str, AfterValidator(_block_size)]
+"""`pfc.blocksize`: a multiple of 4k from 4k to 16m."""
+BufferSize = Annotated[str, AfterValidator(_buffer_size)]
+"""`xrd.buffers maxbsz`: from 2m to 1g."""
 
 
 class CacheIssuer(StrictModel):
@@ -146,9 +154,9 @@ class NodeLocal(StrictModel):
     files_max: str = "50g"
     """Cap on the bytes of cached files per node (`pfc.diskusage … files`; the purge brings them down to 80 % of it).
     The node cache's disk is node-local scratch (an emptyDir) limited to this plus 10 %: it never holds more."""
-    ram: str = "1g"
+    ram: PfcRam = "1g"
     """Memory for blocks in flight (`pfc.ram`); XRootD 5.5 requires at least 1g. The pod requests it and 256 MiB."""
-    block_size: str | None = None
+    block_size: BlockSize | None = None
     """Block size (`pfc.blocksize`), a multiple of 4k; the site cache's when unset, so a node's miss is whole blocks of
     the site cache."""
     prefetch: int = Field(default=0, ge=0, le=128)
@@ -164,16 +172,6 @@ class NodeLocal(StrictModel):
         if size_bytes(value) < size_bytes("1g"):
             raise ValueError("at least 1g, such as 50g")
         return value
-
-    @field_validator("ram")
-    @classmethod
-    def _ram(cls, value: str) -> str:
-        return _ram(value)
-
-    @field_validator("block_size")
-    @classmethod
-    def _block(cls, value: str | None) -> str | None:
-        return None if value is None else _block_size(value)
 
 
 class Cache(StrictModel):
@@ -198,15 +196,15 @@ class Cache(StrictModel):
     storage_class: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     """Storage class of the cache disks; the cluster default when unset (on k3s, the node's data
     volume)."""
-    ram: str = "4g"
+    ram: PfcRam = "4g"
     """Memory for blocks in flight (`pfc.ram`); XRootD 5.5 requires at least 1g."""
-    block_size: str = "64k"
+    block_size: BlockSize = "64k"
     """Block size (`pfc.blocksize`); a multiple of 4k. The unit fetched from the origin: an
     analysis reading a quarter of a NanoAOD file's branches needs scattered baskets, and every block
     it touches is fetched whole. Measured (benchmarks/bench_cache_wan.py, 20 ms, 1 Gbit/s): bytes
     fetched from the origin per byte needed 1.23 with 64k, 1.40 with 128k, 1.69 with 256k, 2.66
     with 1m; cold read time hardly changes (each vector read waits one origin round trip)."""
-    max_buffer_size: str | None = None
+    max_buffer_size: BufferSize | None = None
     """The most the server handles of one client request at a time (`xrd.buffers maxbsz`, from 2m,
     XRootD's own default, to 1g). Unset: 16m when clients come over TLS (`tokenAuth`), 2m otherwise.
     A vector read (readv) or read larger than this is served in pieces of this size, one after the
@@ -252,21 +250,6 @@ class Cache(StrictModel):
     """The cache's own credential towards the federation; none for an open origin."""
     node_local: NodeLocal = Field(default_factory=NodeLocal)
     """Node-level caches in front of this one, on the nodes where notebooks and workers run."""
-
-    @field_validator("ram")
-    @classmethod
-    def _ram(cls, value: str) -> str:
-        return _ram(value)
-
-    @field_validator("block_size")
-    @classmethod
-    def _block(cls, value: str) -> str:
-        return _block_size(value)
-
-    @field_validator("max_buffer_size")
-    @classmethod
-    def _buffer(cls, value: str | None) -> str | None:
-        return _buffer_size(value)
 
     def buffer_size(self) -> str | None:
         """`xrd.buffers maxbsz` to render: the declared size, or 16m with TLS; None for XRootD's own 2m."""
