@@ -7,13 +7,10 @@ Timing ratios are printed, never asserted. Needs root and Go (for Toxiproxy): mi
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from support.benchruns import run_quick
 
-ROOT = Path(__file__).resolve().parents[1]
 FIGURES = [
     "warm/direct, 1 reader, wall",
     "cold/direct, 1 reader, wall",
@@ -23,23 +20,9 @@ FIGURES = [
 ]
 
 
-def _bench(*args: str) -> str:
-    """The benchmark's output, tiny (`--quick`), with `args`; it must succeed."""
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_cache_wan.py"), "--quick", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
-
-
 @pytest.fixture(scope="module")
 def output() -> str:
-    return _bench("--skip-loopback")
+    return run_quick("bench_cache_wan.py", "--skip-loopback")
 
 
 def _run_mib(output: str, run: str, column: str) -> float:
@@ -75,7 +58,7 @@ def test_warm_reads_and_a_node_caches_second_pass_fetch_nothing_upstream(output:
 
 @pytest.fixture(scope="module")
 def traced() -> str:
-    return _bench("--trace")
+    return run_quick("bench_cache_wan.py", "--trace")
 
 
 def _traced(output: str, mode: str) -> list[str]:

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from support.benchruns import ratios, run_quick
 
 
 def quick_ratios(script: str) -> list[float]:
     """Run a benchmark in its smoke mode; the ratios it printed."""
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    ratios = [float(m.group(1)) for m in re.finditer(r"ratio\D*?(\d+(?:\.\d+)?)", proc.stdout)]
-    assert ratios, proc.stdout
-    return ratios
+    output = run_quick(script)
+    found = ratios(output)
+    assert found, output
+    return found
 
 
 def test_bench_preview_quick_prints_a_positive_ratio():

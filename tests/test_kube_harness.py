@@ -168,7 +168,8 @@ def test_the_stand_in_provisioner_binds_a_claim_on_the_node_the_scheduler_chose(
 ORPHAN_PROBE = """
 import os, signal, sys
 sys.path.insert(0, sys.argv[1])
-from support.kube import ControlPlane, find_tools, free_port
+from support.kube import ControlPlane, find_tools
+from support.ports import free_port
 plane = ControlPlane(find_tools())
 peer = free_port()
 etcd = plane._start("etcd", [str(plane.tools.etcd), f"--data-dir={plane.dir}/etcd",

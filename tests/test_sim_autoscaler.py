@@ -4,14 +4,13 @@ policy's scale-in, and the figures on traces small enough to check by hand. Noth
 from __future__ import annotations
 
 import itertools
-import re
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import stack_values
+from support.benchruns import ratios, run_quick
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -283,19 +282,11 @@ def test_direction_changes_count_turns_not_steps():
 
 
 def test_quick_mode_prints_positive_ratios_for_the_smoke_test():
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "sim_autoscaler.py"), "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    ratios = [float(m.group(1)) for m in re.finditer(r"ratio\D*?(\d+(?:\.\d+)?)", proc.stdout)]  # test_benchmarks'
-    assert ratios and all(r > 0 for r in ratios), proc.stdout
-    assert proc.stdout.count("killed ours/ref: 0/") == 3 and proc.stdout.count("  goals [") == 3
-    assert "packing policy modelled" in proc.stdout and PACKING_RANK in proc.stdout.split("\n")[1]
+    output = run_quick("sim_autoscaler.py", timeout=120)
+    found = ratios(output)
+    assert found and all(r > 0 for r in found), output
+    assert output.count("killed ours/ref: 0/") == 3 and output.count("  goals [") == 3
+    assert "packing policy modelled" in output and PACKING_RANK in output.split("\n")[1]
 
 
 def test_bad_planners_show_kills_and_idle_cores(monkeypatch):

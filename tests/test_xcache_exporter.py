@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support.xrootd import free_port, wait_for
+from support.ports import free_ports
+from support.xrootd import wait_for
 
 from components.cache.files import HERE
 from components.cache.files.af_xcache_exporter import (
@@ -228,7 +229,7 @@ def test_datagrams_sent_over_udp_show_on_the_metrics_page(exporter):
 
 def test_the_program_serves_and_exits_on_sigterm():
     """As PID 1 in its container SIGTERM would be ignored without a handler: it must exit at once."""
-    udp, http = free_port(), free_port()
+    udp, http = free_ports(2)
     proc = subprocess.Popen(
         [sys.executable, str(SCRIPT), "--udp", f"127.0.0.1:{udp}", "--http", f"127.0.0.1:{http}"],
         stderr=subprocess.PIPE,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from support.ports import free_port
 from support.xrootd import (
     Cache,
     Origin,
@@ -20,7 +21,6 @@ from support.xrootd import (
     TokenIssuer,
     cinfo,
     client_env,
-    free_port,
     program,
     run_cache,
     run_origin,

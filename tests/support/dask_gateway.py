@@ -10,16 +10,17 @@ options handler) are the program's, unchanged."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+
+from .ports import free_ports
 
 BIN = Path(sys.executable).parent
 INHERITED = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL", "X509_CERT_DIR", "XRD_PLUGINCONFDIR")
@@ -35,14 +36,6 @@ class Gateway:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-
-def free_ports(count: int) -> list[int]:
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
 
 
 def local_preamble(hub_api_url: str, api_port: int, proxy_port: int, clusters_dir: Path) -> str:

@@ -32,9 +32,10 @@ from components.facility import hub_site
 from components.hub.files import HERE as HUBFILES
 from components.hub.values import SERVER_TOKEN_SCOPES, hub_values
 
-from .dask_gateway import Gateway, free_ports, run_gateway
+from .dask_gateway import Gateway, run_gateway
 from .hub import Hub, login, run_hub
 from .oidc import TestIssuer
+from .ports import free_ports
 from .xrootd import SYSTEM_CA_BUNDLE, Cache, Origin, TestCA, run_cache, run_origin
 
 TESTS_DIR = Path(__file__).resolve().parents[1]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ import yaml
 from jupyterhub.app import JupyterHub
 
 from .oidc import TestIssuer
+from .ports import free_ports
 
 SUPPORT_DIR = Path(__file__).resolve().parent
 IMAGE_DIR = SUPPORT_DIR / "hub_image"
@@ -134,7 +134,7 @@ def prepare_hub(values: Mapping[str, Any], env: Mapping[str, str], workdir: Path
     kubeconfig = workdir / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(DUMMY_KUBECONFIG))
 
-    public_port, api_port, hub_port = _free_ports(3)
+    public_port, api_port, hub_port = free_ports(3)
     base_url = values["hub"]["config"].get("JupyterHub", {}).get("base_url") or values["hub"]["baseUrl"]
     hub = Hub(
         url=f"http://127.0.0.1:{public_port}{base_url.rstrip('/')}",
@@ -296,14 +296,6 @@ def _render_hub_secret(values: Mapping[str, Any], directory: Path) -> dict[str, 
     for key, value in secret.items():
         (directory / key).write_text(value)
     return secret
-
-
-def _free_ports(count: int) -> list[int]:
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
 
 
 def _wait_healthy(process: subprocess.Popen[bytes], hub: Hub, timeout: float) -> None:

@@ -22,7 +22,6 @@ import ipaddress
 import json
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -39,6 +38,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .ports import free_port, free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 GO_TOOLS = REPO / "tools" / "go-tools"
@@ -125,12 +126,6 @@ def find_tools() -> KubeTools:
         kwok=kwok / "kwok",
         kwok_module=_module_dir("kwok", "sigs.k8s.io/kwok"),
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- credentials ------------------------------------------------------------------------------------------------------
@@ -565,7 +560,7 @@ class ControlPlane:
 
     def start(self) -> ControlPlane:
         tools, pki = self.tools, self.pki
-        etcd_port, peer_port = free_port(), free_port()
+        etcd_port, peer_port = free_ports(2)
         etcd = self._start(
             "etcd",
             [

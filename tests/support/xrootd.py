@@ -67,6 +67,7 @@ from components.cache.xrootd import (
 from components.config.facility import FacilityConfig
 from components.config.loader import build_config
 
+from .ports import free_port
 from .serving import ThreadedServer
 from .wan import Namespace
 
@@ -94,13 +95,6 @@ def program(name: str) -> str:
 
 def as_root() -> bool:
     return os.geteuid() == 0
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (the OS picks it; a server started at once gets it in practice)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
