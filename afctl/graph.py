@@ -14,7 +14,7 @@ from typing import Any
 
 from components.config.facility import FacilityConfig
 from components.flows.declaration import Peer, facility_flows
-from components.names import CONDOR_WORKER, CONTROL_PLANE_GROUP, DASK_NAMESPACE, WORKER_GROUP_LABEL
+from components.names import CONDOR_WORKER, CONTROL_PLANE_GROUP, DASK_NAMESPACE, WORKER_GROUP_LABEL, NodeRole
 
 MINTER = "af-condor-token-minter"
 """The Job that mints the offloaded workers' IDTOKEN (components/batch/pods.py)."""
@@ -120,14 +120,13 @@ def picture(plan: Mapping[str, Any], cfg: FacilityConfig) -> Picture:
     return pic
 
 
-def _runs_on(cfg: FacilityConfig, role: str, gpu: bool | None = None) -> list[str]:
+def _runs_on(cfg: FacilityConfig, role: NodeRole, gpu: bool | None = None) -> list[str]:
     """The node groups (and the control plane) with `role`; only GPU groups, or none, if `gpu` says so."""
-    cp = cfg.cluster.control_plane
-    found = ["control plane"] if role in cp.roles and not gpu else []
-    for name, group in sorted(cfg.cluster.node_groups.items()):
-        if role in group.roles and (gpu is None or gpu == (group.gpu is not None)):
-            found.append(name)
-    return found
+    return [
+        "control plane" if name == CONTROL_PLANE_GROUP else name
+        for name, group in cfg.cluster.groups_with(role).items()
+        if gpu is None or gpu == (group.gpu is not None)
+    ]
 
 
 def _placed(w: Workload, cfg: FacilityConfig) -> Workload:

@@ -24,7 +24,7 @@ from support.hub import hub_app
 from test_condor_config import _slot, daemon_params
 
 from components.config.loader import build_config
-from components.dask.config import role_groups, worker_groups
+from components.dask.config import worker_groups
 from components.dask.gateway import (
     CHART_REPO,
     NAMESPACE,
@@ -134,7 +134,7 @@ def test_schedulers_and_workers_select_labels_and_tolerate_taints_of_existing_gr
 
     cpu_workers = worker_groups(cfg, gpu=False)
     assert cpu_workers and lands(pods["worker"], cpu_workers) == set(cpu_workers)
-    schedulers = {n for n, g in role_groups(cfg, placement.schedulers).items() if g.gpu is None}
+    schedulers = {n for n, g in cfg.cluster.groups_with(placement.schedulers).items() if g.gpu is None}
     assert schedulers and lands(pods["scheduler"], {}) == schedulers
     assert not any(
         t["key"] == GPU_TAINT_KEY

@@ -200,8 +200,8 @@ def pod_spec(cfg: FacilityConfig, token_url: str) -> dict[str, Any]:
         spec["initContainers"].append(_credential_container(cache.upstream, token_url, cache.image, once=True))
         spec["containers"].append(_credential_container(cache.upstream, token_url, cache.image))
         volumes.append({"name": "credential-secret", "secret": {"secretName": f"{CACHE_SERVICE}-upstream"}})
-    cache_groups = [g for g in cfg.cluster.node_groups.values() if "cache" in g.roles]
-    if cache_groups or "cache" in cfg.cluster.control_plane.roles:
+    cache_groups = cfg.cluster.groups_with("cache").values()
+    if cache_groups:
         spec["nodeSelector"] = role_nodes("cache")
         # Cache nodes' own taints; a GPU group's taint stays for GPU pods only.
         spec["tolerations"] = tolerations(t for g in cache_groups for t in g.taints if t.key != GPU_TAINT_KEY)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ..config.errors import Problem, problem
 from ..config.facility import FacilityConfig
 from ..infra.config import FIT_RULE, fits
-from .config import role_groups, worker_groups
+from .config import worker_groups
 
 
 def problems(cfg: FacilityConfig) -> list[Problem]:
@@ -47,7 +47,7 @@ def problems(cfg: FacilityConfig) -> list[Problem]:
             )
     placement = dask.placement
     for key, role in (("schedulers", placement.schedulers), ("workers", placement.workers)):
-        if not role_groups(cfg, role) or (key == "workers" and not worker_groups(cfg, gpu=False)):
+        if not cfg.cluster.groups_with(role) or (key == "workers" and not worker_groups(cfg, gpu=False)):
             found.append(
                 problem(
                     (*loc, "placement", key),
@@ -61,7 +61,12 @@ def problems(cfg: FacilityConfig) -> list[Problem]:
     flavors = cfg.site.flavors
     sized = (
         (("worker",), dask.worker.max_cores, dask.worker.max_memory_gib, worker_groups(cfg, gpu=False)),
-        (("scheduler",), dask.scheduler.cores, dask.scheduler.memory_gib, role_groups(cfg, placement.schedulers)),
+        (
+            ("scheduler",),
+            dask.scheduler.cores,
+            dask.scheduler.memory_gib,
+            cfg.cluster.groups_with(placement.schedulers),
+        ),
     )
     for key, cores, memory, groups in sized:
         known = {n: flavors[g.flavor] for n, g in groups.items() if g.flavor in flavors}

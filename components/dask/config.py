@@ -112,11 +112,6 @@ class Dask(StrictModel):
     `distributed` (the pool's worker image, or an environment under /cvmfs)."""
 
 
-def role_groups(cfg: FacilityConfig, role: NodeRole) -> dict[str, NodeGroup]:
-    """Node groups with `role` (the control plane first when it has it)."""
-    return cfg.cluster.groups_with(role)
-
-
 def worker_groups(cfg: FacilityConfig, gpu: bool) -> dict[str, NodeGroup]:
     """The groups CPU (or GPU) workers run on."""
-    return {n: g for n, g in role_groups(cfg, cfg.dask.placement.workers).items() if (g.gpu is not None) == gpu}
+    return {n: g for n, g in cfg.cluster.groups_with(cfg.dask.placement.workers).items() if (g.gpu is not None) == gpu}

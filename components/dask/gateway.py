@@ -35,7 +35,7 @@ from ..names import (
     TRUST_CONFIGMAP,
     role_nodes,
 )
-from .config import role_groups, worker_groups
+from .config import worker_groups
 
 NAMESPACE = DASK_NAMESPACE
 RELEASE = "dask-gateway"
@@ -149,7 +149,7 @@ def pod_settings(cfg: FacilityConfig, site: ClusterSite) -> dict[str, Any]:
             spec["tolerations"] = tolerations
         return spec
 
-    schedulers = {n: g for n, g in role_groups(cfg, placement.schedulers).items() if g.gpu is None}
+    schedulers = {n: g for n, g in cfg.cluster.groups_with(placement.schedulers).items() if g.gpu is None}
     workers_role = role_nodes(placement.workers)
     gpu_groups = worker_groups(cfg, gpu=True)
     settings: dict[str, Any] = {

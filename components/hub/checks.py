@@ -38,15 +38,8 @@ def _cpu_profile_problems(cfg: FacilityConfig) -> list[Problem]:
     """Every CPU profile fits an interactive CPU node."""
     if cfg.cluster.mode == "existing":
         return []  # node sizes are unknown
-    interactive = {
-        name: (group, cfg.site.flavors.get(group.flavor))
-        for name, group in cfg.cluster.node_groups.items()
-        if "interactive" in group.roles
-    }
-    cpu_flavors = [f for g, f in interactive.values() if g.gpu is None and f is not None]
-    control_plane = cfg.cluster.control_plane
-    if "interactive" in control_plane.roles and (flavor := cfg.site.flavors.get(control_plane.flavor)):
-        cpu_flavors.append(flavor)
+    groups = cfg.cluster.groups_with("interactive").values()
+    cpu_flavors = [f for g in groups if g.gpu is None and (f := cfg.site.flavors.get(g.flavor)) is not None]
     if not cpu_flavors:
         return [
             problem(
