@@ -8,7 +8,7 @@ from __future__ import annotations
 from ..config.errors import Problem, problem
 from ..config.facility import FacilityConfig
 from ..infra.config import FIT_RULE, fits
-from .config import CONTROL_PLANE_GROUP, SERVICE_ROLES, WorkerGroup, WorkerGroupConfig, worker_groups, worker_reserve
+from .config import CONTROL_PLANE_GROUP, SERVICE_ROLES, WorkerGroup, WorkerGroupConfig, worker_groups
 
 
 def _local_group_problems(
@@ -42,7 +42,7 @@ def _local_group_problems(
     flavor_loc = (
         ("cluster", "controlPlane", "flavor") if on_control_plane else ("cluster", "nodeGroups", name, "flavor")
     )
-    keep_cores, keep_gib = worker_reserve(group.node_group.roles, on_control_plane)
+    keep_cores, keep_gib = group.reserve
     if group.pod_cpus < 1 or group.pod_memory_mib < 2048:
         room = _beside(group, on_control_plane)
         found.append(
@@ -75,8 +75,7 @@ def _services(group: WorkerGroup) -> list[str]:
 
 def _beside(group: WorkerGroup, on_control_plane: bool) -> str:
     """What a local worker leaves room for on its node, in words."""
-    assert group.node_group is not None
-    keep_cores, keep_gib = worker_reserve(group.node_group.roles, on_control_plane)
+    keep_cores, keep_gib = group.reserve
     if on_control_plane:
         return f"k3s's server and the control plane's other roles ({keep_cores:g} cores, {keep_gib:g} GiB)"
     services = _services(group)

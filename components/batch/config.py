@@ -194,6 +194,13 @@ class WorkerGroup:
         return self.gateway is None
 
     @property
+    def reserve(self) -> tuple[float, float]:
+        """Cores and GiB its workers leave on their node to what else runs there (none offloaded)."""
+        if self.node_group is None:
+            return 0.0, 0.0
+        return worker_reserve(self.node_group.roles, self.name == CONTROL_PLANE_GROUP)
+
+    @property
     def slot_cpus(self) -> int | None:
         """Cores the partitionable slot advertises: whole cores of the pod."""
         return None if self.pod_cpus is None else max(1, math.floor(self.pod_cpus))

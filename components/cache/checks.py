@@ -4,7 +4,7 @@ the node caches (`nodeLocal`) on known groups with a complete credential, beside
 
 from __future__ import annotations
 
-from ..batch.config import CONTROL_PLANE_GROUP, worker_groups, worker_reserve
+from ..batch.config import worker_groups
 from ..config.errors import Problem, problem
 from ..config.facility import FacilityConfig
 from .config import NODE_CACHE_ROLES, BearerToken, node_cache_groups, under
@@ -82,7 +82,7 @@ def _node_fit_problems(cfg: FacilityConfig) -> list[Problem]:
         if group.name not in groups or flavor is None or group.pod_cpus is None or group.pod_memory_mib is None:
             continue
         # The services of the group's other roles keep their room beside the worker too.
-        keep_cores, keep_gib = worker_reserve(group.node_group.roles, group.name == CONTROL_PLANE_GROUP)
+        keep_cores, keep_gib = group.reserve
         room_cpu = flavor.vcpus * 1000 - round((group.pod_cpus + keep_cores) * 1000)
         room_memory = flavor.ram_gib * 1024 - group.pod_memory_mib - round(keep_gib * 1024)
         if cpu > room_cpu or memory > room_memory:
